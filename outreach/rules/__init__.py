@@ -1,0 +1,1 @@
+"""The rules language: loading, schemas, checks and the immutable rule model."""

@@ -1,0 +1,354 @@
+"""Reading rule files: YAML 1.2 core values, a line and column for every node.
+
+PyYAML resolves plain scalars the YAML 1.1 way (`NO` is false, `7:30` is 450,
+`on` is true). A sales tool keeps country codes and times, so this loader
+resolves them as YAML 1.2's core schema does: only true/false are booleans and
+there are no sexagesimal numbers or implicit timestamps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+import yaml.cyaml
+import yaml.nodes
+import yaml.resolver
+
+from outreach.rules.diagnostics import Code, Diagnostic, Severity
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 200_000  # per file; stops alias bombs ("billion laughs")
+
+Path = tuple[str | int, ...]
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+class Resolver12(yaml.resolver.BaseResolver):
+    """The YAML 1.2 core schema's implicit tags for plain scalars."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012  # its own table, not the YAML 1.1 one
+
+
+Resolver12.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Resolver12.add_implicit_resolver(_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+Resolver12.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+Resolver12.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+
+
+class _Composer12(yaml.cyaml.CParser, Resolver12):  # type: ignore[misc,name-defined]
+    """libyaml's parser and composer with the 1.2 resolver; nothing is constructed."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.cyaml.CParser.__init__(self, stream)  # type: ignore[attr-defined]
+        Resolver12.__init__(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mark:
+    """Where a node starts, 1-based. `block` is true for `|` and `>` scalars."""
+
+    line: int
+    column: int
+    block: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """One YAML document of a rule file, as plain JSON-like data with marks."""
+
+    file: str
+    index: int
+    data: Any
+    marks: dict[Path, Mark]
+    key_marks: dict[Path, Mark]
+
+    def mark(self, path: Sequence[str | int]) -> Mark:
+        """The mark of the node at `path`, or of its nearest ancestor that exists."""
+        p = tuple(path)
+        while p not in self.marks and p:
+            p = p[:-1]
+        return self.marks.get(p, Mark(1, 1))
+
+    def key_mark(self, path: Sequence[str | int]) -> Mark:
+        """The mark of the key of the mapping entry at `path` (falls back to `mark`)."""
+        return self.key_marks.get(tuple(path)) or self.mark(path)
+
+    def diag(
+        self,
+        path: Sequence[str | int],
+        code: Code,
+        message: str,
+        *,
+        severity: Severity = Severity.ERROR,
+        at_key: bool = False,
+        line_offset: int = 0,
+    ) -> Diagnostic:
+        m = self.key_mark(path) if at_key else self.mark(path)
+        line, column = m.line, m.column
+        if line_offset:
+            line, column = line + line_offset, 1
+        return Diagnostic(self.file, line, column, severity, code, message, format_path(path))
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """`steps[2].wait` for ('steps', 2, 'wait')."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+class _ComposeError(Exception):
+    def __init__(self, code: Code, message: str, mark: Mark) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.mark = mark
+
+
+def _mark(node: yaml.nodes.Node) -> Mark:
+    block = isinstance(node, yaml.nodes.ScalarNode) and node.style in ("|", ">")
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1, block)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.marks: dict[Path, Mark] = {}
+        self.key_marks: dict[Path, Mark] = {}
+        self.nodes = 0
+        self.stack: set[int] = set()
+
+    def value(self, node: yaml.nodes.Node, path: Path) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _ComposeError(
+                Code.YAML_RECURSIVE_ALIAS,
+                f"the document expands to more than {MAX_NODES} nodes (aliases repeated too often)",
+                _mark(node),
+            )
+        self.marks[path] = _mark(node)
+        if isinstance(node, yaml.nodes.ScalarNode):
+            return _scalar(node)
+        if id(node) in self.stack:
+            raise _ComposeError(Code.YAML_RECURSIVE_ALIAS, "an alias refers to a node that contains it", _mark(node))
+        self.stack.add(id(node))
+        try:
+            if isinstance(node, yaml.nodes.SequenceNode):
+                if node.tag not in (_SEQ,):
+                    raise _ComposeError(Code.YAML_SYNTAX, f"unsupported tag {node.tag}", _mark(node))
+                return [self.value(child, (*path, i)) for i, child in enumerate(node.value)]
+            if isinstance(node, yaml.nodes.MappingNode):
+                if node.tag not in (_MAP,):
+                    raise _ComposeError(Code.YAML_SYNTAX, f"unsupported tag {node.tag}", _mark(node))
+                out: dict[str, Any] = {}
+                for key_node, value_node in node.value:
+                    if not isinstance(key_node, yaml.nodes.ScalarNode):
+                        raise _ComposeError(
+                            Code.YAML_NON_STRING_KEY, "a mapping key must be a plain value", _mark(key_node)
+                        )
+                    key = str(key_node.value)
+                    if key in out:
+                        first = self.key_marks[(*path, key)]
+                        raise _ComposeError(
+                            Code.YAML_DUPLICATE_KEY,
+                            f"duplicate key {key!r} (first defined at line {first.line})",
+                            _mark(key_node),
+                        )
+                    self.key_marks[(*path, key)] = _mark(key_node)
+                    out[key] = self.value(value_node, (*path, key))
+                return out
+        finally:
+            self.stack.discard(id(node))
+        raise _ComposeError(Code.YAML_SYNTAX, "unsupported YAML node", _mark(node))
+
+
+def _scalar(node: yaml.nodes.ScalarNode) -> Any:
+    text: str = node.value
+    tag = node.tag
+    if tag == _STR:
+        return text
+    if tag == _BOOL:
+        return text.lower() == "true"
+    if tag == _NULL:
+        return None
+    if tag == _INT:
+        try:
+            if text.startswith("0o"):
+                return int(text[2:], 8)
+            return int(text, 16) if text.startswith("0x") else int(text, 10)
+        except ValueError:
+            raise _ComposeError(Code.YAML_SYNTAX, f"{text!r} is not an integer", _mark(node)) from None
+    if tag == _FLOAT:
+        low = text.lower()
+        if low.endswith(".inf"):
+            return -math.inf if low.startswith("-") else math.inf
+        if low == ".nan":
+            return math.nan
+        try:
+            return float(text)
+        except ValueError:
+            raise _ComposeError(Code.YAML_SYNTAX, f"{text!r} is not a number", _mark(node)) from None
+    raise _ComposeError(Code.YAML_SYNTAX, f"unsupported tag {tag} (rule files use plain YAML values)", _mark(node))
+
+
+def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
+    """Parse every document of one file's text. Errors stop at the first one in the file."""
+    docs: list[Document] = []
+    loader = _Composer12(text)
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            index += 1
+            if node is None or (isinstance(node, yaml.nodes.ScalarNode) and node.tag == _NULL):
+                continue  # an empty document between `---` lines
+            walker = _Walker()
+            data = walker.value(node, ())
+            if not isinstance(data, dict):
+                kind = "a list" if isinstance(data, list) else "a single value"
+                m = _mark(node)
+                return docs, [
+                    Diagnostic(
+                        file,
+                        m.line,
+                        m.column,
+                        Severity.ERROR,
+                        Code.YAML_NOT_MAPPING,
+                        f"document {index} is {kind}; a rule document is a mapping with a `kind`",
+                    )
+                ]
+            docs.append(Document(file, index, data, walker.marks, walker.key_marks))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        # an unclosed quote or bracket is reported at the end of the file; point at its start
+        if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        parts = [p for p in (exc.context, exc.problem) if p]
+        message = "YAML syntax error: " + "; ".join(parts)
+        lines = text.splitlines()
+        if 0 < line <= len(lines) and "\t" in lines[line - 1][: col + 1]:
+            message += " (a tab: YAML indents with spaces only)"
+        return docs, [Diagnostic(file, line, col, Severity.ERROR, Code.YAML_SYNTAX, message)]
+    except yaml.YAMLError as exc:
+        return docs, [Diagnostic(file, 1, 1, Severity.ERROR, Code.YAML_SYNTAX, f"YAML error: {exc}")]
+    except _ComposeError as exc:
+        return docs, [Diagnostic(file, exc.mark.line, exc.mark.column, Severity.ERROR, exc.code, exc.message)]
+    finally:
+        loader.dispose()
+    if not docs:
+        return docs, [Diagnostic(file, 1, 1, Severity.ERROR, Code.FILE_EMPTY, "the file holds no YAML document")]
+    return docs, []
+
+
+def read_file(path: str) -> tuple[list[Document], list[Diagnostic]]:
+    """Read one rule file (UTF-8, at most MAX_FILE_BYTES) and parse it."""
+
+    def fail(code: Code, message: str) -> tuple[list[Document], list[Diagnostic]]:
+        return [], [Diagnostic(path, 1, 1, Severity.ERROR, code, message)]
+
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            return fail(
+                Code.FILE_TOO_LARGE, f"the file is {size} bytes; rule files may be at most {MAX_FILE_BYTES} bytes"
+            )
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = "a symbolic link loop" if exc.errno == 40 else (exc.strerror or str(exc))
+        return fail(Code.FILE_UNREADABLE, f"cannot read the file: {reason}")
+    if b"\x00" in raw:
+        return fail(Code.FILE_ENCODING, "the file is binary (it contains NUL bytes), not UTF-8 YAML")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return [], [
+            Diagnostic(
+                path,
+                line,
+                1,
+                Severity.ERROR,
+                Code.FILE_ENCODING,
+                f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            )
+        ]
+    return parse_text(text, path)
+
+
+def find_files(paths: Sequence[str]) -> tuple[list[str], list[Diagnostic]]:
+    """Every *.yaml / *.yml under the given files and directories, sorted, each once.
+
+    Hidden files and directories (`.git`, `.github`) are skipped; directory
+    symlink loops are reported, not followed forever.
+    """
+    found: list[str] = []
+    diags: list[Diagnostic] = []
+    for top in paths:
+        if not os.path.isdir(top):
+            found.append(top)
+            continue
+        seen: set[str] = set()
+        for root, dirs, files in os.walk(top, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:
+                diags.append(
+                    Diagnostic(
+                        root,
+                        1,
+                        1,
+                        Severity.ERROR,
+                        Code.FILE_UNREADABLE,
+                        "a symbolic link loop: this directory was already read",
+                    )
+                )
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith(".") or not name.endswith((".yaml", ".yml")):
+                    continue
+                found.append(os.path.join(root, name))
+    unique = list(dict.fromkeys(found))
+    return unique, diags
+
+
+def load(paths: Sequence[str]) -> tuple[list[str], list[Document], list[Diagnostic]]:
+    """Read every rule file under `paths`: (files, documents, problems)."""
+    files, diags = find_files(paths)
+    docs: list[Document] = []
+    for f in files:
+        d, problems = read_file(f)
+        docs.extend(d)
+        diags.extend(problems)
+    if not files and not diags:
+        where = ", ".join(paths)
+        diags.append(
+            Diagnostic(where, 1, 1, Severity.ERROR, Code.RULES_DIR_EMPTY, "no *.yaml or *.yml rule files found")
+        )
+    return files, docs, diags

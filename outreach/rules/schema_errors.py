@@ -1,0 +1,213 @@
+"""JSON Schema checks of one document, with errors a rule author can act on."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+import jsonschema.exceptions
+
+from outreach.rules import schemas
+from outreach.rules.diagnostics import Code, Diagnostic
+from outreach.rules.loader import Document
+
+SECRET_KEYS = frozenset({"password", "secret", "token", "api_key", "apikey", "passwd"})
+_COMMENT_CODES = {
+    "duration": Code.DURATION_INVALID,
+    "window": Code.WINDOW_INVALID,
+    "datetime": Code.DATETIME_INVALID,
+}
+_TYPE_NAMES = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "nothing",
+}
+
+
+@functools.cache
+def validator(kind: str) -> jsonschema.protocols.Validator:
+    v: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(schemas.schema(kind))
+    return v
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return f"the number {value}"
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check(doc: Document, kind: str) -> list[Diagnostic]:
+    """Every schema problem of the document, at most one per place."""
+    out: list[Diagnostic] = []
+    seen: set[tuple[str | int, ...]] = set()
+    for error in validator(kind).iter_errors(doc.data):
+        for d in _explain(doc, error):
+            key = (d.path, d.line, d.column)
+            if key not in seen:
+                seen.add(key)
+                out.append(d)
+    return out
+
+
+def _explain(doc: Document, error: jsonschema.exceptions.ValidationError) -> list[Diagnostic]:
+    path = tuple(error.absolute_path)
+    v = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    inst = error.instance
+    last = path[-1] if path else None
+
+    if v == "additionalProperties" and isinstance(inst, dict):
+        props = schema.get("properties", {})
+        out = []
+        for key in inst:
+            if key in props:
+                continue
+            if key in SECRET_KEYS or (isinstance(key, str) and key.removesuffix("s") in SECRET_KEYS):
+                out.append(
+                    doc.diag(
+                        (*path, key),
+                        Code.SECRET_INLINE,
+                        f"secrets never go in rule files: use {key}_env (an environment variable) "
+                        f"or {key}_file (a file, e.g. a systemd credential) instead of {key}",
+                        at_key=True,
+                    )
+                )
+            elif "field" in props and "eq" in props:
+                ops = [k for k in props if k != "field"]
+                out.append(
+                    doc.diag(
+                        (*path, key),
+                        Code.CRITERIA_OPERATOR,
+                        f"unknown operator {key!r}{_suggest(key, ops)} (operators: {', '.join(ops)})",
+                        at_key=True,
+                    )
+                )
+            else:
+                out.append(
+                    doc.diag(
+                        (*path, key), Code.SCHEMA_UNKNOWN_KEY, f"unknown key {key!r}{_suggest(key, props)}", at_key=True
+                    )
+                )
+        return out
+    if v == "required" and isinstance(inst, dict):
+        return [
+            doc.diag(path, Code.SCHEMA_REQUIRED, f"missing required key {key!r}")
+            for key in error.validator_value
+            if key not in inst
+        ]
+    if v == "type":
+        if last == "on" and len(path) >= 3 and path[-3] == "follow_ups" and isinstance(inst, str):
+            return [
+                doc.diag(
+                    path,
+                    Code.FOLLOWUP_WHEN,
+                    "a follow-up's date goes in `at:`; `on:` holds its trigger actions (opened / clicked / bounced)",
+                )
+            ]
+        want = error.validator_value
+        wants = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in (want if isinstance(want, list) else [want]))
+        return [doc.diag(path, Code.SCHEMA_TYPE, f"expected {wants}, got {_describe(inst)}")]
+    if v == "enum":
+        choices = [str(c) for c in error.validator_value]
+        hint = _suggest(inst, choices) if isinstance(inst, str) else ""
+        return [doc.diag(path, Code.SCHEMA_ENUM, f"{_describe(inst)} is not one of: {', '.join(choices)}{hint}")]
+    if v == "const":
+        return [doc.diag(path, Code.SCHEMA_ENUM, f"expected {error.validator_value!r}, got {_describe(inst)}")]
+    if v == "pattern":
+        code = _COMMENT_CODES.get(schema.get("$comment", ""), Code.SCHEMA_FORMAT)
+        hint = schema.get("patternErrorMessage", f"it must match {error.validator_value}")
+        if error.schema_path and "propertyNames" in error.schema_path:
+            return [doc.diag(path, Code.SCHEMA_FORMAT, f"the key {inst!r} is not a valid name: {hint}")]
+        return [doc.diag(path, code, f"{inst!r} is not valid here: {hint}")]
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        words = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "more than",
+            "exclusiveMaximum": "less than",
+        }[v]
+        return [
+            doc.diag(path, Code.SCHEMA_RANGE, f"{inst} is out of range: it must be {words} {error.validator_value}")
+        ]
+    if v == "minItems":
+        if last == "steps":
+            return [doc.diag(path, Code.SEQUENCE_NO_STEPS, "a sequence needs at least one step")]
+        return [doc.diag(path, Code.SCHEMA_LENGTH, f"needs at least {error.validator_value} item(s)")]
+    if v == "maxItems":
+        if last == "follow_ups":
+            return [
+                doc.diag(
+                    path,
+                    Code.FOLLOWUP_LIMIT,
+                    f"a campaign has at most {error.validator_value} follow-ups; this one has {len(inst)}",
+                )
+            ]
+        return [doc.diag(path, Code.SCHEMA_LENGTH, f"holds at most {error.validator_value} item(s)")]
+    if v == "minLength":
+        return [doc.diag(path, Code.SCHEMA_LENGTH, "must not be empty")]
+    if v == "uniqueItems":
+        return [doc.diag(path, Code.SCHEMA_OTHER, "the items must be unique")]
+    if v in ("minProperties", "maxProperties") and isinstance(inst, dict):
+        props = schema.get("properties", {})
+        if "field" in props and "eq" in props:
+            return [
+                doc.diag(
+                    path,
+                    Code.CRITERIA_OPERATOR,
+                    "a condition has `field` and exactly one operator "
+                    f"(found: {', '.join(k for k in inst if k != 'field') or 'none'})",
+                )
+            ]
+        if "at" in props and "enroll" in props:
+            kinds = [k for k in inst if k != "at"]
+            return [
+                doc.diag(
+                    path,
+                    Code.RULETEST_EVENT,
+                    "an event has `at` and exactly one of "
+                    f"{', '.join(schemas.EVENT_KINDS)} (found: {', '.join(kinds) or 'none'})",
+                )
+            ]
+        if last == "expect":
+            return [
+                doc.diag(
+                    path, Code.RULETEST_EMPTY, "a RuleTest must expect something: sent, tasks, updates or enrollments"
+                )
+            ]
+        return [doc.diag(path, Code.SCHEMA_OTHER, "needs more keys" if v == "minProperties" else "has too many keys")]
+    if v in ("oneOf", "anyOf"):
+        options = error.validator_value
+        if all(set(o) == {"required"} and len(o["required"]) == 1 for o in options) and isinstance(inst, dict):
+            names = [o["required"][0] for o in options]
+            present = [str(n) for n in names if n in inst]
+            listed = ", ".join(f"`{n}`" for n in names)
+            code = Code.STEP_KIND if len(path) == 2 and path[0] == "steps" else Code.SCHEMA_ONE_OF
+            if path and path[-1] == "to" and path[0] == "to":
+                code = Code.CAMPAIGN_RECIPIENTS
+            if not present:
+                return [doc.diag(path, code, f"needs one of {listed}")]
+            return [doc.diag(path, code, f"give only one of {listed} (found {', '.join(present)})")]
+        best = jsonschema.exceptions.best_match(error.context) if error.context else None
+        if best is not None:
+            return _explain(doc, best)
+    return [doc.diag(path, Code.SCHEMA_OTHER, error.message)]

@@ -1,0 +1,1031 @@
+"""Validate a rule directory: schema, values, references and limits; build the RuleSet.
+
+Validation is all-or-nothing: a RuleSet comes back only when there is no error.
+`now` is a parameter (for the "campaign in the past" warning); only the CLI
+reads the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import types
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from outreach.rules import criteria, loader, model, schema_errors, schemas, templates, timing
+from outreach.rules.criteria import FieldType
+from outreach.rules.diagnostics import Code, Diagnostic, Severity
+from outreach.rules.loader import Document
+
+T = TypeVar("T")
+Path = tuple[str | int, ...]
+
+_WEEKDAY_INDEX = {d: i for i, d in enumerate(schemas.WEEKDAYS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What validation found. `ruleset` is None when there is any error."""
+
+    ruleset: model.RuleSet | None
+    diagnostics: tuple[Diagnostic, ...]
+    files: tuple[str, ...]
+    documents: int
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.WARNING]
+
+
+def validate(paths: Sequence[str], now: dt.datetime | None = None) -> Result:
+    """Load and check every rule file under `paths`."""
+    files, docs, diags = loader.load(paths)
+    return _check(files, docs, diags, now)
+
+
+def validate_texts(texts: Mapping[str, str], now: dt.datetime | None = None) -> Result:
+    """Validate rule files given as {file name: text}, without touching the disk (for `plan --base`, tests)."""
+    docs: list[Document] = []
+    diags: list[Diagnostic] = []
+    for name, text in texts.items():
+        d, problems = loader.parse_text(text, name)
+        docs.extend(d)
+        diags.extend(problems)
+    return _check(list(texts), docs, diags, now)
+
+
+def _check(files: list[str], docs: list[Document], diags: list[Diagnostic], now: dt.datetime | None) -> Result:
+    checker = _Checker(docs, now)
+    ruleset = checker.run()
+    diags = diags + checker.diags
+    has_error = any(d.severity is Severity.ERROR for d in diags)
+    return Result(None if has_error else ruleset, tuple(sorted(diags)), tuple(files), len(docs))
+
+
+def _frozen(d: dict[str, T]) -> Mapping[str, T]:
+    return types.MappingProxyType(d)
+
+
+class _Checker:
+    def __init__(self, docs: list[Document], now: dt.datetime | None) -> None:
+        self.docs = docs
+        self.now = now
+        self.diags: list[Diagnostic] = []
+        self.by_kind: dict[str, list[Document]] = defaultdict(list)
+        self.valid: set[int] = set()  # ids of documents that passed the schema
+        self.settings = model.Settings(model.Source("", 0, ""))
+        self.settings_ok = True
+
+    # --- helpers ----------------------------------------------------------------
+
+    def error(self, doc: Document, path: Path, code: Code, message: str, **kw: Any) -> None:
+        self.diags.append(doc.diag(path, code, message, **kw))
+
+    def warn(self, doc: Document, path: Path, code: Code, message: str, **kw: Any) -> None:
+        self.diags.append(doc.diag(path, code, message, severity=Severity.WARNING, **kw))
+
+    def parse(self, doc: Document, path: Path, code: Code, fn: Callable[[Any], T], value: Any) -> T | None:
+        """Apply a value parser; on ValueError record the error and return None."""
+        try:
+            return fn(value)
+        except ValueError as exc:
+            self.error(doc, path, code, str(exc))
+            return None
+
+    def duration(self, doc: Document, path: Path, value: Any, *, plain: bool = False) -> timing.Duration | None:
+        if value is None:
+            return None
+        d = self.parse(doc, path, Code.DURATION_INVALID, timing.parse_duration, value)
+        if d is not None and plain and d.is_business:
+            self.error(doc, path, Code.DURATION_INVALID, f"{value!r}: business days do not fit here; use days or weeks")
+            return None
+        return d
+
+    def instant(self, doc: Document, path: Path, value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return self.parse(doc, path, Code.DATETIME_INVALID, timing.parse_instant, value)
+
+    def timezone(self, doc: Document, path: Path, value: Any) -> str | None:
+        if value is None:
+            return None
+        return value if self.parse(doc, path, Code.TIMEZONE_UNKNOWN, timing.zone, value) is not None else None
+
+    def email(self, doc: Document, path: Path, value: str) -> None:
+        import email_validator
+
+        try:
+            email_validator.validate_email(value, check_deliverability=False)
+        except email_validator.EmailNotValidError as exc:
+            self.error(doc, path, Code.EMAIL_INVALID, f"{value!r} is not a valid email address: {exc}")
+
+    def criteria(self, doc: Document, path: Path, data: Any) -> criteria.Criteria | None:
+        if data is None:
+            return None
+        try:
+            return criteria.parse(data, self.settings.fields, path)
+        except criteria.CriteriaError as exc:
+            self.error(doc, exc.path, Code(exc.code), exc.message)
+            return None
+
+    def user_ref(self, doc: Document, path: Path, user: str) -> None:
+        if self.settings_ok and user not in self.settings.users:
+            known = list(self.settings.users)
+            self.error(
+                doc,
+                path,
+                Code.REF_USER,
+                f"unknown user {user!r}{_suggest(user, known)}"
+                f" (users: {', '.join(known) or 'none declared in Settings.users'})",
+            )
+
+    def who(self, doc: Document, path: Path, value: str | None, default: str = "record_owner") -> model.Who:
+        if value is None:
+            return model.Who(default)
+        if value.startswith("user:"):
+            self.user_ref(doc, path, value[5:])
+            return model.Who("user", value[5:])
+        return model.Who(value)
+
+    def module_ref(self, doc: Document, path: Path, module: str) -> None:
+        if self.settings_ok and module not in self.settings.all_modules:
+            known = self.settings.all_modules
+            self.error(
+                doc,
+                path,
+                Code.REF_MODULE,
+                f"unknown module {module!r}{_suggest(module, known)} "
+                f"(modules: {', '.join(known)}; declare custom ones in Settings.modules)",
+            )
+
+    def source(self, doc: Document) -> model.Source:
+        return model.Source(doc.file, doc.mark(()).line, model.content_hash(doc.data))
+
+    # --- the run --------------------------------------------------------------------
+
+    def run(self) -> model.RuleSet | None:
+        self._classify()
+        settings_docs = self.by_kind.get("Settings", [])
+        if settings_docs:
+            first = settings_docs[0]
+            for extra in settings_docs[1:]:
+                self.error(
+                    extra,
+                    ("kind",),
+                    Code.SETTINGS_DUPLICATE,
+                    f"a rule set has one Settings document; the first is at {first.file}:{first.mark(()).line}",
+                )
+            if id(first) in self.valid:
+                self.settings = self._settings(first)
+            else:
+                self.settings_ok = False  # its schema errors are reported; do not cascade into the others
+        elif self.docs:
+            d = self.docs[0]
+            self.diags.append(
+                Diagnostic(
+                    d.file,
+                    1,
+                    1,
+                    Severity.ERROR,
+                    Code.SETTINGS_MISSING,
+                    "the rule set has no Settings document (kind: Settings)",
+                )
+            )
+        built: dict[str, dict[str, Any]] = {k: {} for k in schemas.KINDS}
+        builders: dict[str, Callable[[Document], Any]] = {
+            "Template": self._template,
+            "Sequence": self._sequence,
+            "View": self._view,
+            "Campaign": self._campaign,
+            "SalesProcess": self._process,
+            "RuleTest": self._rule_test,
+        }
+        names: dict[str, set[str]] = {
+            k: {d.data["name"] for d in self.by_kind.get(k, []) if isinstance(d.data.get("name"), str)}
+            for k in schemas.KINDS
+        }
+        self.names = names
+        order = ("Template", "View", "Sequence", "Campaign", "SalesProcess", "RuleTest")
+        built_docs: dict[str, list[tuple[Document, Any]]] = defaultdict(list)
+        for kind in order:
+            for doc in self.by_kind.get(kind, []):
+                if id(doc) not in self.valid:
+                    continue
+                item = builders[kind](doc)
+                built[kind][item.name] = item
+                built_docs[kind].append((doc, item))
+        self._cross_checks(built_docs)
+        self._warnings(built_docs)
+        return model.RuleSet(
+            settings=self.settings,
+            templates=_frozen(built["Template"]),
+            sequences=_frozen(built["Sequence"]),
+            views=_frozen(built["View"]),
+            campaigns=_frozen(built["Campaign"]),
+            processes=_frozen(built["SalesProcess"]),
+            tests=_frozen(built["RuleTest"]),
+        )
+
+    def _classify(self) -> None:
+        first_of: dict[tuple[str, str], Document] = {}
+        for doc in self.docs:
+            kind = doc.data.get("kind")
+            if kind is None:
+                self.error(
+                    doc,
+                    (),
+                    Code.KIND_MISSING,
+                    f"document {doc.index} has no `kind` (one of {', '.join(schemas.KINDS)})",
+                )
+                continue
+            if not isinstance(kind, str) or kind not in schemas.KINDS:
+                hint = _suggest_kind(kind)
+                self.error(
+                    doc,
+                    ("kind",),
+                    Code.KIND_UNKNOWN,
+                    f"unknown kind {kind!r}{hint} (kinds: {', '.join(schemas.KINDS)})",
+                )
+                continue
+            self.by_kind[kind].append(doc)
+            problems = schema_errors.check(doc, kind)
+            self.diags.extend(problems)
+            if not any(p.severity is Severity.ERROR for p in problems):
+                self.valid.add(id(doc))
+            name = doc.data.get("name")
+            if kind != "Settings" and isinstance(name, str):
+                if (kind, name) in first_of:
+                    first = first_of[(kind, name)]
+                    self.error(
+                        doc,
+                        ("name",),
+                        Code.NAME_DUPLICATE,
+                        f"{kind} {name!r} is already defined at {first.file}:{first.mark(('name',)).line}",
+                    )
+                    self.valid.discard(id(doc))
+                else:
+                    first_of[(kind, name)] = doc
+
+    # --- Settings ------------------------------------------------------------------------
+
+    def _settings(self, doc: Document) -> model.Settings:
+        data = doc.data
+        tz = self.timezone(doc, ("timezone",), data.get("timezone", "UTC")) or "UTC"
+        calendars = {}
+        for name, cal in data.get("calendars", {}).items():
+            p: Path = ("calendars", name)
+            hol = cal.get("holidays") or {}
+            country, sub = hol.get("country"), hol.get("subdivision")
+            if country is not None:
+                self._check_holidays(doc, (*p, "holidays"), country, sub)
+            window = None
+            if "send_window" in cal:
+                window = self.parse(
+                    doc, (*p, "send_window"), Code.WINDOW_INVALID, timing.parse_window, cal["send_window"]
+                )
+            calendars[name] = model.Calendar(
+                name=name,
+                workdays=frozenset(_WEEKDAY_INDEX[d] for d in cal.get("workdays", schemas.WEEKDAYS[:5])),
+                holiday_country=country,
+                holiday_subdivision=sub,
+                send_window=window,
+                timezone=self.timezone(doc, (*p, "timezone"), cal.get("timezone")),
+            )
+        org = None
+        if "organization" in data:
+            o = data["organization"]
+            self.email(doc, ("organization", "email"), o["email"])
+            org = model.Organization(o["name"], o["email"], o.get("address"), o.get("website"), o.get("phone"))
+        mailboxes = {
+            name: self._server(doc, ("mailboxes", name), name, mb, imap=True)
+            for name, mb in data.get("mailboxes", {}).items()
+        }
+        users: dict[str, model.User] = {}
+        for i, u in enumerate(data.get("users", [])):
+            p = ("users", i)
+            if u["id"] in users:
+                self.error(doc, (*p, "id"), Code.USER_DUPLICATE, f"user id {u['id']!r} is used twice")
+                continue
+            self.email(doc, (*p, "email"), u["email"])
+            if "mailbox" in u and u["mailbox"] not in mailboxes:
+                self.error(
+                    doc,
+                    (*p, "mailbox"),
+                    Code.REF_MAILBOX,
+                    f"unknown mailbox {u['mailbox']!r}{_suggest(u['mailbox'], mailboxes)} "
+                    f"(mailboxes: {', '.join(mailboxes) or 'none declared in Settings.mailboxes'})",
+                )
+            users[u["id"]] = model.User(
+                u["id"],
+                u["name"],
+                u["email"],
+                u.get("mailbox"),
+                u.get("daily_limit"),
+                self.timezone(doc, (*p, "timezone"), u.get("timezone")),
+                u.get("title"),
+                u.get("phone"),
+                u.get("signature"),
+            )
+        fields: dict[str, FieldType] = {}
+        for name, ftype in data.get("record_fields", {}).items():
+            if name in criteria.BUILTIN_FIELDS:
+                self.error(
+                    doc,
+                    ("record_fields", name),
+                    Code.REF_FIELD,
+                    f"{name!r} is a built-in record field; it needs no declaration",
+                    at_key=True,
+                )
+                continue
+            fields[name] = FieldType(ftype)
+        modules = tuple(data.get("modules", ()))
+        for i, m in enumerate(modules):
+            if m in schemas.MODULES_BUILTIN:
+                self.error(doc, ("modules", i), Code.REF_MODULE, f"{m!r} is a built-in module; it needs no declaration")
+        t = data.get("transport", {"type": "maildir"})
+        transport = model.Transport(
+            type=t["type"],
+            maildir=t.get("maildir", "var/outbox"),
+            smtp=self._server(doc, ("transport", "smtp"), "smtp", t["smtp"], imap=False) if "smtp" in t else None,
+        )
+        tracking = None
+        if "tracking" in data:
+            tr = data["tracking"]
+            if "secret_env" not in tr and "secret_file" not in tr:
+                self.error(
+                    doc,
+                    ("tracking",),
+                    Code.SCHEMA_REQUIRED,
+                    "tracking links are signed: give secret_env or secret_file",
+                )
+            tracking = model.Tracking(
+                tr["base_url"],
+                tr.get("secret_env"),
+                tr.get("secret_file"),
+                tr.get("opens", True),
+                tr.get("clicks", True),
+            )
+        lim = data.get("limits", {})
+        freeze = self.duration(doc, ("limits", "campaign_freeze"), lim.get("campaign_freeze"), plain=True)
+        limits = model.Limits(
+            lim.get("campaigns_per_slot", 5), freeze or model.Limits().campaign_freeze, lim.get("max_attempts", 8)
+        )
+        return model.Settings(
+            source=self.source(doc),
+            timezone=tz,
+            calendars=_frozen(calendars),
+            organization=org,
+            users=_frozen(users),
+            record_fields=_frozen(fields),
+            modules=modules,
+            transport=transport,
+            mailboxes=_frozen(mailboxes),
+            tracking=tracking,
+            limits=limits,
+        )
+
+    def _check_holidays(self, doc: Document, path: Path, country: str, sub: str | None) -> None:
+        import holidays
+
+        supported: dict[str, list[str]] = holidays.list_supported_countries()
+        if country not in supported:
+            self.error(
+                doc,
+                (*path, "country"),
+                Code.HOLIDAY_COUNTRY_UNKNOWN,
+                f"python-holidays knows no country {country!r}{_suggest(country, supported)} "
+                "(use an ISO 3166 alpha-2 code such as DE, AT, US)",
+            )
+        elif sub is not None and sub not in supported[country]:
+            self.error(
+                doc,
+                (*path, "subdivision"),
+                Code.HOLIDAY_SUBDIVISION_UNKNOWN,
+                f"{country} has no subdivision {sub!r} (known: {', '.join(supported[country]) or 'none'})",
+            )
+
+    def _server(self, doc: Document, path: Path, name: str, s: dict[str, Any], *, imap: bool) -> model.Server:
+        if imap:
+            if not any(k in s for k in ("password_env", "password_file")):
+                self.error(doc, path, Code.SCHEMA_REQUIRED, "a mailbox needs password_env or password_file")
+            if not any(k in s for k in ("username", "username_env", "username_file")):
+                self.error(doc, path, Code.SCHEMA_REQUIRED, "a mailbox needs username, username_env or username_file")
+        default_port = (
+            (993 if s.get("security") == "tls" else 143) if imap else (465 if s.get("security") == "tls" else 587)
+        )
+        return model.Server(
+            name=name,
+            host=s["host"],
+            port=s.get("port", default_port),
+            security=model.Security(s.get("security", "tls" if imap else "starttls")),
+            username=s.get("username"),
+            username_env=s.get("username_env"),
+            username_file=s.get("username_file"),
+            password_env=s.get("password_env"),
+            password_file=s.get("password_file"),
+            timeout=self.duration(doc, (*path, "timeout"), s.get("timeout"), plain=True) or model.Server.timeout,
+            pool_size=s.get("pool_size", 4),
+            rate=s.get("rate"),
+            folder=s.get("folder", "INBOX"),
+            poll_every=self.duration(doc, (*path, "poll_every"), s.get("poll_every"), plain=True)
+            or model.Server.poll_every,
+        )
+
+    # --- Templates ---------------------------------------------------------------
+
+    def _template(self, doc: Document) -> model.Template:
+        data = doc.data
+        fields = frozenset(self.settings.fields) if self.settings_ok else None
+        for key in ("subject", "text", "html"):
+            if key not in data:
+                continue
+            mark = doc.mark((key,))
+            for problem in templates.check(data[key], fields or frozenset()):
+                if fields is None and problem.code == "merge-field-unknown" and "record." in problem.message:
+                    continue
+                offset = problem.line if mark.block else problem.line - 1
+                d = doc.diag((key,), Code(problem.code), problem.message, line_offset=offset)
+                if offset == 0:
+                    d = dataclasses.replace(d, column=mark.column)
+                self.diags.append(d)
+        return model.Template(
+            self.source(doc),
+            data["name"],
+            data["subject"],
+            data["text"],
+            data.get("html"),
+            data.get("shared", True),
+            data.get("description"),
+        )
+
+    def template_ref(self, doc: Document, path: Path, name: str) -> None:
+        if name not in self.names["Template"]:
+            known = sorted(self.names["Template"])
+            self.error(doc, path, Code.REF_TEMPLATE, f"unknown template {name!r}{_suggest(name, known)}")
+
+    # --- Sequences --------------------------------------------------------------------
+
+    def _sequence(self, doc: Document) -> model.Sequence:
+        data = doc.data
+        steps = []
+        seen_ids: dict[str, int] = {}
+        first_email = True
+        for i, s in enumerate(data["steps"]):
+            p: Path = ("steps", i)
+            if s["id"] in seen_ids:
+                self.error(
+                    doc,
+                    (*p, "id"),
+                    Code.STEP_ID_DUPLICATE,
+                    f"step id {s['id']!r} is already used by steps[{seen_ids[s['id']]}]",
+                )
+            seen_ids.setdefault(s["id"], i)
+            wait = self.duration(doc, (*p, "wait"), s.get("wait", 0)) or timing.Duration()
+            if "email" in s:
+                for key in ("task_type", "due_within"):
+                    if key in s:
+                        self.error(
+                            doc,
+                            (*p, key),
+                            Code.STEP_KIND,
+                            f"`{key}` belongs to task steps, not email steps",
+                            at_key=True,
+                        )
+                self.template_ref(doc, (*p, "email"), s["email"])
+                thread = model.Thread(s.get("thread", "new"))
+                if first_email and thread is model.Thread.REPLY:
+                    self.error(
+                        doc,
+                        (*p, "thread"),
+                        Code.STEP_THREAD,
+                        "the first email step has no earlier mail to reply to; use `thread: new`",
+                    )
+                first_email = False
+                steps.append(model.Step(s["id"], model.StepKind.EMAIL, wait, template=s["email"], thread=thread))
+            else:
+                if "thread" in s:
+                    self.error(
+                        doc,
+                        (*p, "thread"),
+                        Code.STEP_KIND,
+                        "`thread` belongs to email steps, not task steps",
+                        at_key=True,
+                    )
+                due = self.duration(doc, (*p, "due_within"), s.get("due_within"))
+                steps.append(
+                    model.Step(
+                        s["id"],
+                        model.StepKind.TASK,
+                        wait,
+                        task=s["task"],
+                        task_type=s.get("task_type", "todo"),
+                        due_within=due,
+                    )
+                )
+        applies_to = tuple(data.get("applies_to", ("lead", "contact")))
+        for i, m in enumerate(applies_to):
+            self.module_ref(doc, ("applies_to", i), m)
+        sender_text = data.get("sender", "enrolling_user")
+        if sender_text.startswith("user:"):
+            self.user_ref(doc, ("sender",), sender_text[5:])
+            sender = model.Sender(model.SenderKind.USER, sender_text[5:])
+        else:
+            sender = model.Sender(model.SenderKind(sender_text))
+        cal = data.get("calendar", "default")
+        if self.settings_ok and cal != "default" and cal not in self.settings.calendars:
+            known = ["default", *self.settings.calendars]
+            self.error(
+                doc,
+                ("calendar",),
+                Code.REF_CALENDAR,
+                f"unknown calendar {cal!r}{_suggest(cal, known)} (calendars: {', '.join(dict.fromkeys(known))})",
+            )
+        unsub = data.get("unsubscribe_link")
+        return model.Sequence(
+            source=self.source(doc),
+            name=data["name"],
+            steps=tuple(steps),
+            applies_to=applies_to,
+            sender=sender,
+            calendar=cal,
+            on_edit=model.OnEdit(data.get("on_edit", "pin")),
+            unsubscribe_language=(unsub.get("language", "en") if unsub is not None else None),
+            enroll_when=self.criteria(doc, ("enroll_when",), data.get("enroll_when")),
+            description=data.get("description"),
+        )
+
+    # --- Views -----------------------------------------------------------------------
+
+    def _view(self, doc: Document) -> model.View:
+        data = doc.data
+        self.module_ref(doc, ("module",), data["module"])
+        where = self.criteria(doc, ("where",), data["where"])
+        return model.View(
+            self.source(doc), data["name"], data["module"], where or criteria.All(()), data.get("description")
+        )
+
+    # --- Campaigns ------------------------------------------------------------------------
+
+    def _triggers(self, doc: Document, path: Path, data: dict[str, Any] | None) -> model.Triggers:
+        if not data:
+            return model.Triggers()
+        out: dict[str, tuple[model.Action, ...]] = {}
+        limits = {"update": 3, "task": 2, "call": 2}
+        for trigger in ("opened", "clicked", "bounced"):
+            actions: list[model.Action] = []
+            counts: dict[str, int] = defaultdict(int)
+            for i, a in enumerate(data.get(trigger, [])):
+                p: Path = (*path, trigger, i)
+                kind = next(iter(a))
+                counts[kind] += 1
+                if counts[kind] == limits[kind] + 1:
+                    self.error(
+                        doc,
+                        p,
+                        Code.TRIGGER_LIMIT,
+                        f"a trigger allows at most {limits[kind]} "
+                        f"{'field updates' if kind == 'update' else kind + 's'}; `{trigger}` has more",
+                    )
+                if trigger == "bounced" and kind != "update":
+                    self.error(
+                        doc,
+                        (*p, kind),
+                        Code.TRIGGER_BOUNCED_ACTION,
+                        f"a bounced mail allows field updates only, not a {kind}",
+                        at_key=True,
+                    )
+                body = a[kind]
+                if kind == "update":
+                    actions.append(self._field_update(doc, (*p, "update"), body))
+                elif kind == "task":
+                    actions.append(
+                        model.TaskAction(
+                            body["subject"],
+                            self.duration(doc, (*p, "task", "due"), body.get("due")),
+                            body.get("priority", "normal"),
+                            self.who(doc, (*p, "task", "assign_to"), body.get("assign_to")),
+                        )
+                    )
+                else:
+                    actions.append(
+                        model.CallAction(
+                            body["subject"],
+                            self.who(doc, (*p, "call", "owner"), body.get("owner")),
+                            self.duration(doc, (*p, "call", "at"), body.get("at")),
+                        )
+                    )
+            out[trigger] = tuple(actions)
+        bounced = tuple(a for a in out["bounced"] if isinstance(a, model.FieldUpdate))
+        return model.Triggers(out["opened"], out["clicked"], bounced)
+
+    def _field_update(self, doc: Document, path: Path, body: dict[str, Any]) -> model.FieldUpdate:
+        field, value = body["field"], body["value"]
+        fields = self.settings.fields
+        if self.settings_ok and field not in fields:
+            self.error(
+                doc,
+                (*path, "field"),
+                Code.REF_FIELD,
+                f"unknown field {field!r}{_suggest(field, fields)}: declare it in Settings.record_fields",
+            )
+        elif self.settings_ok:
+            if field in ("id", "type", "created_at"):
+                self.error(doc, (*path, "field"), Code.REF_FIELD, f"the field {field!r} cannot be updated")
+            else:
+                value = self._typed(doc, (*path, "value"), field, value)
+        return model.FieldUpdate(field, value)
+
+    def _typed(self, doc: Document, path: Path, field: str, value: Any) -> Any:
+        try:
+            return criteria.coerce_value(self.settings.fields[field], value)
+        except ValueError as exc:
+            self.error(doc, path, Code.FIELD_VALUE_TYPE, f"{field} is a {self.settings.fields[field]} field: {exc}")
+            return value
+
+    def _campaign(self, doc: Document) -> model.Campaign:
+        data = doc.data
+        self.module_ref(doc, ("module",), data["module"])
+        self.user_ref(doc, ("owner",), data["owner"])
+        to = data["to"]
+        if "view" in to:
+            view_docs = [d for d in self.by_kind.get("View", []) if d.data.get("name") == to["view"]]
+            if not view_docs:
+                self.error(
+                    doc,
+                    ("to", "view"),
+                    Code.REF_VIEW,
+                    f"unknown view {to['view']!r}{_suggest(to['view'], self.names['View'])}",
+                )
+            elif view_docs[0].data.get("module") != data["module"]:
+                self.error(
+                    doc,
+                    ("to", "view"),
+                    Code.REF_VIEW,
+                    f"the view {to['view']!r} lists "
+                    f"{view_docs[0].data.get('module')} records; the campaign mails {data['module']} records",
+                )
+        recipients = model.Recipients(
+            to.get("view"), self.criteria(doc, ("to", "where"), to.get("where")), tuple(to.get("records", ()))
+        )
+        self.template_ref(doc, ("template",), data["template"])
+        send_at = self.instant(doc, ("send_at",), data.get("send_at"))
+        follow_ups = []
+        for i, f in enumerate(data.get("follow_ups", [])):
+            p: Path = ("follow_ups", i)
+            self.template_ref(doc, (*p, "template"), f["template"])
+            at = self.instant(doc, (*p, "at"), f.get("at"))
+            if f["to"] == "opened" and "at" in f:
+                self.error(
+                    doc,
+                    (*p, "at"),
+                    Code.FOLLOWUP_OPENED_DATE,
+                    "a follow-up to those who opened the mail waits a number of days (`after: 3 days`), not a date",
+                    at_key=True,
+                )
+            if at is not None and send_at is not None and at <= send_at:
+                self.error(
+                    doc,
+                    (*p, "at"),
+                    Code.FOLLOWUP_WHEN,
+                    f"the follow-up is dated {at.isoformat()}, not after the campaign's send_at",
+                )
+            follow_ups.append(
+                model.FollowUp(
+                    f["to"],
+                    f["template"],
+                    self.duration(doc, (*p, "after"), f.get("after")),
+                    at,
+                    self.criteria(doc, (*p, "except"), f.get("except")),
+                    self._triggers(doc, (*p, "on"), f.get("on")),
+                    f.get("name"),
+                )
+            )
+        unsub = data.get("unsubscribe_link")
+        return model.Campaign(
+            source=self.source(doc),
+            name=data["name"],
+            module=data["module"],
+            owner=data["owner"],
+            to=recipients,
+            template=data["template"],
+            from_=data.get("from", "owner"),
+            reply_to=data.get("reply_to", "from"),
+            send_at=send_at,
+            unsubscribe_language=(unsub.get("language", "en") if unsub is not None else None),
+            triggers=self._triggers(doc, ("on",), data.get("on")),
+            follow_ups=tuple(follow_ups),
+            description=data.get("description"),
+        )
+
+    # --- Sales processes ------------------------------------------------------------------
+
+    def _process(self, doc: Document) -> model.SalesProcess:
+        data = doc.data
+        self.module_ref(doc, ("module",), data["module"])
+        stage_field = data.get("stage_field", "stage")
+        fields = self.settings.fields
+        if self.settings_ok and fields.get(stage_field) is not FieldType.STRING:
+            self.error(
+                doc,
+                ("stage_field",),
+                Code.REF_FIELD,
+                f"the stage field {stage_field!r} must be a text field (built-in `stage` or a declared string)",
+            )
+        stages = []
+        seen: set[str] = set()
+        for i, s in enumerate(data["stages"]):
+            if s["name"] in seen:
+                self.error(doc, ("stages", i, "name"), Code.STAGE_DUPLICATE, f"stage {s['name']!r} is listed twice")
+            seen.add(s["name"])
+            stages.append(model.Stage(s["name"], self.duration(doc, ("stages", i, "max"), s.get("max"))))
+        fu = data.get("follow_up", {"enabled": False})
+        p: Path = ("follow_up",)
+        if fu.get("template") is not None:
+            self.template_ref(doc, (*p, "template"), fu["template"])
+        elif fu["enabled"]:
+            self.error(doc, p, Code.SCHEMA_REQUIRED, "reminders are enabled: name the `template` of the reminder mail")
+        if fu["enabled"] and not any(s.max is not None for s in stages):
+            self.error(
+                doc,
+                ("stages",),
+                Code.PROCESS_NO_MAX,
+                "reminders need overdue records: give at least one stage a `max` duration",
+            )
+        cron = fu.get("at", "0 7 * * *")
+        self.parse(doc, (*p, "at"), Code.CRON_INVALID, timing.check_cron, cron)
+        policy = model.ReminderPolicy(
+            enabled=fu["enabled"],
+            every=self.duration(doc, (*p, "every"), fu.get("every"), plain=True),
+            at=cron,
+            timezone=self.timezone(doc, (*p, "timezone"), fu.get("timezone", "UTC")) or "UTC",
+            to=self.who(doc, (*p, "to"), fu.get("to")),
+            template=fu.get("template"),
+        )
+        return model.SalesProcess(
+            source=self.source(doc),
+            name=data["name"],
+            module=data["module"],
+            stages=tuple(stages),
+            stage_field=stage_field,
+            where=self.criteria(doc, ("where",), data.get("where")),
+            follow_up=policy,
+            description=data.get("description"),
+        )
+
+    # --- Rule tests -------------------------------------------------------------------------
+
+    def _rule_test(self, doc: Document) -> model.RuleTest:
+        data = doc.data
+        start = self.instant(doc, ("start",), data["start"]) or dt.datetime.min.replace(tzinfo=dt.UTC)
+        until = self.instant(doc, ("until",), data.get("until"))
+        if until is not None and until <= start:
+            self.error(doc, ("until",), Code.RULETEST_WINDOW, "`until` must be after `start`")
+        records: list[model.TestRecord] = []
+        ids: dict[str, int] = {}
+        for i, r in enumerate(data.get("records", [])):
+            p: Path = ("records", i)
+            if r["id"] in ids:
+                self.error(
+                    doc,
+                    (*p, "id"),
+                    Code.RULETEST_RECORD_DUPLICATE,
+                    f"record id {r['id']!r} is already used by records[{ids[r['id']]}]",
+                )
+            ids.setdefault(r["id"], i)
+            self.module_ref(doc, (*p, "type"), r["type"])
+            fields = {}
+            for key, value in r.items():
+                if key in ("id", "type"):
+                    continue
+                if self.settings_ok and key not in self.settings.fields:
+                    self.error(
+                        doc,
+                        (*p, key),
+                        Code.REF_FIELD,
+                        f"unknown record field {key!r}"
+                        f"{_suggest(key, self.settings.fields)}: declare it in Settings.record_fields",
+                        at_key=True,
+                    )
+                    continue
+                if key == "owner" and isinstance(value, str):
+                    self.user_ref(doc, (*p, key), value)
+                fields[key] = self._typed(doc, (*p, key), key, value) if self.settings_ok else value
+            records.append(model.TestRecord(r["id"], r["type"], _frozen(fields)))
+        events = []
+        previous: dt.datetime | None = None
+        for i, e in enumerate(data.get("events", [])):
+            p = ("events", i)
+            at = self.instant(doc, (*p, "at"), e["at"])
+            kind = next(k for k in e if k != "at")
+            args = dict(e[kind])
+            if at is not None:
+                if at < start or (until is not None and at > until):
+                    self.error(
+                        doc,
+                        (*p, "at"),
+                        Code.RULETEST_WINDOW,
+                        "the event is outside the test's run (from `start` to `until`)",
+                    )
+                if previous is not None and at < previous:
+                    self.error(
+                        doc,
+                        (*p, "at"),
+                        Code.RULETEST_EVENT_ORDER,
+                        f"events must be in time order; this one is before the previous ({previous.isoformat()})",
+                    )
+                previous = at
+            self._event_refs(doc, (*p, kind), kind, args, ids)
+            events.append(model.TestEvent(at or start, kind, _frozen(args), doc.mark(p).line))
+        return model.RuleTest(
+            self.source(doc),
+            data["name"],
+            start,
+            until,
+            tuple(records),
+            tuple(events),
+            self._expectations(doc, data["expect"], ids),
+            data.get("description"),
+        )
+
+    def _event_refs(self, doc: Document, p: Path, kind: str, args: dict[str, Any], ids: Mapping[str, int]) -> None:
+        if args["record"] not in ids:
+            self.error(
+                doc,
+                (*p, "record"),
+                Code.REF_RECORD,
+                f"unknown record {args['record']!r}{_suggest(args['record'], ids)}: list it under `records`",
+            )
+        if "sequence" in args and args["sequence"] not in self.names["Sequence"]:
+            self.error(
+                doc,
+                (*p, "sequence"),
+                Code.REF_SEQUENCE,
+                f"unknown sequence {args['sequence']!r}{_suggest(args['sequence'], self.names['Sequence'])}",
+            )
+        if "campaign" in args and args["campaign"] not in self.names["Campaign"]:
+            self.error(
+                doc,
+                (*p, "campaign"),
+                Code.REF_CAMPAIGN,
+                f"unknown campaign {args['campaign']!r}{_suggest(args['campaign'], self.names['Campaign'])}",
+            )
+        if "as" in args:
+            self.user_ref(doc, (*p, "as"), args["as"])
+        if kind == "starts" or "starts" in args:
+            parsed = self.instant(doc, (*p, "starts"), args["starts"])
+            if parsed is not None:
+                args["starts"] = parsed
+        if kind == "set":
+            for key, value in list(args.items()):
+                if key == "record":
+                    continue
+                if self.settings_ok and key not in self.settings.fields:
+                    self.error(doc, (*p, key), Code.REF_FIELD, f"unknown record field {key!r}", at_key=True)
+                elif self.settings_ok:
+                    args[key] = self._typed(doc, (*p, key), key, value)
+
+    def _when(self, doc: Document, path: Path, value: Any) -> model.When | None:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            w = model.When(
+                after=self.instant(doc, (*path, "after"), value.get("after")),
+                before=self.instant(doc, (*path, "before"), value.get("before")),
+            )
+            if w.after and w.before and w.before < w.after:
+                self.error(doc, path, Code.RULETEST_WINDOW, "the window's `before` is earlier than its `after`")
+            return w
+        return model.When(at=self.instant(doc, path, value))
+
+    def _expectations(self, doc: Document, e: dict[str, Any], ids: Mapping[str, int]) -> model.Expectations:
+        def record_ref(path: Path, rid: str) -> None:
+            if rid not in ids:
+                self.error(doc, path, Code.REF_RECORD, f"unknown record {rid!r}{_suggest(rid, ids)}")
+
+        sent = None
+        if "sent" in e:
+            sent_list = []
+            for i, s in enumerate(e["sent"]):
+                p: Path = ("expect", "sent", i)
+                self.template_ref(doc, (*p, "template"), s["template"])
+                sent_list.append(
+                    model.SentExpectation(
+                        self._when(doc, (*p, "at"), s["at"]) or model.When(),
+                        s["to"],
+                        s["template"],
+                        s.get("subject"),
+                        s.get("from"),
+                        s.get("thread"),
+                        doc.mark(p).line,
+                    )
+                )
+            sent = tuple(sent_list)
+        tasks = []
+        for i, t in enumerate(e.get("tasks", [])):
+            p = ("expect", "tasks", i)
+            record_ref((*p, "record"), t["record"])
+            tasks.append(
+                model.TaskExpectation(
+                    t["record"], t["subject"], self._when(doc, (*p, "at"), t.get("at")), doc.mark(p).line
+                )
+            )
+        updates = []
+        for i, u in enumerate(e.get("updates", [])):
+            p = ("expect", "updates", i)
+            record_ref((*p, "record"), u["record"])
+            fu = self._field_update(doc, p, u)
+            updates.append(model.UpdateExpectation(u["record"], fu.field, fu.value, doc.mark(p).line))
+        enrollments = []
+        for i, x in enumerate(e.get("enrollments", [])):
+            p = ("expect", "enrollments", i)
+            record_ref((*p, "record"), x["record"])
+            if x["sequence"] not in self.names["Sequence"]:
+                self.error(
+                    doc,
+                    (*p, "sequence"),
+                    Code.REF_SEQUENCE,
+                    f"unknown sequence {x['sequence']!r}{_suggest(x['sequence'], self.names['Sequence'])}",
+                )
+            enrollments.append(
+                model.EnrollmentExpectation(x["record"], x["sequence"], x["status"], x.get("reason"), doc.mark(p).line)
+            )
+        return model.Expectations(sent, tuple(tasks), tuple(updates), tuple(enrollments))
+
+    # --- across documents -------------------------------------------------------------------
+
+    def _cross_checks(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
+        slots: dict[tuple[str, dt.datetime], list[tuple[Document, model.Campaign]]] = defaultdict(list)
+        for doc, c in built.get("Campaign", []):
+            if c.send_at is not None:
+                slots[(c.module, c.send_at)].append((doc, c))
+        limit = self.settings.limits.campaigns_per_slot
+        for (module, at), items in slots.items():
+            for doc, c in items[limit:]:
+                self.error(
+                    doc,
+                    ("send_at",),
+                    Code.CAMPAIGN_SLOT_FULL,
+                    f"at most {limit} {module} campaigns may be scheduled for {at.isoformat()}; "
+                    f"{c.name!r} is number {items.index((doc, c)) + 1} "
+                    f"(others: {', '.join(x.name for _, x in items if x is not c)})",
+                )
+
+    def _warnings(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
+        used: set[str] = set()
+        for _, s in built.get("Sequence", []):
+            used |= {st.template for st in s.steps if st.template}
+        for _, c in built.get("Campaign", []):
+            used.add(c.template)
+            used |= {f.template for f in c.follow_ups}
+        for _, p in built.get("SalesProcess", []):
+            if p.follow_up.template:
+                used.add(p.follow_up.template)
+        for doc, t in built.get("Template", []):
+            if t.name not in used:
+                self.warn(
+                    doc,
+                    ("name",),
+                    Code.TEMPLATE_UNUSED,
+                    f"template {t.name!r} is not used by any sequence, campaign or sales process",
+                )
+        if self.now is not None:
+            for doc, c in built.get("Campaign", []):
+                if c.send_at is not None and c.send_at < self.now:
+                    self.warn(
+                        doc,
+                        ("send_at",),
+                        Code.CAMPAIGN_IN_PAST,
+                        f"send_at {c.send_at.isoformat()} is in the past: the campaign would go out at once",
+                    )
+        for doc, p in built.get("SalesProcess", []):
+            every = p.follow_up.every
+            if p.follow_up.enabled and every is not None and every.seconds < 86400:
+                self.warn(
+                    doc,
+                    ("follow_up", "every"),
+                    Code.REMINDER_INTERVAL_SHORT,
+                    f"reminders every {every} are sent at the daily run only; an interval under a day "
+                    "behaves like 1 day",
+                )
+
+
+def _suggest(word: Any, choices: Any) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _suggest_kind(kind: Any) -> str:
+    if isinstance(kind, str):
+        for k in schemas.KINDS:
+            if k.lower() == kind.lower():
+                return f"; did you mean {k!r}?"
+    return _suggest(kind, schemas.KINDS)
