@@ -13,19 +13,17 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 import yaml.cyaml
 import yaml.nodes
-import yaml.resolver
 
 from outreach.rules.diagnostics import Code, Diagnostic, Severity
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 200_000  # per file; stops alias bombs ("billion laughs")
 
-Path = tuple[str | int, ...]
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -36,23 +34,42 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
 
-class Resolver12(yaml.resolver.BaseResolver):
-    """The YAML 1.2 core schema's implicit tags for plain scalars."""
-
-    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012  # its own table, not the YAML 1.1 one
-
-
-Resolver12.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-Resolver12.add_implicit_resolver(_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
-Resolver12.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
-Resolver12.add_implicit_resolver(
-    _FLOAT,
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+.0123456789"),
+_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
+_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
+
+
+def resolve_plain(value: str) -> str:
+    """The YAML 1.2 core schema's tag for a plain (unquoted) scalar."""
+    first = value[:1]
+    if first in "tTfF" and _BOOL_RE.match(value):
+        return _BOOL
+    if first in "~nN" and _NULL_RE.match(value):
+        return _NULL
+    if first in "-+0123456789.":
+        if _INT_RE.match(value):
+            return _INT
+        if _FLOAT_RE.match(value):
+            return _FLOAT
+    return _STR
+
+
+class Resolver12:
+    """Tags by the YAML 1.2 core schema; libyaml's composer calls these for every node."""
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass  # no path-based resolvers
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.nodes.ScalarNode:
+            return resolve_plain(value) if implicit[0] else _STR
+        return _SEQ if kind is yaml.nodes.SequenceNode else _MAP
 
 
 class _Composer12(yaml.cyaml.CParser, Resolver12):  # type: ignore[misc,name-defined]
@@ -60,11 +77,9 @@ class _Composer12(yaml.cyaml.CParser, Resolver12):  # type: ignore[misc,name-def
 
     def __init__(self, stream: str) -> None:
         yaml.cyaml.CParser.__init__(self, stream)  # type: ignore[attr-defined]
-        Resolver12.__init__(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class Mark:
+class Mark(NamedTuple):
     """Where a node starts, 1-based. `block` is true for `|` and `>` scalars."""
 
     line: int
@@ -79,19 +94,30 @@ class Document:
     file: str
     index: int
     data: Any
-    marks: dict[Path, Mark]
-    key_marks: dict[Path, Mark]
+    root: yaml.nodes.Node = dataclasses.field(repr=False, compare=False)
+
+    def _node(self, path: Sequence[str | int]) -> tuple[yaml.nodes.Node, yaml.nodes.Node | None]:
+        """The node at `path` (or its nearest existing ancestor) and the key node that names it."""
+        node, key_node = self.root, None
+        for part in path:
+            child = None
+            if isinstance(node, yaml.nodes.MappingNode) and isinstance(part, str):
+                child = next(((k, v) for k, v in node.value if k.value == part), None)
+            elif isinstance(node, yaml.nodes.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                child = (None, node.value[part])
+            if child is None:
+                break
+            key_node, node = child
+        return node, key_node
 
     def mark(self, path: Sequence[str | int]) -> Mark:
         """The mark of the node at `path`, or of its nearest ancestor that exists."""
-        p = tuple(path)
-        while p not in self.marks and p:
-            p = p[:-1]
-        return self.marks.get(p, Mark(1, 1))
+        return _mark(self._node(path)[0])
 
     def key_mark(self, path: Sequence[str | int]) -> Mark:
         """The mark of the key of the mapping entry at `path` (falls back to `mark`)."""
-        return self.key_marks.get(tuple(path)) or self.mark(path)
+        node, key_node = self._node(path)
+        return _mark(key_node if key_node is not None else node)
 
     def diag(
         self,
@@ -135,13 +161,13 @@ def _mark(node: yaml.nodes.Node) -> Mark:
 
 
 class _Walker:
+    """Turns a composed node tree into plain data, refusing what JSON cannot hold."""
+
     def __init__(self) -> None:
-        self.marks: dict[Path, Mark] = {}
-        self.key_marks: dict[Path, Mark] = {}
         self.nodes = 0
         self.stack: set[int] = set()
 
-    def value(self, node: yaml.nodes.Node, path: Path) -> Any:
+    def value(self, node: yaml.nodes.Node) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise _ComposeError(
@@ -149,36 +175,34 @@ class _Walker:
                 f"the document expands to more than {MAX_NODES} nodes (aliases repeated too often)",
                 _mark(node),
             )
-        self.marks[path] = _mark(node)
-        if isinstance(node, yaml.nodes.ScalarNode):
-            return _scalar(node)
+        if type(node) is yaml.nodes.ScalarNode:
+            return node.value if node.tag == _STR else _scalar(node)
         if id(node) in self.stack:
             raise _ComposeError(Code.YAML_RECURSIVE_ALIAS, "an alias refers to a node that contains it", _mark(node))
         self.stack.add(id(node))
         try:
-            if isinstance(node, yaml.nodes.SequenceNode):
-                if node.tag not in (_SEQ,):
+            if type(node) is yaml.nodes.SequenceNode:
+                if node.tag != _SEQ:
                     raise _ComposeError(Code.YAML_SYNTAX, f"unsupported tag {node.tag}", _mark(node))
-                return [self.value(child, (*path, i)) for i, child in enumerate(node.value)]
-            if isinstance(node, yaml.nodes.MappingNode):
-                if node.tag not in (_MAP,):
+                return [self.value(child) for child in node.value]
+            if type(node) is yaml.nodes.MappingNode:
+                if node.tag != _MAP:
                     raise _ComposeError(Code.YAML_SYNTAX, f"unsupported tag {node.tag}", _mark(node))
                 out: dict[str, Any] = {}
                 for key_node, value_node in node.value:
-                    if not isinstance(key_node, yaml.nodes.ScalarNode):
+                    if type(key_node) is not yaml.nodes.ScalarNode:
                         raise _ComposeError(
                             Code.YAML_NON_STRING_KEY, "a mapping key must be a plain value", _mark(key_node)
                         )
                     key = str(key_node.value)
                     if key in out:
-                        first = self.key_marks[(*path, key)]
+                        first = next(k for k, _ in node.value if k.value == key)
                         raise _ComposeError(
                             Code.YAML_DUPLICATE_KEY,
-                            f"duplicate key {key!r} (first defined at line {first.line})",
+                            f"duplicate key {key!r} (first defined at line {first.start_mark.line + 1})",
                             _mark(key_node),
                         )
-                    self.key_marks[(*path, key)] = _mark(key_node)
-                    out[key] = self.value(value_node, (*path, key))
+                    out[key] = self.value(value_node)
                 return out
         finally:
             self.stack.discard(id(node))
@@ -226,7 +250,7 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
             if node is None or (isinstance(node, yaml.nodes.ScalarNode) and node.tag == _NULL):
                 continue  # an empty document between `---` lines
             walker = _Walker()
-            data = walker.value(node, ())
+            data = walker.value(node)
             if not isinstance(data, dict):
                 kind = "a list" if isinstance(data, list) else "a single value"
                 m = _mark(node)
@@ -240,7 +264,7 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
                         f"document {index} is {kind}; a rule document is a mapping with a `kind`",
                     )
                 ]
-            docs.append(Document(file, index, data, walker.marks, walker.key_marks))
+            docs.append(Document(file, index, data, node))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # an unclosed quote or bracket is reported at the end of the file; point at its start

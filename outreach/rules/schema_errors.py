@@ -7,10 +7,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-import jsonschema
-import jsonschema.exceptions
-
-from outreach.rules import schemas
+from outreach.rules import schema_compile, schemas
 from outreach.rules.diagnostics import Code, Diagnostic
 from outreach.rules.loader import Document
 
@@ -32,9 +29,11 @@ _TYPE_NAMES = {
 
 
 @functools.cache
-def validator(kind: str) -> jsonschema.protocols.Validator:
-    v: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(schemas.schema(kind))
-    return v
+def validator(kind: str) -> Any:
+    """jsonschema's validator, imported only when a document fails the fast check."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schemas.schema(kind))
 
 
 def _describe(value: Any) -> str:
@@ -56,8 +55,15 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+@functools.cache
+def fast_check(kind: str) -> schema_compile.Check:
+    return schema_compile.compile_schema(schemas.schema(kind))
+
+
 def check(doc: Document, kind: str) -> list[Diagnostic]:
     """Every schema problem of the document, at most one per place."""
+    if fast_check(kind)(doc.data):
+        return []
     out: list[Diagnostic] = []
     seen: set[tuple[str | int, ...]] = set()
     for error in validator(kind).iter_errors(doc.data):
@@ -69,7 +75,7 @@ def check(doc: Document, kind: str) -> list[Diagnostic]:
     return out
 
 
-def _explain(doc: Document, error: jsonschema.exceptions.ValidationError) -> list[Diagnostic]:
+def _explain(doc: Document, error: Any) -> list[Diagnostic]:
     path = tuple(error.absolute_path)
     v = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -207,6 +213,8 @@ def _explain(doc: Document, error: jsonschema.exceptions.ValidationError) -> lis
             if not present:
                 return [doc.diag(path, code, f"needs one of {listed}")]
             return [doc.diag(path, code, f"give only one of {listed} (found {', '.join(present)})")]
+        import jsonschema.exceptions
+
         best = jsonschema.exceptions.best_match(error.context) if error.context else None
         if best is not None:
             return _explain(doc, best)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import jinja2
-import jinja2.meta
 import jinja2.nodes
 import jinja2.sandbox
 
@@ -34,15 +33,17 @@ class TemplateProblem:
 
 def check(source: str, record_fields: frozenset[str]) -> list[TemplateProblem]:
     """Syntax errors and unknown merge names or filters in one template text."""
+    if "{" not in source:
+        return []  # no Jinja syntax at all
     env = environment()
     try:
         ast = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         return [TemplateProblem(exc.lineno or 1, "template-syntax", f"template syntax error: {exc.message}")]
     problems: list[TemplateProblem] = []
-    for name in sorted(jinja2.meta.find_undeclared_variables(ast)):
+    names, attributes, filters = _uses(ast)
+    for name, line in sorted(names.items()):
         if name not in TOP_LEVEL:
-            line = next((n.lineno for n in ast.find_all(jinja2.nodes.Name) if n.name == name), 1)
             problems.append(
                 TemplateProblem(
                     line,
@@ -56,7 +57,7 @@ def check(source: str, record_fields: frozenset[str]) -> list[TemplateProblem]:
         "owner": PERSON_FIELDS,
         "organization": ORGANIZATION_FIELDS,
     }
-    for obj, attr, line in _attribute_uses(ast):
+    for obj, attr, line in attributes:
         if obj in allowed and attr not in allowed[obj]:
             hint = (
                 "declare it in Settings.record_fields"
@@ -64,28 +65,48 @@ def check(source: str, record_fields: frozenset[str]) -> list[TemplateProblem]:
                 else "known: " + ", ".join(sorted(allowed[obj]))
             )
             problems.append(TemplateProblem(line, "merge-field-unknown", f"unknown merge field {obj}.{attr}: {hint}"))
-    for node in ast.find_all(jinja2.nodes.Filter):
-        if node.name not in env.filters:
-            problems.append(TemplateProblem(node.lineno, "template-syntax", f"unknown filter {node.name!r}"))
+    for name, line in filters:
+        if name not in env.filters:
+            problems.append(TemplateProblem(line, "template-syntax", f"unknown filter {name!r}"))
     return problems
 
 
-def _attribute_uses(ast: jinja2.nodes.Template) -> Iterator[tuple[str, str, int]]:
-    """(object, attribute, line) for `record.x` and `record['x']` uses of the merge objects."""
-    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
-        assert isinstance(node, jinja2.nodes.Getattr | jinja2.nodes.Getitem)
-        base = node.node
-        if not isinstance(base, jinja2.nodes.Name) or base.ctx != "load":
-            continue
-        if isinstance(node, jinja2.nodes.Getattr):
-            yield base.name, node.attr, node.lineno
-        elif isinstance(node.arg, jinja2.nodes.Const) and isinstance(node.arg.value, str):
-            yield base.name, node.arg.value, node.lineno
+def _uses(ast: jinja2.nodes.Template) -> tuple[dict[str, int], list[tuple[str, str, int]], list[tuple[str, int]]]:
+    """One walk over the template: free names, `obj.attr` / `obj['attr']` uses, and filters.
+
+    Free names are those read but never set (loop variables, {% set %}), with
+    their first line; a cheaper stand-in for jinja2.meta.find_undeclared_variables,
+    which runs the code generator. Scoping is simplified: a name set anywhere counts as set.
+    """
+    loads: dict[str, int] = {}
+    stores = set(environment().globals) | {"loop"}
+    attributes: list[tuple[str, str, int]] = []
+    filters: list[tuple[str, int]] = []
+    todo: list[jinja2.nodes.Node] = [ast]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, jinja2.nodes.Name):
+            if node.ctx == "load":
+                if node.name not in loads or node.lineno < loads[node.name]:
+                    loads[node.name] = node.lineno
+            else:
+                stores.add(node.name)
+        elif isinstance(node, jinja2.nodes.Getattr | jinja2.nodes.Getitem):
+            base = node.node
+            if isinstance(base, jinja2.nodes.Name) and base.ctx == "load":
+                if isinstance(node, jinja2.nodes.Getattr):
+                    attributes.append((base.name, node.attr, node.lineno))
+                elif isinstance(node.arg, jinja2.nodes.Const) and isinstance(node.arg.value, str):
+                    attributes.append((base.name, node.arg.value, node.lineno))
+        elif isinstance(node, jinja2.nodes.Filter):
+            filters.append((node.name, node.lineno))
+        todo.extend(node.iter_child_nodes())
+    attributes.sort(key=lambda a: a[2])
+    return {k: v for k, v in loads.items() if k not in stores}, attributes, filters
 
 
 def merge_fields(source: str) -> set[str]:
     """The dotted merge names a template uses (`record.first_name`, `unsubscribe_url`)."""
-    ast = environment().parse(source)
-    used = {f"{obj}.{attr}" for obj, attr, _ in _attribute_uses(ast) if obj in TOP_LEVEL}
-    used |= {n for n in jinja2.meta.find_undeclared_variables(ast) if n == "unsubscribe_url"}
-    return used
+    names, attributes, _ = _uses(environment().parse(source))
+    used = {f"{obj}.{attr}" for obj, attr, _ in attributes if obj in TOP_LEVEL}
+    return used | ({"unsubscribe_url"} & set(names))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import types
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -392,23 +393,24 @@ class _Checker:
         )
 
     def _check_holidays(self, doc: Document, path: Path, country: str, sub: str | None) -> None:
-        import holidays
+        subdivisions = _holiday_subdivisions(country)
+        if subdivisions is None:
+            from holidays import registry
 
-        supported: dict[str, list[str]] = holidays.list_supported_countries()
-        if country not in supported:
+            codes = [v[1] for v in registry.COUNTRIES.values()]
             self.error(
                 doc,
                 (*path, "country"),
                 Code.HOLIDAY_COUNTRY_UNKNOWN,
-                f"python-holidays knows no country {country!r}{_suggest(country, supported)} "
+                f"python-holidays knows no country {country!r}{_suggest(country, codes)} "
                 "(use an ISO 3166 alpha-2 code such as DE, AT, US)",
             )
-        elif sub is not None and sub not in supported[country]:
+        elif sub is not None and sub not in subdivisions:
             self.error(
                 doc,
                 (*path, "subdivision"),
                 Code.HOLIDAY_SUBDIVISION_UNKNOWN,
-                f"{country} has no subdivision {sub!r} (known: {', '.join(supported[country]) or 'none'})",
+                f"{country} has no subdivision {sub!r} (known: {', '.join(subdivisions) or 'none'})",
             )
 
     def _server(self, doc: Document, path: Path, name: str, s: dict[str, Any], *, imap: bool) -> model.Server:
@@ -1029,3 +1031,21 @@ def _suggest_kind(kind: Any) -> str:
             if k.lower() == kind.lower():
                 return f"; did you mean {k!r}?"
     return _suggest(kind, schemas.KINDS)
+
+
+@functools.cache
+def _holiday_subdivisions(country: str) -> tuple[str, ...] | None:
+    """The subdivisions python-holidays knows for a country code, or None for an unknown country.
+
+    Reads the registry and imports only that country's module:
+    holidays.list_supported_countries() imports all of them (a quarter of a second).
+    """
+    import importlib
+
+    from holidays import registry
+
+    for module, (class_name, alpha2, *_rest) in registry.COUNTRIES.items():
+        if alpha2 == country:
+            cls = getattr(importlib.import_module(f"holidays.countries.{module}"), class_name)
+            return tuple(str(s) for s in getattr(cls, "subdivisions", ()))
+    return None
