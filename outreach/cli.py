@@ -112,13 +112,13 @@ def _print_summary(ruleset: model.RuleSet) -> None:
     from rich.table import Table
 
     table = Table(title="Definitions")
-    table.add_column("kind", no_wrap=True)
-    table.add_column("name", overflow="fold")
-    table.add_column("details", overflow="fold", ratio=1)
-    table.add_column("where", no_wrap=True)
-    table.add_column("hash", no_wrap=True)
+    table.add_column("kind", no_wrap=True, min_width=12)
+    table.add_column("name", overflow="fold", max_width=32)
+    table.add_column("details", overflow="fold", ratio=3)
+    table.add_column("where", overflow="fold", ratio=2)
+    table.add_column("hash", no_wrap=True, min_width=8)
     for row in summary.rows(ruleset):
-        table.add_row(row.kind, row.name, row.details, row.where, row.hash)
+        table.add_row(row.kind, row.name, row.details, row.where, row.hash[:8])
     Console(width=max(120, Console().width)).print(table)
 
 

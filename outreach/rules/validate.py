@@ -128,8 +128,8 @@ class _Checker:
             self.error(doc, path, Code.EMAIL_INVALID, f"{value!r} is not a valid email address: {exc}")
 
     def criteria(self, doc: Document, path: Path, data: Any) -> criteria.Criteria | None:
-        if data is None:
-            return None
+        if data is None or not self.settings_ok:
+            return None  # without valid Settings the fields are unknown; its own errors are reported
         try:
             return criteria.parse(data, self.settings.fields, path)
         except criteria.CriteriaError as exc:

@@ -1,0 +1,162 @@
+"""The rule model that validation builds: typed, immutable, hashed, and only when the set is clean."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from outreach.rules import criteria, model, timing, validate
+from outreach.rules.diagnostics import Code
+from tests.conftest import FIXTURES, ROOT
+
+SETTINGS = (FIXTURES / "base" / "settings.yaml").read_text(encoding="utf-8")
+
+
+def ruleset() -> model.RuleSet:
+    result = validate.validate([str(ROOT / "rules")])
+    assert result.ruleset is not None, result.diagnostics
+    return result.ruleset
+
+
+def test_the_example_sequence_is_parsed_into_typed_steps() -> None:
+    seq = ruleset().sequences["inbound-nurture"]
+    assert [s.id for s in seq.steps] == ["intro", "nudge", "call", "promo"]
+    intro, nudge, call, promo = seq.steps
+    assert intro.kind is model.StepKind.EMAIL and intro.wait == timing.Duration()
+    assert nudge.wait == timing.Duration(business_days=2) and nudge.thread is model.Thread.REPLY
+    assert call.kind is model.StepKind.TASK and call.task == "Call the lead" and call.task_type == "call"
+    assert call.due_within == timing.Duration(seconds=4 * 3600)
+    assert promo.thread is model.Thread.NEW
+    assert seq.sender == model.Sender(model.SenderKind.ENROLLING_USER)
+    assert seq.unsubscribe_language == "de"
+    assert seq.enroll_when == criteria.All(
+        (
+            criteria.Leaf("source", criteria.Op.EQ, "webinar"),
+            criteria.Leaf("country", criteria.Op.IN, ("DE", "AT", "CH", "NO")),
+        )
+    )
+
+
+def test_the_example_campaign_keeps_its_triggers_and_follow_ups() -> None:
+    c = ruleset().campaigns["spring-webinar"]
+    assert c.send_at == dt.datetime(2027, 3, 2, 18, 0, tzinfo=dt.UTC)
+    assert c.to.view == "dach-qualified"
+    assert [type(a).__name__ for a in c.triggers.opened] == ["FieldUpdate", "TaskAction", "CallAction"]
+    assert c.triggers.bounced == (model.FieldUpdate("email_status", "bounced"),)
+    first, second = c.follow_ups
+    assert first.to == "opened" and first.after == timing.Duration(seconds=3 * 86400)
+    assert first.except_ == criteria.Leaf("registered", criteria.Op.EQ, True)
+    assert second.at == dt.datetime(2027, 3, 8, 8, 0, tzinfo=dt.UTC)
+
+
+def test_the_example_process_and_settings() -> None:
+    rs = ruleset()
+    p = rs.processes["partner-leads"]
+    assert [(s.name, s.max) for s in p.stages][:2] == [("New", timing.Duration(seconds=2 * 86400)),
+                                                      ("Contacted", timing.Duration(seconds=7 * 86400))]  # fmt: skip
+    assert p.stages[-1].max is None
+    assert p.follow_up.every == timing.Duration(seconds=7 * 86400) and p.follow_up.at == "0 7 * * *"
+    s = rs.settings
+    assert s.calendars["default"].holiday_country == "DE" and s.calendars["default"].workdays == frozenset(range(5))
+    assert s.users["anna"].daily_limit == 300
+    assert s.mailboxes["anna"].password_file == "/run/credentials/outreach.service/anna-imap"
+    assert s.record_fields["next_appointment_at"] is criteria.FieldType.DATETIME
+    assert s.calendar("default").send_window == timing.parse_window("08:00-18:00")
+
+
+def test_rule_tests_are_parsed_with_times_and_typed_fields() -> None:
+    t = ruleset().tests["nurture stops when the lead replies"]
+    assert t.start == dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+    assert t.records[1].fields["stage_entered_at"] == dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)
+    assert [e.kind for e in t.events] == ["enroll", "reply"]
+    assert t.expect.sent is not None and len(t.expect.sent) == 4
+    assert t.expect.enrollments[0].reason == "replied"
+
+
+def test_the_model_is_immutable() -> None:
+    rs = ruleset()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rs.sequences["inbound-nurture"].steps[0].wait = timing.Duration(seconds=1)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        rs.sequences["new"] = rs.sequences["inbound-nurture"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        rs.settings.users["eve"] = rs.settings.users["anna"]  # type: ignore[index]
+
+
+def test_content_hash_is_sha256_of_canonical_json_and_ignores_layout() -> None:
+    a = validate.validate_texts({"s.yaml": SETTINGS, "t.yaml": "kind: Template\nname: t\nsubject: Hi\ntext: Hello\n"})
+    b = validate.validate_texts(
+        {"s.yaml": SETTINGS, "x.yaml": "# a comment\nkind: Template\ntext: Hello\nsubject: 'Hi'\nname: t\n"}
+    )
+    c = validate.validate_texts({"s.yaml": SETTINGS, "t.yaml": "kind: Template\nname: t\nsubject: Hi!\ntext: Hello\n"})
+    assert a.ruleset and b.ruleset and c.ruleset
+    ha, hb, hc = (r.templates["t"].source.hash for r in (a.ruleset, b.ruleset, c.ruleset))
+    assert ha == hb != hc
+    assert ha == model.content_hash({"kind": "Template", "name": "t", "subject": "Hi", "text": "Hello"})
+    assert len(ha) == 64
+
+
+def test_no_ruleset_comes_back_when_there_is_any_error() -> None:
+    r = validate.validate_texts({"s.yaml": SETTINGS, "t.yaml": "kind: Template\nname: t\nsubject: Hi\n"})
+    assert r.ruleset is None and [d.code for d in r.errors] == [Code.SCHEMA_REQUIRED]
+
+
+def test_a_rule_set_without_settings_is_an_error() -> None:
+    r = validate.validate_texts({"t.yaml": "kind: Template\nname: t\nsubject: Hi\ntext: x\n"})
+    assert [d.code for d in r.errors] == [Code.SETTINGS_MISSING]
+
+
+def test_a_second_settings_document_is_an_error() -> None:
+    r = validate.validate_texts({"a.yaml": SETTINGS, "b.yaml": SETTINGS})
+    assert [(d.file, d.code) for d in r.errors] == [("b.yaml", Code.SETTINGS_DUPLICATE)]
+    assert "a.yaml:2" in r.errors[0].message
+
+
+def test_broken_settings_do_not_cascade_into_every_other_document() -> None:
+    broken = SETTINGS.replace("record_fields:", "record_feilds:")
+    seq = "kind: Sequence\nname: s2\nenroll_when: {field: source, eq: webinar}\nsteps: [{id: a, email: intro}]\n"
+    r = validate.validate_texts(
+        {"s.yaml": broken, "q.yaml": seq, "t.yaml": (FIXTURES / "base" / "base.yaml").read_text()}
+    )
+    assert [d.code for d in r.errors] == [Code.SCHEMA_UNKNOWN_KEY]
+    assert "did you mean 'record_fields'?" in r.errors[0].message
+
+
+def test_all_errors_of_a_run_are_reported_not_only_the_first() -> None:
+    docs = (
+        "kind: Template\nname: a\nsubject: '{{ record.nope }}'\ntext: x\n---\n"
+        "kind: Sequence\nname: q\nsteps: [{id: a, email: missing}]\n---\n"
+        "kind: Sequence\nname: r\nsteps: [{id: a, email: a, wait: 3 fortnights}, {id: b, emial: a}]\n"
+    )
+    r = validate.validate_texts({"s.yaml": SETTINGS, "d.yaml": docs})
+    # every schema error of a document, and the reference errors of every document that passed the schema
+    assert sorted(str(d.code) for d in r.errors) == [
+        "duration-invalid", "merge-field-unknown", "ref-template", "schema-unknown-key", "step-kind",
+    ]  # fmt: skip
+
+
+def test_jinja_errors_point_at_the_file_line_of_the_template_line() -> None:
+    text = "kind: Template\nname: a\nsubject: Hi\ntext: |\n  line one\n  line two {{ record.first_name }\n  three\n"
+    r = validate.validate_texts({"s.yaml": SETTINGS, "t.yaml": text})
+    (err,) = r.errors
+    assert (err.line, err.code) == (6, Code.TEMPLATE_SYNTAX)
+
+
+def test_merge_field_errors_in_quoted_one_line_subjects_point_at_the_value() -> None:
+    text = 'kind: Template\nname: a\nsubject: "Hi {{ owner.nickname }}"\ntext: x\n'
+    r = validate.validate_texts({"s.yaml": SETTINGS, "t.yaml": text})
+    (err,) = r.errors
+    assert (err.line, err.column, err.code) == (3, 10, Code.MERGE_FIELD_UNKNOWN)
+    assert "owner.nickname" in err.message
+
+
+def test_validate_texts_and_validate_agree(tmp_path: object) -> None:
+    texts = {str(p): p.read_text(encoding="utf-8") for p in sorted((ROOT / "rules").rglob("*.yaml"))}
+    a = validate.validate_texts(texts)
+    b = validate.validate([str(ROOT / "rules")])
+    assert a.ruleset is not None and b.ruleset is not None
+    assert {k: v.source.hash for k, v in a.ruleset.sequences.items()} == {
+        k: v.source.hash for k, v in b.ruleset.sequences.items()
+    }
