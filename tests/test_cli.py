@@ -41,7 +41,7 @@ def test_an_error_is_printed_as_file_line_col_with_its_path_and_exits_1(tmp_path
     )
     code, out = run("validate", BASE, f)
     assert code == 1
-    assert f"{f}:4:33: error: '2 busines days' is not valid here" in out
+    assert f"{f}:4:33: error: '2 busines days' is not a duration" in out
     assert "[steps[0].wait]" in out
     assert "1 error, 0 warnings in 3 files" in out
 
@@ -67,7 +67,7 @@ def test_github_format_writes_workflow_commands(tmp_path: Path) -> None:
     code, out = run("validate", "--format", "github", BASE, f)
     assert code == 1
     line = next(x for x in out.splitlines() if "nickname" in x)
-    assert line.startswith(f"::error file={f},line=4,col=7,title=merge-field-unknown::")
+    assert line.startswith(f"::error file={f},line=4,col=11,title=merge-field-unknown::")
     assert "unknown merge field record.nickname" in line
 
 

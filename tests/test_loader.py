@@ -48,16 +48,16 @@ def test_yaml_1_2_core_numbers_booleans_and_nulls() -> None:
 
 def test_marks_point_at_values_and_keys() -> None:
     doc = one_doc("kind: Sequence\nsteps:\n  - {id: a, wait: 3 days}\n  - id: b\n    wait: soon\n")
-    assert doc.mark(("steps", 1, "wait")) == (5, 11, False)
+    assert doc.mark(("steps", 1, "wait")) == (5, 11, "")
     assert doc.key_mark(("steps", 1, "wait"))[:2] == (5, 5)
     assert doc.mark(("steps", 0, "wait"))[:2] == (3, 19)
     # a path that does not exist falls back to its nearest ancestor
     assert doc.mark(("steps", 0, "missing"))[:2] == (3, 5)
 
 
-def test_block_scalars_are_marked_as_block() -> None:
-    doc = one_doc("text: |\n  hello\n")
-    assert doc.mark(("text",)).block is True
+def test_scalar_styles_are_kept_for_line_mapping() -> None:
+    doc = one_doc("a: |\n  hello\nb: >\n  folded\nc: 'q'\nd: plain\n")
+    assert [doc.mark((k,)).style for k in "abcd"] == ["|", ">", "'", ""]
 
 
 def test_several_documents_per_file_and_empty_ones_skipped() -> None:

@@ -148,7 +148,7 @@ def test_merge_field_errors_in_quoted_one_line_subjects_point_at_the_value() -> 
     text = 'kind: Template\nname: a\nsubject: "Hi {{ owner.nickname }}"\ntext: x\n'
     r = validate.validate_texts({"s.yaml": SETTINGS, "t.yaml": text})
     (err,) = r.errors
-    assert (err.line, err.column, err.code) == (3, 10, Code.MERGE_FIELD_UNKNOWN)
+    assert (err.line, err.column, err.code) == (3, 17, Code.MERGE_FIELD_UNKNOWN)
     assert "owner.nickname" in err.message
 
 

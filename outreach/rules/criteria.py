@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from outreach.rules import timing
+from outreach.rules import diagnostics, timing
 
 
 class FieldType(enum.StrEnum):
@@ -139,8 +139,9 @@ def parse(data: Any, fields: Mapping[str, FieldType], path: Path = ()) -> Criter
     ops = [k for k in data if k != "field"]
     op = Op(ops[0])
     if field not in fields:
+        hint = diagnostics.did_you_mean(field, fields)
         raise CriteriaError(
-            (*path, "field"), "ref-field", f"unknown field {field!r}: declare it in Settings.record_fields"
+            (*path, "field"), "ref-field", f"unknown field {field!r}{hint}: declare it in Settings.record_fields"
         )
     ftype = fields[field]
     vpath = (*path, op.value)

@@ -65,6 +65,7 @@ class Code(enum.StrEnum):
     REF_CAMPAIGN = "ref-campaign"
     REF_PROCESS = "ref-process"
     REF_RECORD = "ref-record"
+    REF_ORGANIZATION = "ref-organization"
     # templates
     TEMPLATE_SYNTAX = "template-syntax"
     MERGE_FIELD_UNKNOWN = "merge-field-unknown"
@@ -126,16 +127,44 @@ class Diagnostic:
         }
 
 
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
+    """`; did you mean 'steps'?` for a near miss, else ''. A choice that starts the word wins."""
+    if not isinstance(word, str) or not word:
+        return ""
+    options = [str(c) for c in choices]
+    prefixed = [c for c in options if len(c) >= 3 and (word.startswith(c) or c.startswith(word))]
+    if prefixed:
+        return f"; did you mean {prefixed[0]!r}?"
+    limit = max(1, len(word) // 4)
+    scored = sorted((_edit_distance(word.lower(), c.lower()), c) for c in options)
+    return f"; did you mean {scored[0][1]!r}?" if scored and scored[0][0] <= limit else ""
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, swap two neighbours) that turn a into b."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.file, d.line, d.column, d.message)
 
 
 def format_text(diags: Sequence[Diagnostic]) -> str:
-    """`file:line:col: error: message [path] (code)`, one a line."""
+    """`file:line:col: error: message [path]`, one a line (the code is in the json and github formats)."""
     lines = []
     for d in sorted(diags, key=sort_key):
         where = f" [{d.path}]" if d.path else ""
-        lines.append(f"{d.file}:{d.line}:{d.column}: {d.severity}: {d.message}{where} ({d.code})")
+        lines.append(f"{d.file}:{d.line}:{d.column}: {d.severity}: {d.message}{where}")
     return "\n".join(lines)
 
 

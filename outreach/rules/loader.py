@@ -80,11 +80,11 @@ class _Composer12(yaml.cyaml.CParser, Resolver12):  # type: ignore[misc,name-def
 
 
 class Mark(NamedTuple):
-    """Where a node starts, 1-based. `block` is true for `|` and `>` scalars."""
+    """Where a node starts, 1-based, and a scalar's style: | literal, > folded, ' or \" quoted, '' plain."""
 
     line: int
     column: int
-    block: bool = False
+    style: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,34 @@ class Document:
     file: str
     index: int
     data: Any
-    root: yaml.nodes.Node = dataclasses.field(repr=False, compare=False)
+    text: str = dataclasses.field(repr=False, compare=False)  # the whole file's text
+    _root: list[yaml.nodes.Node] = dataclasses.field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def root(self) -> yaml.nodes.Node:
+        """The document's node tree; composed again from `text` after the document crossed a process."""
+        if not self._root:
+            loader = _Composer12(self.text)
+            try:
+                for _ in range(self.index):
+                    loader.check_node()  # steps past the stream start, as get_node needs
+                    node = loader.get_node()
+            finally:
+                loader.dispose()
+            self._root.append(node)
+        return self._root[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"file": self.file, "index": self.index, "data": self.data, "text": self.text, "_root": []}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+    def line_text(self, line: int) -> str:
+        """Line `line` (1-based) of the file, or ''."""
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def _node(self, path: Sequence[str | int]) -> tuple[yaml.nodes.Node, yaml.nodes.Node | None]:
         """The node at `path` (or its nearest existing ancestor) and the key node that names it."""
@@ -127,13 +154,9 @@ class Document:
         *,
         severity: Severity = Severity.ERROR,
         at_key: bool = False,
-        line_offset: int = 0,
     ) -> Diagnostic:
         m = self.key_mark(path) if at_key else self.mark(path)
-        line, column = m.line, m.column
-        if line_offset:
-            line, column = line + line_offset, 1
-        return Diagnostic(self.file, line, column, severity, code, message, format_path(path))
+        return Diagnostic(self.file, m.line, m.column, severity, code, message, format_path(path))
 
 
 def format_path(path: Sequence[str | int]) -> str:
@@ -156,16 +179,30 @@ class _ComposeError(Exception):
 
 
 def _mark(node: yaml.nodes.Node) -> Mark:
-    block = isinstance(node, yaml.nodes.ScalarNode) and node.style in ("|", ">")
-    return Mark(node.start_mark.line + 1, node.start_mark.column + 1, block)
+    style = (node.style or "") if isinstance(node, yaml.nodes.ScalarNode) else ""
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1, style)
 
 
 class _Walker:
     """Turns a composed node tree into plain data, refusing what JSON cannot hold."""
 
-    def __init__(self) -> None:
+    def __init__(self, text: str) -> None:
+        self.text = text
         self.nodes = 0
         self.stack: set[int] = set()
+
+    def alias_mark(self, node: yaml.nodes.Node) -> Mark:
+        """Where the first alias to `node` is used: the composer keeps only the anchored node."""
+        lines = self.text.splitlines()
+        m = node.start_mark
+        anchor = re.match(r"&([^\s,\[\]{}]+)", lines[m.line][m.column :]) if m.line < len(lines) else None
+        if anchor:
+            for number, line in enumerate(lines[m.line :], start=m.line):
+                start = m.column + anchor.end() if number == m.line else 0
+                col = line.find("*" + anchor.group(1), start)
+                if col >= 0:
+                    return Mark(number + 1, col + 1)
+        return _mark(node)
 
     def value(self, node: yaml.nodes.Node) -> Any:
         self.nodes += 1
@@ -178,7 +215,9 @@ class _Walker:
         if type(node) is yaml.nodes.ScalarNode:
             return node.value if node.tag == _STR else _scalar(node)
         if id(node) in self.stack:
-            raise _ComposeError(Code.YAML_RECURSIVE_ALIAS, "an alias refers to a node that contains it", _mark(node))
+            raise _ComposeError(
+                Code.YAML_RECURSIVE_ALIAS, "an alias refers to a node that contains it", self.alias_mark(node)
+            )
         self.stack.add(id(node))
         try:
             if type(node) is yaml.nodes.SequenceNode:
@@ -195,6 +234,12 @@ class _Walker:
                             Code.YAML_NON_STRING_KEY, "a mapping key must be a plain value", _mark(key_node)
                         )
                     key = str(key_node.value)
+                    if key == "<<" and not key_node.style:
+                        raise _ComposeError(
+                            Code.YAML_SYNTAX,
+                            "merge keys (<<) are YAML 1.1 and not supported in rule files; write the keys out",
+                            _mark(key_node),
+                        )
                     if key in out:
                         first = next(k for k, _ in node.value if k.value == key)
                         raise _ComposeError(
@@ -249,7 +294,7 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
             index += 1
             if node is None or (isinstance(node, yaml.nodes.ScalarNode) and node.tag == _NULL):
                 continue  # an empty document between `---` lines
-            walker = _Walker()
+            walker = _Walker(text)
             data = walker.value(node)
             if not isinstance(data, dict):
                 kind = "a list" if isinstance(data, list) else "a single value"
@@ -264,7 +309,7 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
                         f"document {index} is {kind}; a rule document is a mapping with a `kind`",
                     )
                 ]
-            docs.append(Document(file, index, data, node))
+            docs.append(Document(file, index, data, text, [node]))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # an unclosed quote or bracket is reported at the end of the file; point at its start

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
-from collections.abc import Iterable
+import re
+from collections.abc import Callable
 from typing import Any
 
-from outreach.rules import schema_compile, schemas
+from outreach.rules import diagnostics, schema_compile, schemas, timing
 from outreach.rules.diagnostics import Code, Diagnostic
 from outreach.rules.loader import Document
 
@@ -17,6 +17,16 @@ _COMMENT_CODES = {
     "window": Code.WINDOW_INVALID,
     "datetime": Code.DATETIME_INVALID,
 }
+_PARSERS: dict[str, Callable[[Any], object]] = {
+    "duration": timing.parse_duration,
+    "window": timing.parse_window,
+    "datetime": timing.parse_instant,
+}
+_OPERATOR_ALIASES = {
+    "equals": "eq", "equal": "eq", "is": "eq", "not_equals": "ne", "not_equal": "ne", "neq": "ne",
+    "greater_than": "gt", "less_than": "lt", "ge": "gte", "le": "lte", "includes": "contains", "has": "contains",
+    "prefix": "starts_with", "startswith": "starts_with", "one_of": "in", "nin": "not_in", "before": "lt", "after": "gt",
+}  # fmt: skip
 _TYPE_NAMES = {
     "string": "text",
     "integer": "a whole number",
@@ -50,11 +60,6 @@ def _describe(value: Any) -> str:
     return f"the number {value}"
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 @functools.cache
 def fast_check(kind: str) -> schema_compile.Check:
     return schema_compile.compile_schema(schemas.schema(kind))
@@ -72,6 +77,30 @@ def check(doc: Document, kind: str) -> list[Diagnostic]:
             if key not in seen:
                 seen.add(key)
                 out.append(d)
+    return _without_echoes(out)
+
+
+def _without_echoes(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """Drop errors that only repeat another one in other words.
+
+    `stpes:` is an unknown key *and* leaves `steps` missing; a follow-up date
+    written under `on:` is misplaced *and* leaves the follow-up without `after`/`at`.
+    The first error of each pair says what to do.
+    """
+    suggested = {
+        (d.path.rpartition(".")[0] if "." in d.path else "", m.group(1))
+        for d in diags
+        if d.code is Code.SCHEMA_UNKNOWN_KEY and (m := re.search(r"did you mean '([^']+)'", d.message))
+    }
+    misplaced_dates = {d.path.removesuffix(".on") for d in diags if d.code is Code.FOLLOWUP_WHEN}
+    out = []
+    for d in diags:
+        m = re.search(r"missing required key '([^']+)'", d.message) if d.code is Code.SCHEMA_REQUIRED else None
+        if m and (d.path, m.group(1)) in suggested:
+            continue
+        if d.code is Code.SCHEMA_ONE_OF and d.path in misplaced_dates:
+            continue
+        out.append(d)
     return out
 
 
@@ -100,18 +129,23 @@ def _explain(doc: Document, error: Any) -> list[Diagnostic]:
                 )
             elif "field" in props and "eq" in props:
                 ops = [k for k in props if k != "field"]
+                alias = _OPERATOR_ALIASES.get(key)
+                hint = f"; did you mean {alias!r}?" if alias else diagnostics.did_you_mean(key, ops)
                 out.append(
                     doc.diag(
                         (*path, key),
                         Code.CRITERIA_OPERATOR,
-                        f"unknown operator {key!r}{_suggest(key, ops)} (operators: {', '.join(ops)})",
+                        f"unknown operator {key!r}{hint} (operators: {', '.join(ops)})",
                         at_key=True,
                     )
                 )
             else:
                 out.append(
                     doc.diag(
-                        (*path, key), Code.SCHEMA_UNKNOWN_KEY, f"unknown key {key!r}{_suggest(key, props)}", at_key=True
+                        (*path, key),
+                        Code.SCHEMA_UNKNOWN_KEY,
+                        f"unknown key {key!r}{diagnostics.did_you_mean(key, props)}",
+                        at_key=True,
                     )
                 )
         return out
@@ -135,12 +169,19 @@ def _explain(doc: Document, error: Any) -> list[Diagnostic]:
         return [doc.diag(path, Code.SCHEMA_TYPE, f"expected {wants}, got {_describe(inst)}")]
     if v == "enum":
         choices = [str(c) for c in error.validator_value]
-        hint = _suggest(inst, choices) if isinstance(inst, str) else ""
+        hint = diagnostics.did_you_mean(inst, choices) if isinstance(inst, str) else ""
         return [doc.diag(path, Code.SCHEMA_ENUM, f"{_describe(inst)} is not one of: {', '.join(choices)}{hint}")]
     if v == "const":
         return [doc.diag(path, Code.SCHEMA_ENUM, f"expected {error.validator_value!r}, got {_describe(inst)}")]
     if v == "pattern":
-        code = _COMMENT_CODES.get(schema.get("$comment", ""), Code.SCHEMA_FORMAT)
+        comment = schema.get("$comment", "")
+        code = _COMMENT_CODES.get(comment, Code.SCHEMA_FORMAT)
+        parser = _PARSERS.get(comment)
+        if parser is not None:
+            try:
+                parser(inst)
+            except ValueError as exc:
+                return [doc.diag(path, code, str(exc))]
         hint = schema.get("patternErrorMessage", f"it must match {error.validator_value}")
         if error.schema_path and "propertyNames" in error.schema_path:
             return [doc.diag(path, Code.SCHEMA_FORMAT, f"the key {inst!r} is not a valid name: {hint}")]
@@ -160,6 +201,7 @@ def _explain(doc: Document, error: Any) -> list[Diagnostic]:
             return [doc.diag(path, Code.SEQUENCE_NO_STEPS, "a sequence needs at least one step")]
         return [doc.diag(path, Code.SCHEMA_LENGTH, f"needs at least {error.validator_value} item(s)")]
     if v == "maxItems":
+        path = (*path, error.validator_value)  # the first item over the limit
         if last == "follow_ups":
             return [
                 doc.diag(

@@ -23,7 +23,7 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 Schema = dict[str, Any]
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?!\n)$"
 MODULES_BUILTIN = ("lead", "contact", "deal")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 UNSUBSCRIBE_LANGUAGES = ("en", "de", "fr", "es", "it", "ja", "nl", "pt")
@@ -160,8 +160,8 @@ COMMON: dict[str, Schema] = {
             "gte": {"type": ["number", "string"], "description": "Greater than or equal (numbers and dates)."},
             "lt": {"type": ["number", "string"], "description": "Less than (numbers and dates)."},
             "lte": {"type": ["number", "string"], "description": "Less than or equal (numbers and dates)."},
-            "contains": _str("The text field contains this text."),
-            "starts_with": _str("The text field starts with this text."),
+            "contains": {"description": "The text field contains this text."},
+            "starts_with": {"description": "The text field starts with this text."},
             "exists": {"type": "boolean", "description": "true: the field has a value; false: it is empty."},
             "older_than": _ref("duration", "The date field is further in the past than this duration."),
             "newer_than": _ref("duration", "The date field is within this duration before now."),

@@ -9,14 +9,17 @@ import re
 import zoneinfo
 
 # The same expressions go into the JSON Schemas (as ECMA-compatible patterns),
-# so editors flag what `outreach validate` flags.
-DURATION_PATTERN = r"^(?:0|immediately|[0-9]{1,6} ?(?:s|m|h|d|w|seconds?|minutes?|hours?|days?|weeks?|business days?))$"
-WINDOW_PATTERN = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]-(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
-DATETIME_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+# so editors flag what `outreach validate` flags. They end in `(?!\n)$` because
+# Python's `$` also matches before a final newline ("3 days\n"); JavaScript's does not.
+DURATION_PATTERN = (
+    r"^(?:0|immediately|[0-9]{1,6} ?(?:s|m|h|d|w|seconds?|minutes?|hours?|days?|weeks?|business days?))(?!\n)$"
 )
+WINDOW_PATTERN = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]-(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)(?!\n)$"
+DATETIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})(?!\n)$"
 
-_DURATION_RE = re.compile(r"^([0-9]+) ?([a-z ]+)$")
+# The parser's own expression: the schema pattern's grammar, with groups. fullmatch, because
+# `$` in Python also matches before a final newline ("3 days\n").
+_DURATION_RE = re.compile(r"([0-9]{1,6}) ?(s|m|h|d|w|seconds?|minutes?|hours?|days?|weeks?|business days?)")
 _UNIT_SECONDS = {
     "s": 1,
     "second": 1,
@@ -78,16 +81,14 @@ def parse_duration(value: object) -> Duration:
         raise ValueError(
             f"the duration {value} has no unit: write `{value} days`, `{value}h` or `{value} business days`"
         )
-    text = value.strip()
-    if text in ("0", "immediately"):
+    if value in ("0", "immediately"):
         return Duration()
-    match = _DURATION_RE.match(text)
+    match = _DURATION_RE.fullmatch(value)
     if match:
-        amount, unit = int(match.group(1)), match.group(2).strip()
-        if unit in ("business day", "business days"):
+        amount, unit = int(match.group(1)), match.group(2)
+        if unit.startswith("business"):
             return Duration(business_days=amount)
-        if unit in _UNIT_SECONDS:
-            return Duration(seconds=amount * _UNIT_SECONDS[unit])
+        return Duration(seconds=amount * _UNIT_SECONDS[unit])
     raise ValueError(
         f"{value!r} is not a duration: use `immediately`, `45s`, `30m`, `4h`, `3 days`, `1 week` or `2 business days`"
     )
@@ -106,7 +107,7 @@ class Window:
 
 
 def parse_window(value: object) -> Window:
-    if not isinstance(value, str) or not re.match(WINDOW_PATTERN, value):
+    if not isinstance(value, str) or not re.fullmatch(WINDOW_PATTERN, value):
         raise ValueError(f"{value!r} is not a time window: write it as `HH:MM-HH:MM`, e.g. `08:00-18:00`")
     start_s, end_s = value.split("-")
     start = dt.time.fromisoformat(start_s)
@@ -123,7 +124,7 @@ def parse_instant(value: object) -> dt.datetime:
         if value.tzinfo is None:
             raise ValueError("the date and time needs a UTC offset such as Z or +01:00")
         return value
-    if not isinstance(value, str) or not re.match(DATETIME_PATTERN, value):
+    if not isinstance(value, str) or not re.fullmatch(DATETIME_PATTERN, value):
         raise ValueError(
             f"{value!r} is not a date and time with an offset: write e.g. `2027-03-02T10:00:00+01:00` or `...Z`"
         )

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 import functools
 import types
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from outreach.rules import criteria, loader, model, schema_errors, schemas, templates, timing
+from outreach.rules import criteria, diagnostics, loader, model, schema_errors, schemas, templates, timing
 from outreach.rules.criteria import FieldType
 from outreach.rules.diagnostics import Code, Diagnostic, Severity
 from outreach.rules.loader import Document
@@ -83,6 +82,7 @@ class _Checker:
         self.valid: set[int] = set()  # ids of documents that passed the schema
         self.settings = model.Settings(model.Source("", 0, ""))
         self.settings_ok = True
+        self.analyses: dict[str, templates.Analysis] = {}  # template text -> analysis, when done ahead
 
     # --- helpers ----------------------------------------------------------------
 
@@ -136,6 +136,12 @@ class _Checker:
             self.error(doc, exc.path, Code(exc.code), exc.message)
             return None
 
+    def unknown_field(self, field: str) -> str:
+        return (
+            f"unknown record field {field!r}{diagnostics.did_you_mean(field, self.settings.fields)}: "
+            "declare it in Settings.record_fields"
+        )
+
     def user_ref(self, doc: Document, path: Path, user: str) -> None:
         if self.settings_ok and user not in self.settings.users:
             known = list(self.settings.users)
@@ -143,7 +149,7 @@ class _Checker:
                 doc,
                 path,
                 Code.REF_USER,
-                f"unknown user {user!r}{_suggest(user, known)}"
+                f"unknown user {user!r}{diagnostics.did_you_mean(user, known)}"
                 f" (users: {', '.join(known) or 'none declared in Settings.users'})",
             )
 
@@ -162,7 +168,7 @@ class _Checker:
                 doc,
                 path,
                 Code.REF_MODULE,
-                f"unknown module {module!r}{_suggest(module, known)} "
+                f"unknown module {module!r}{diagnostics.did_you_mean(module, known)} "
                 f"(modules: {', '.join(known)}; declare custom ones in Settings.modules)",
             )
 
@@ -188,6 +194,7 @@ class _Checker:
             else:
                 self.settings_ok = False  # its schema errors are reported; do not cascade into the others
         elif self.docs:
+            self.settings_ok = False  # record fields, users and modules are unknown: do not guess
             d = self.docs[0]
             self.diags.append(
                 Diagnostic(
@@ -320,7 +327,7 @@ class _Checker:
                     doc,
                     (*p, "mailbox"),
                     Code.REF_MAILBOX,
-                    f"unknown mailbox {u['mailbox']!r}{_suggest(u['mailbox'], mailboxes)} "
+                    f"unknown mailbox {u['mailbox']!r}{diagnostics.did_you_mean(u['mailbox'], mailboxes)} "
                     f"(mailboxes: {', '.join(mailboxes) or 'none declared in Settings.mailboxes'})",
                 )
             users[u["id"]] = model.User(
@@ -397,13 +404,15 @@ class _Checker:
         if subdivisions is None:
             from holidays import registry
 
-            codes = [v[1] for v in registry.COUNTRIES.values()]
+            hint = diagnostics.did_you_mean(country, [v[1] for v in registry.COUNTRIES.values()])
+            for class_name, alpha2, alpha3, *_rest in registry.COUNTRIES.values():
+                if country.upper() == alpha3 or country.replace(" ", "").lower() == class_name.lower():
+                    hint = f"; did you mean {alpha2!r} ({class_name})?"
             self.error(
                 doc,
                 (*path, "country"),
                 Code.HOLIDAY_COUNTRY_UNKNOWN,
-                f"python-holidays knows no country {country!r}{_suggest(country, codes)} "
-                "(use an ISO 3166 alpha-2 code such as DE, AT, US)",
+                f"python-holidays knows no country {country!r}{hint} (use an ISO 3166 alpha-2 code such as DE, AT, US)",
             )
         elif sub is not None and sub not in subdivisions:
             self.error(
@@ -448,15 +457,13 @@ class _Checker:
         for key in ("subject", "text", "html"):
             if key not in data:
                 continue
-            mark = doc.mark((key,))
-            for problem in templates.check(data[key], fields or frozenset()):
-                if fields is None and problem.code == "merge-field-unknown" and "record." in problem.message:
-                    continue
-                offset = problem.line if mark.block else problem.line - 1
-                d = doc.diag((key,), Code(problem.code), problem.message, line_offset=offset)
-                if offset == 0:
-                    d = dataclasses.replace(d, column=mark.column)
-                self.diags.append(d)
+            source = data[key]
+            analysis = self.analyses.get(source) or templates.analyze(source)
+            for problem in templates.problems(analysis, fields):
+                line, column = _template_position(doc, doc.mark((key,)), problem)
+                self.diags.append(
+                    Diagnostic(doc.file, line, column, Severity.ERROR, Code(problem.code), problem.message, key)
+                )
         return model.Template(
             self.source(doc),
             data["name"],
@@ -470,7 +477,9 @@ class _Checker:
     def template_ref(self, doc: Document, path: Path, name: str) -> None:
         if name not in self.names["Template"]:
             known = sorted(self.names["Template"])
-            self.error(doc, path, Code.REF_TEMPLATE, f"unknown template {name!r}{_suggest(name, known)}")
+            self.error(
+                doc, path, Code.REF_TEMPLATE, f"unknown template {name!r}{diagnostics.did_you_mean(name, known)}"
+            )
 
     # --- Sequences --------------------------------------------------------------------
 
@@ -547,7 +556,7 @@ class _Checker:
                 doc,
                 ("calendar",),
                 Code.REF_CALENDAR,
-                f"unknown calendar {cal!r}{_suggest(cal, known)} (calendars: {', '.join(dict.fromkeys(known))})",
+                f"unknown calendar {cal!r}{diagnostics.did_you_mean(cal, known)} (calendars: {', '.join(dict.fromkeys(known))})",
             )
         unsub = data.get("unsubscribe_link")
         return model.Sequence(
@@ -635,7 +644,7 @@ class _Checker:
                 doc,
                 (*path, "field"),
                 Code.REF_FIELD,
-                f"unknown field {field!r}{_suggest(field, fields)}: declare it in Settings.record_fields",
+                f"unknown field {field!r}{diagnostics.did_you_mean(field, fields)}: declare it in Settings.record_fields",
             )
         elif self.settings_ok:
             if field in ("id", "type", "created_at"):
@@ -655,6 +664,14 @@ class _Checker:
         data = doc.data
         self.module_ref(doc, ("module",), data["module"])
         self.user_ref(doc, ("owner",), data["owner"])
+        for key in ("from", "reply_to"):
+            if data.get(key) == "organization" and self.settings_ok and self.settings.organization is None:
+                self.error(
+                    doc,
+                    (key,),
+                    Code.REF_ORGANIZATION,
+                    f"`{key}: organization` needs Settings.organization (its name and email)",
+                )
         to = data["to"]
         if "view" in to:
             view_docs = [d for d in self.by_kind.get("View", []) if d.data.get("name") == to["view"]]
@@ -663,7 +680,7 @@ class _Checker:
                     doc,
                     ("to", "view"),
                     Code.REF_VIEW,
-                    f"unknown view {to['view']!r}{_suggest(to['view'], self.names['View'])}",
+                    f"unknown view {to['view']!r}{diagnostics.did_you_mean(to['view'], self.names['View'])}",
                 )
             elif view_docs[0].data.get("module") != data["module"]:
                 self.error(
@@ -733,12 +750,15 @@ class _Checker:
         self.module_ref(doc, ("module",), data["module"])
         stage_field = data.get("stage_field", "stage")
         fields = self.settings.fields
-        if self.settings_ok and fields.get(stage_field) is not FieldType.STRING:
+        if self.settings_ok and stage_field not in fields:
+            self.error(doc, ("stage_field",), Code.REF_FIELD, self.unknown_field(stage_field))
+        elif self.settings_ok and fields[stage_field] is not FieldType.STRING:
             self.error(
                 doc,
                 ("stage_field",),
                 Code.REF_FIELD,
-                f"the stage field {stage_field!r} must be a text field (built-in `stage` or a declared string)",
+                f"the stage field {stage_field!r} is a {fields[stage_field]} field; it must be text "
+                "(the built-in `stage` or a declared string field)",
             )
         stages = []
         seen: set[str] = set()
@@ -811,8 +831,7 @@ class _Checker:
                         doc,
                         (*p, key),
                         Code.REF_FIELD,
-                        f"unknown record field {key!r}"
-                        f"{_suggest(key, self.settings.fields)}: declare it in Settings.record_fields",
+                        self.unknown_field(key),
                         at_key=True,
                     )
                     continue
@@ -862,21 +881,21 @@ class _Checker:
                 doc,
                 (*p, "record"),
                 Code.REF_RECORD,
-                f"unknown record {args['record']!r}{_suggest(args['record'], ids)}: list it under `records`",
+                f"unknown record {args['record']!r}{diagnostics.did_you_mean(args['record'], ids)}: list it under `records`",
             )
         if "sequence" in args and args["sequence"] not in self.names["Sequence"]:
             self.error(
                 doc,
                 (*p, "sequence"),
                 Code.REF_SEQUENCE,
-                f"unknown sequence {args['sequence']!r}{_suggest(args['sequence'], self.names['Sequence'])}",
+                f"unknown sequence {args['sequence']!r}{diagnostics.did_you_mean(args['sequence'], self.names['Sequence'])}",
             )
         if "campaign" in args and args["campaign"] not in self.names["Campaign"]:
             self.error(
                 doc,
                 (*p, "campaign"),
                 Code.REF_CAMPAIGN,
-                f"unknown campaign {args['campaign']!r}{_suggest(args['campaign'], self.names['Campaign'])}",
+                f"unknown campaign {args['campaign']!r}{diagnostics.did_you_mean(args['campaign'], self.names['Campaign'])}",
             )
         if "as" in args:
             self.user_ref(doc, (*p, "as"), args["as"])
@@ -889,7 +908,7 @@ class _Checker:
                 if key == "record":
                     continue
                 if self.settings_ok and key not in self.settings.fields:
-                    self.error(doc, (*p, key), Code.REF_FIELD, f"unknown record field {key!r}", at_key=True)
+                    self.error(doc, (*p, key), Code.REF_FIELD, self.unknown_field(key), at_key=True)
                 elif self.settings_ok:
                     args[key] = self._typed(doc, (*p, key), key, value)
 
@@ -909,7 +928,7 @@ class _Checker:
     def _expectations(self, doc: Document, e: dict[str, Any], ids: Mapping[str, int]) -> model.Expectations:
         def record_ref(path: Path, rid: str) -> None:
             if rid not in ids:
-                self.error(doc, path, Code.REF_RECORD, f"unknown record {rid!r}{_suggest(rid, ids)}")
+                self.error(doc, path, Code.REF_RECORD, f"unknown record {rid!r}{diagnostics.did_you_mean(rid, ids)}")
 
         sent = None
         if "sent" in e:
@@ -953,7 +972,7 @@ class _Checker:
                     doc,
                     (*p, "sequence"),
                     Code.REF_SEQUENCE,
-                    f"unknown sequence {x['sequence']!r}{_suggest(x['sequence'], self.names['Sequence'])}",
+                    f"unknown sequence {x['sequence']!r}{diagnostics.did_you_mean(x['sequence'], self.names['Sequence'])}",
                 )
             enrollments.append(
                 model.EnrollmentExpectation(x["record"], x["sequence"], x["status"], x.get("reason"), doc.mark(p).line)
@@ -1018,11 +1037,30 @@ class _Checker:
                 )
 
 
-def _suggest(word: Any, choices: Any) -> str:
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+def _template_position(doc: Document, mark: loader.Mark, problem: templates.TemplateProblem) -> tuple[int, int]:
+    """The file line and column of a problem on a template's line `problem.line`.
+
+    A literal block (`|`) keeps lines one to one. Folded (`>`), quoted and plain
+    scalars join lines, so there the problem's text is looked up in the file.
+    """
+    needles = [n for n in (problem.needle, problem.needle.rpartition(".")[2]) if n]
+    if mark.style == "|":
+        line = mark.line + problem.line
+        text = doc.line_text(line)
+        col = next((c for c in (text.find(n) for n in needles) if c >= 0), len(text) - len(text.lstrip()))
+        return line, col + 1
+    for needle in needles:
+        for line in range(mark.line, mark.line + 1000):
+            text = doc.line_text(line)
+            start = mark.column - 1 if line == mark.line else 0
+            col = text.find(needle, start)
+            if col >= 0:
+                return line, col + 1
+            if line > mark.line and text and not text[0].isspace():
+                break  # the next key: the scalar has ended
+    if mark.style == ">":
+        return mark.line + 1, mark.column
+    return mark.line, mark.column
 
 
 def _suggest_kind(kind: Any) -> str:
@@ -1030,7 +1068,7 @@ def _suggest_kind(kind: Any) -> str:
         for k in schemas.KINDS:
             if k.lower() == kind.lower():
                 return f"; did you mean {k!r}?"
-    return _suggest(kind, schemas.KINDS)
+    return diagnostics.did_you_mean(kind, schemas.KINDS)
 
 
 @functools.cache
