@@ -48,12 +48,19 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @click.option("--summary", "show_summary", is_flag=True, help="After a clean run, list every definition (text only).")
 @click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default="0: one per CPU",
+    help="Processes that read and parse large rule sets (200 files or more).",
+)
+@click.option(
     "--now",
     callback=_parse_now,
     metavar="DATETIME",
     help="The time to judge schedules against (default: now), e.g. 2026-11-23T08:00:00Z.",
 )
-def validate(paths: tuple[str, ...], fmt: str, strict: bool, show_summary: bool, now: dt.datetime) -> None:
+def validate(paths: tuple[str, ...], fmt: str, strict: bool, show_summary: bool, jobs: int, now: dt.datetime) -> None:
     """Check rule files: YAML, schema, references, templates and limits.
 
     PATHS are rule directories or files (default: rules). Every *.yaml and
@@ -69,7 +76,7 @@ def validate(paths: tuple[str, ...], fmt: str, strict: bool, show_summary: bool,
     targets = list(paths) or ["rules"]
     if not paths and not os.path.isdir("rules"):
         raise click.UsageError("no PATHS given and there is no rules/ directory here")
-    result = rules_validate.validate(targets, now=now)
+    result = rules_validate.validate(targets, now=now, jobs=jobs or os.cpu_count() or 1)
     diags = list(result.diagnostics)
     if strict:
         diags = [d if d.severity is Severity.ERROR else _as_error(d) for d in diags]

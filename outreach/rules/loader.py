@@ -94,6 +94,7 @@ class Document:
     file: str
     index: int
     data: Any
+    line: int  # where the document starts
     text: str = dataclasses.field(repr=False, compare=False)  # the whole file's text
     _root: list[yaml.nodes.Node] = dataclasses.field(default_factory=list, repr=False, compare=False)
 
@@ -112,7 +113,9 @@ class Document:
         return self._root[0]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"file": self.file, "index": self.index, "data": self.data, "text": self.text, "_root": []}
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        state["_root"] = []  # composed again on demand: node trees are large to send
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
@@ -309,7 +312,7 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
                         f"document {index} is {kind}; a rule document is a mapping with a `kind`",
                     )
                 ]
-            docs.append(Document(file, index, data, text, [node]))
+            docs.append(Document(file, index, data, node.start_mark.line + 1, text, [node]))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # an unclosed quote or bracket is reported at the end of the file; point at its start

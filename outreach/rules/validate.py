@@ -44,10 +44,65 @@ class Result:
         return [d for d in self.diagnostics if d.severity is Severity.WARNING]
 
 
-def validate(paths: Sequence[str], now: dt.datetime | None = None) -> Result:
-    """Load and check every rule file under `paths`."""
+# Below this many files, starting worker processes costs more than it saves.
+PARALLEL_MIN_FILES = 200
+
+
+def validate(paths: Sequence[str], now: dt.datetime | None = None, *, jobs: int = 1) -> Result:
+    """Load and check every rule file under `paths`.
+
+    With jobs > 1 and a large rule set, files are read and their templates
+    parsed in that many processes (fork); the checks across documents run here.
+    Only single-threaded callers (the CLI) should ask for jobs > 1.
+    """
+    files, diags = loader.find_files(paths)
+    if jobs > 1 and len(files) >= PARALLEL_MIN_FILES:
+        docs, read_diags, analyses = _read_in_parallel(files, jobs)
+        return _check(files, docs, diags + read_diags, now, analyses)
     files, docs, diags = loader.load(paths)
     return _check(files, docs, diags, now)
+
+
+Analyses = dict[str, templates.Analysis]
+
+
+def _read_analyzed(files: Sequence[str]) -> tuple[list[Document], list[Diagnostic], Analyses]:
+    """Read files and parse every template text in them (the costly part) ahead of the checks."""
+    docs: list[Document] = []
+    diags: list[Diagnostic] = []
+    analyses: Analyses = {}
+    for f in files:
+        d, problems = loader.read_file(f)
+        docs.extend(d)
+        diags.extend(problems)
+    for doc in docs:
+        if doc.data.get("kind") == "Template":
+            for key in ("subject", "text", "html"):
+                source = doc.data.get(key)
+                if isinstance(source, str) and source not in analyses:
+                    analyses[source] = templates.analyze(source)
+    return docs, diags, analyses
+
+
+def _read_in_parallel(files: Sequence[str], jobs: int) -> tuple[list[Document], list[Diagnostic], Analyses]:
+    import concurrent.futures
+    import multiprocessing
+
+    chunks = [list(files[i::jobs]) for i in range(jobs)]
+    docs: list[Document] = []
+    diags: list[Diagnostic] = []
+    analyses: Analyses = {}
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
+        futures = [pool.submit(_read_analyzed, chunk) for chunk in chunks[1:]]
+        parts = [_read_analyzed(chunks[0])] + [f.result() for f in futures]
+    for d, problems, a in parts:
+        docs.extend(d)
+        diags.extend(problems)
+        analyses.update(a)
+    order = {f: i for i, f in enumerate(files)}
+    docs.sort(key=lambda doc: (order[doc.file], doc.index))
+    return docs, diags, analyses
 
 
 def validate_texts(texts: Mapping[str, str], now: dt.datetime | None = None) -> Result:
@@ -61,8 +116,15 @@ def validate_texts(texts: Mapping[str, str], now: dt.datetime | None = None) -> 
     return _check(list(texts), docs, diags, now)
 
 
-def _check(files: list[str], docs: list[Document], diags: list[Diagnostic], now: dt.datetime | None) -> Result:
+def _check(
+    files: list[str],
+    docs: list[Document],
+    diags: list[Diagnostic],
+    now: dt.datetime | None,
+    analyses: Analyses | None = None,
+) -> Result:
     checker = _Checker(docs, now)
+    checker.analyses = analyses or {}
     ruleset = checker.run()
     diags = diags + checker.diags
     has_error = any(d.severity is Severity.ERROR for d in diags)
@@ -173,7 +235,7 @@ class _Checker:
             )
 
     def source(self, doc: Document) -> model.Source:
-        return model.Source(doc.file, doc.mark(()).line, model.content_hash(doc.data))
+        return model.Source(doc.file, doc.line, model.content_hash(doc.data))
 
     # --- the run --------------------------------------------------------------------
 
@@ -187,7 +249,7 @@ class _Checker:
                     extra,
                     ("kind",),
                     Code.SETTINGS_DUPLICATE,
-                    f"a rule set has one Settings document; the first is at {first.file}:{first.mark(()).line}",
+                    f"a rule set has one Settings document; the first is at {first.file}:{first.line}",
                 )
             if id(first) in self.valid:
                 self.settings = self._settings(first)

@@ -1,0 +1,139 @@
+"""The user documentation stays true: its examples validate and it names every kind, key, code and option."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from outreach import cli
+from outreach.rules import loader, schemas, validate
+from outreach.rules.diagnostics import Code
+from tests.conftest import ROOT
+
+DOCS = ROOT / "docs"
+_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
+
+
+def _read(name: str) -> str:
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+def _rules_md_blocks() -> list[str]:
+    return _YAML_BLOCK.findall(_read("rules.md"))
+
+
+def _write_blocks(blocks: list[str], where: Path) -> list[Path]:
+    paths = []
+    for i, block in enumerate(blocks):
+        path = where / f"block-{i:02d}.yaml"
+        path.write_text(block, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_the_yaml_examples_of_rules_md_form_one_rule_set_without_errors(tmp_path: Path) -> None:
+    blocks = _rules_md_blocks()
+    assert blocks, "docs/rules.md has no ```yaml blocks"
+    _write_blocks(blocks, tmp_path)
+    result = validate.validate([str(tmp_path)])
+    problems = "\n".join(f"{d.file}:{d.line}: {d.severity}: {d.message} ({d.code})" for d in result.errors)
+    assert result.errors == [], f"the ```yaml blocks of docs/rules.md do not validate:\n{problems}"
+    assert result.ruleset is not None
+
+
+def test_rules_md_has_a_yaml_example_of_every_kind() -> None:
+    kinds: set[str] = set()
+    for i, block in enumerate(_rules_md_blocks()):
+        docs, problems = loader.parse_text(block, f"block-{i:02d}.yaml")
+        assert problems == []
+        kinds |= {d.data.get("kind") for d in docs}
+    assert set(schemas.KINDS) <= kinds, f"no ```yaml example of {sorted(set(schemas.KINDS) - kinds)}"
+
+
+def test_errors_md_explains_every_code() -> None:
+    text = _read("errors.md")
+    missing = [code.value for code in Code if f"`{code.value}`" not in text]
+    assert missing == [], f"docs/errors.md does not mention {missing}"
+
+
+@pytest.mark.parametrize("kind", schemas.KINDS)
+def test_rules_md_names_every_kind_and_every_key_of_it(kind: str) -> None:
+    text = _read("rules.md")
+    assert f"`{kind}`" in text
+    keys = schemas.schema(kind)["properties"]
+    missing = [key for key in keys if f"`{key}`" not in text]
+    assert missing == [], f"docs/rules.md does not mention these {kind} keys: {missing}"
+
+
+def _commands() -> dict[str, click.Command]:
+    assert isinstance(cli.main, click.Group)
+    return dict(cli.main.commands)
+
+
+def _mentions(text: str, command: click.Command) -> list[str]:
+    """The options and arguments of `command` that `text` does not mention."""
+    missing = []
+    for param in command.params:
+        if isinstance(param, click.Option):
+            missing += [opt for opt in (*param.opts, *param.secondary_opts) if f"`{opt}" not in text]
+        elif param.human_readable_name not in text:
+            missing.append(param.human_readable_name)
+    help_option = command.get_help_option(click.Context(command))
+    if help_option is not None:
+        missing += [opt for opt in help_option.opts if f"`{opt}" not in text]
+    return missing
+
+
+def test_cli_md_describes_every_command_and_option() -> None:
+    text = _read("cli.md")
+    assert _mentions(text, cli.main) == []
+    for name, command in _commands().items():
+        assert f"outreach {name}" in text, f"docs/cli.md does not describe `outreach {name}`"
+        assert _mentions(text, command) == [], f"docs/cli.md misses options of `outreach {name}`"
+
+
+def test_outreach_help_exits_0_and_shows_an_example() -> None:
+    result = CliRunner().invoke(cli.main, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "outreach validate rules/" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_command_help_exits_0_and_shows_an_example(name: str) -> None:
+    result = CliRunner().invoke(cli.main, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    examples = [line for line in result.output.splitlines() if line.strip().startswith(f"outreach {name} ")]
+    assert examples, f"`outreach {name} --help` shows no example line"
+
+
+def _cli_md_example(text: str, file: str) -> str:
+    match = re.search(rf"^`{re.escape(file)}`:\n\n```yaml\n(.*?)^```", text, re.S | re.M)
+    assert match, f"docs/cli.md has no example {file}"
+    return match.group(1)
+
+
+def _cli_md_output(text: str, command: str, first_line: str = "") -> str:
+    """The output shown under `$ COMMAND` in a ```text block, up to the next `$` line."""
+    pattern = rf"^```text\n\$ {re.escape(command)}\n({re.escape(first_line)}.*?)(?:^\$ |^```)"
+    match = re.search(pattern, text, re.S | re.M)
+    assert match, f"docs/cli.md shows no output of `{command}`"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github"])
+def test_the_output_examples_of_cli_md_are_real(fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _read("cli.md")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("settings.yaml", "welcome.yaml"):
+        (rules / name).write_text(_cli_md_example(text, f"rules/{name}"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    args = ["validate", "rules/"] if fmt == "text" else ["validate", "--format", fmt, "rules/"]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 1
+    shown = _cli_md_output(text, "outreach " + " ".join(args), first_line="" if fmt != "text" else "rules/welcome")
+    assert result.output == shown
