@@ -160,3 +160,28 @@ def test_validate_texts_and_validate_agree(tmp_path: object) -> None:
     assert {k: v.source.hash for k, v in a.ruleset.sequences.items()} == {
         k: v.source.hash for k, v in b.ruleset.sequences.items()
     }
+
+
+def test_a_template_used_by_a_broken_sequence_is_not_reported_unused() -> None:
+    docs = (
+        "kind: Template\nname: a\nsubject: Hi\ntext: x\n---\n"
+        "kind: Sequence\nname: q\nsteps: [{id: a, email: a, wait: 2 bussiness days}]\n"
+    )
+    r = validate.validate_texts({"s.yaml": SETTINGS, "d.yaml": docs})
+    assert [str(d.code) for d in r.diagnostics] == ["duration-invalid"]
+
+
+def test_an_unused_template_is_a_warning_and_the_set_still_validates() -> None:
+    r = validate.validate_texts({"s.yaml": SETTINGS, "t.yaml": "kind: Template\nname: t\nsubject: Hi\ntext: x\n"})
+    assert r.ruleset is not None
+    assert [(str(d.code), str(d.severity)) for d in r.diagnostics] == [("template-unused", "warning")]
+
+
+def test_html_parts_render_escaped_and_text_parts_as_they_are() -> None:
+    from outreach.rules import templates
+
+    value = {"company": "Smith & <b>Sons</b>"}
+    html = templates.environment(html=True).from_string("<p>{{ record.company }}</p>").render(record=value)
+    text = templates.environment().from_string("{{ record.company }}").render(record=value)
+    assert html == "<p>Smith &amp; &lt;b&gt;Sons&lt;/b&gt;</p>"
+    assert text == "Smith & <b>Sons</b>"

@@ -63,9 +63,9 @@ class Code(enum.StrEnum):
     REF_MODULE = "ref-module"
     REF_SEQUENCE = "ref-sequence"
     REF_CAMPAIGN = "ref-campaign"
-    REF_PROCESS = "ref-process"
     REF_RECORD = "ref-record"
     REF_ORGANIZATION = "ref-organization"
+    REF_TRACKING = "ref-tracking"
     # templates
     TEMPLATE_SYNTAX = "template-syntax"
     MERGE_FIELD_UNKNOWN = "merge-field-unknown"

@@ -22,7 +22,7 @@ import yaml.nodes
 from outreach.rules.diagnostics import Code, Diagnostic, Severity
 
 MAX_FILE_BYTES = 1024 * 1024
-MAX_NODES = 200_000  # per file; stops alias bombs ("billion laughs")
+MAX_NODES = 200_000  # per document; stops alias bombs ("billion laughs")
 
 
 _STR = "tag:yaml.org,2002:str"

@@ -107,7 +107,6 @@ COMMON: dict[str, Schema] = {
     ),
     "datetime": _str(
         "A date and time with a UTC offset (RFC 3339), e.g. 2027-03-02T10:00:00-08:00 or 2026-11-23T08:00:00Z.",
-        format="date-time",
         pattern=timing.DATETIME_PATTERN,
         patternErrorMessage="write a date and time with an offset, e.g. 2027-03-02T10:00:00+01:00",
         **{"$comment": "datetime"},
@@ -115,7 +114,12 @@ COMMON: dict[str, Schema] = {
     "timezone": _str("An IANA time zone name, e.g. Europe/Berlin."),
     "userRef": _str(
         "Who: record_owner, or user:<id> for a user from Settings.users.",
-        pattern=r"^(?:record_owner|campaign_owner|user:[A-Za-z0-9_.-]+)$",
+        pattern=r"^(?:record_owner|user:[A-Za-z0-9_.-]+)(?!\n)$",
+        patternErrorMessage="use record_owner or user:<id>",
+    ),
+    "assigneeRef": _str(
+        "Who: record_owner, campaign_owner (the campaign's owner), or user:<id> for a user from Settings.users.",
+        pattern=r"^(?:record_owner|campaign_owner|user:[A-Za-z0-9_.-]+)(?!\n)$",
         patternErrorMessage="use record_owner, campaign_owner or user:<id>",
     ),
     "criteria": {
@@ -200,7 +204,7 @@ COMMON: dict[str, Schema] = {
                         "enum": ["highest", "high", "normal", "low", "lowest"],
                         "description": "The task's priority (default normal).",
                     },
-                    "assign_to": _ref("userRef", "Who gets the task (default record_owner)."),
+                    "assign_to": _ref("assigneeRef", "Who gets the task (default record_owner)."),
                 },
                 required=("subject",),
                 desc="Add a follow-up task for the record.",
@@ -208,7 +212,7 @@ COMMON: dict[str, Schema] = {
             "call": _obj(
                 {
                     "subject": _str("The call's subject."),
-                    "owner": _ref("userRef", "Who makes the call (default record_owner)."),
+                    "owner": _ref("assigneeRef", "Who makes the call (default record_owner)."),
                     "at": _ref("duration", "When the call is scheduled, counted from the trigger."),
                 },
                 required=("subject",),

@@ -18,10 +18,14 @@ _BLOCK_TAGS = frozenset({"if", "for", "macro", "call", "filter", "with", "autoes
 
 
 @functools.cache
-def environment() -> jinja2.sandbox.SandboxedEnvironment:
-    """The sandbox every template renders in: a missing value is an error, never empty text."""
+def environment(html: bool = False) -> jinja2.sandbox.SandboxedEnvironment:
+    """The sandbox templates render in: a missing value is an error, never empty text.
+
+    The `html` part renders with autoescaping, so merge data such as a lead's
+    company name cannot inject markup; subject and text render as they are.
+    """
     return jinja2.sandbox.SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+        undefined=jinja2.StrictUndefined, autoescape=html, keep_trailing_newline=True
     )
 
 

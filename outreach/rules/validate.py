@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import types
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -57,52 +56,10 @@ def validate(paths: Sequence[str], now: dt.datetime | None = None, *, jobs: int 
     """
     files, diags = loader.find_files(paths)
     if jobs > 1 and len(files) >= PARALLEL_MIN_FILES:
-        docs, read_diags, analyses = _read_in_parallel(files, jobs)
-        return _check(files, docs, diags + read_diags, now, analyses)
+        ahead = _prepare_in_parallel(files, jobs)
+        return _check(files, ahead.docs, diags + ahead.diags, now, ahead)
     files, docs, diags = loader.load(paths)
     return _check(files, docs, diags, now)
-
-
-Analyses = dict[str, templates.Analysis]
-
-
-def _read_analyzed(files: Sequence[str]) -> tuple[list[Document], list[Diagnostic], Analyses]:
-    """Read files and parse every template text in them (the costly part) ahead of the checks."""
-    docs: list[Document] = []
-    diags: list[Diagnostic] = []
-    analyses: Analyses = {}
-    for f in files:
-        d, problems = loader.read_file(f)
-        docs.extend(d)
-        diags.extend(problems)
-    for doc in docs:
-        if doc.data.get("kind") == "Template":
-            for key in ("subject", "text", "html"):
-                source = doc.data.get(key)
-                if isinstance(source, str) and source not in analyses:
-                    analyses[source] = templates.analyze(source)
-    return docs, diags, analyses
-
-
-def _read_in_parallel(files: Sequence[str], jobs: int) -> tuple[list[Document], list[Diagnostic], Analyses]:
-    import concurrent.futures
-    import multiprocessing
-
-    chunks = [list(files[i::jobs]) for i in range(jobs)]
-    docs: list[Document] = []
-    diags: list[Diagnostic] = []
-    analyses: Analyses = {}
-    context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
-        futures = [pool.submit(_read_analyzed, chunk) for chunk in chunks[1:]]
-        parts = [_read_analyzed(chunks[0])] + [f.result() for f in futures]
-    for d, problems, a in parts:
-        docs.extend(d)
-        diags.extend(problems)
-        analyses.update(a)
-    order = {f: i for i, f in enumerate(files)}
-    docs.sort(key=lambda doc: (order[doc.file], doc.index))
-    return docs, diags, analyses
 
 
 def validate_texts(texts: Mapping[str, str], now: dt.datetime | None = None) -> Result:
@@ -116,15 +73,75 @@ def validate_texts(texts: Mapping[str, str], now: dt.datetime | None = None) -> 
     return _check(list(texts), docs, diags, now)
 
 
+@dataclasses.dataclass
+class _Ahead:
+    """Work on single files done before the checks across documents, possibly in other processes."""
+
+    docs: list[Document] = dataclasses.field(default_factory=list)
+    diags: list[Diagnostic] = dataclasses.field(default_factory=list)
+    analyses: dict[str, templates.Analysis] = dataclasses.field(default_factory=dict)  # by template text
+    schema_ok: set[tuple[str, int]] = dataclasses.field(default_factory=set)  # (file, index) passing the schema
+    holidays: dict[str, tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
+
+    def merge(self, other: _Ahead) -> None:
+        self.docs.extend(other.docs)
+        self.diags.extend(other.diags)
+        self.analyses.update(other.analyses)
+        self.schema_ok |= other.schema_ok
+        self.holidays.update(other.holidays)
+
+
+def _prepare(files: Sequence[str]) -> _Ahead:
+    """Read files, check each document against its schema, parse every template, look up holiday countries."""
+    ahead = _Ahead()
+    for f in files:
+        docs, problems = loader.read_file(f)
+        ahead.docs.extend(docs)
+        ahead.diags.extend(problems)
+    for doc in ahead.docs:
+        kind = doc.data.get("kind")
+        if kind not in schemas.KINDS or not schema_errors.fast_check(kind)(doc.data):
+            continue
+        ahead.schema_ok.add((doc.file, doc.index))
+        if kind == "Template":
+            for key in ("subject", "text", "html"):
+                source = doc.data.get(key)
+                if isinstance(source, str) and source not in ahead.analyses:
+                    ahead.analyses[source] = templates.analyze(source)
+        elif kind == "Settings":
+            for cal in doc.data.get("calendars", {}).values():
+                country = (cal.get("holidays") or {}).get("country")
+                if isinstance(country, str):
+                    ahead.holidays[country] = _holiday_subdivisions(country)
+    return ahead
+
+
+def _prepare_in_parallel(files: Sequence[str], jobs: int) -> _Ahead:
+    import concurrent.futures
+    import multiprocessing
+
+    chunks = [list(files[i::jobs]) for i in range(jobs)]
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs - 1, mp_context=multiprocessing.get_context("fork")
+    ) as pool:
+        futures = [pool.submit(_prepare, chunk) for chunk in chunks[1:]]
+        ahead = _prepare(chunks[0])
+        for future in futures:
+            ahead.merge(future.result())
+    order = {f: i for i, f in enumerate(files)}
+    ahead.docs.sort(key=lambda doc: (order[doc.file], doc.index))
+    _HOLIDAYS.update(ahead.holidays)
+    return ahead
+
+
 def _check(
     files: list[str],
     docs: list[Document],
     diags: list[Diagnostic],
     now: dt.datetime | None,
-    analyses: Analyses | None = None,
+    ahead: _Ahead | None = None,
 ) -> Result:
-    checker = _Checker(docs, now)
-    checker.analyses = analyses or {}
+    checker = _Checker(docs, now, ahead or _Ahead())
     ruleset = checker.run()
     diags = diags + checker.diags
     has_error = any(d.severity is Severity.ERROR for d in diags)
@@ -136,7 +153,7 @@ def _frozen(d: dict[str, T]) -> Mapping[str, T]:
 
 
 class _Checker:
-    def __init__(self, docs: list[Document], now: dt.datetime | None) -> None:
+    def __init__(self, docs: list[Document], now: dt.datetime | None, ahead: _Ahead) -> None:
         self.docs = docs
         self.now = now
         self.diags: list[Diagnostic] = []
@@ -144,7 +161,7 @@ class _Checker:
         self.valid: set[int] = set()  # ids of documents that passed the schema
         self.settings = model.Settings(model.Source("", 0, ""))
         self.settings_ok = True
-        self.analyses: dict[str, templates.Analysis] = {}  # template text -> analysis, when done ahead
+        self.ahead = ahead
 
     # --- helpers ----------------------------------------------------------------
 
@@ -325,7 +342,8 @@ class _Checker:
                 )
                 continue
             self.by_kind[kind].append(doc)
-            problems = schema_errors.check(doc, kind)
+            passed = (doc.file, doc.index) in self.ahead.schema_ok
+            problems = [] if passed else schema_errors.check(doc, kind)
             self.diags.extend(problems)
             if not any(p.severity is Severity.ERROR for p in problems):
                 self.valid.add(id(doc))
@@ -520,8 +538,11 @@ class _Checker:
             if key not in data:
                 continue
             source = data[key]
-            analysis = self.analyses.get(source) or templates.analyze(source)
-            for problem in templates.problems(analysis, fields):
+            analysis = self.ahead.analyses.get(source) or templates.analyze(source)
+            found = templates.problems(analysis, fields)
+            if self.settings_ok:
+                found += self._template_settings_problems(analysis)
+            for problem in found:
                 line, column = _template_position(doc, doc.mark((key,)), problem)
                 self.diags.append(
                     Diagnostic(doc.file, line, column, Severity.ERROR, Code(problem.code), problem.message, key)
@@ -535,6 +556,27 @@ class _Checker:
             data.get("shared", True),
             data.get("description"),
         )
+
+    def _template_settings_problems(self, analysis: templates.Analysis) -> list[templates.TemplateProblem]:
+        """Merge names that need a part of Settings that is missing."""
+        out = []
+        for name, line in analysis.names:
+            if name == "unsubscribe_url" and self.settings.tracking is None:
+                out.append(templates.TemplateProblem(line, str(Code.REF_TRACKING), _NO_TRACKING, name))
+        for obj, attr, line in analysis.attributes:
+            if obj == "organization" and self.settings.organization is None:
+                message = f"organization.{attr} needs Settings.organization (its name and email)"
+                out.append(templates.TemplateProblem(line, str(Code.REF_ORGANIZATION), message, f"{obj}.{attr}"))
+        return out
+
+    def unsubscribe_ref(self, doc: Document, data: Mapping[str, Any]) -> str | None:
+        """The language of the rule's unsubscribe link, checking that links can be signed and served."""
+        unsub = data.get("unsubscribe_link")
+        if unsub is None:
+            return None
+        if self.settings_ok and self.settings.tracking is None:
+            self.error(doc, ("unsubscribe_link",), Code.REF_TRACKING, _NO_TRACKING, at_key=True)
+        return str(unsub.get("language", "en"))
 
     def template_ref(self, doc: Document, path: Path, name: str) -> None:
         if name not in self.names["Template"]:
@@ -620,7 +662,6 @@ class _Checker:
                 Code.REF_CALENDAR,
                 f"unknown calendar {cal!r}{diagnostics.did_you_mean(cal, known)} (calendars: {', '.join(dict.fromkeys(known))})",
             )
-        unsub = data.get("unsubscribe_link")
         return model.Sequence(
             source=self.source(doc),
             name=data["name"],
@@ -629,7 +670,7 @@ class _Checker:
             sender=sender,
             calendar=cal,
             on_edit=model.OnEdit(data.get("on_edit", "pin")),
-            unsubscribe_language=(unsub.get("language", "en") if unsub is not None else None),
+            unsubscribe_language=self.unsubscribe_ref(doc, data),
             enroll_when=self.criteria(doc, ("enroll_when",), data.get("enroll_when")),
             description=data.get("description"),
         )
@@ -788,7 +829,6 @@ class _Checker:
                     f.get("name"),
                 )
             )
-        unsub = data.get("unsubscribe_link")
         return model.Campaign(
             source=self.source(doc),
             name=data["name"],
@@ -799,7 +839,7 @@ class _Checker:
             from_=data.get("from", "owner"),
             reply_to=data.get("reply_to", "from"),
             send_at=send_at,
-            unsubscribe_language=(unsub.get("language", "en") if unsub is not None else None),
+            unsubscribe_language=self.unsubscribe_ref(doc, data),
             triggers=self._triggers(doc, ("on",), data.get("on")),
             follow_ups=tuple(follow_ups),
             description=data.get("description"),
@@ -1061,15 +1101,8 @@ class _Checker:
                 )
 
     def _warnings(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
-        used: set[str] = set()
-        for _, s in built.get("Sequence", []):
-            used |= {st.template for st in s.steps if st.template}
-        for _, c in built.get("Campaign", []):
-            used.add(c.template)
-            used |= {f.template for f in c.follow_ups}
-        for _, p in built.get("SalesProcess", []):
-            if p.follow_up.template:
-                used.add(p.follow_up.template)
+        # from every document, not only the valid ones: a typo elsewhere must not make a template look unused
+        used = {name for doc in self.docs for name in _templates_named(doc.data)}
         for doc, t in built.get("Template", []):
             if t.name not in used:
                 self.warn(
@@ -1097,6 +1130,27 @@ class _Checker:
                     f"reminders every {every} are sent at the daily run only; an interval under a day "
                     "behaves like 1 day",
                 )
+
+
+def _templates_named(data: Mapping[str, Any]) -> set[str]:
+    """Template names a document refers to, read from its raw data (valid or not)."""
+    kind = data.get("kind")
+    names: list[Any] = []
+    if kind == "Sequence" and isinstance(data.get("steps"), list):
+        names += [step.get("email") for step in data["steps"] if isinstance(step, dict)]
+    elif kind == "Campaign":
+        names.append(data.get("template"))
+        if isinstance(data.get("follow_ups"), list):
+            names += [f.get("template") for f in data["follow_ups"] if isinstance(f, dict)]
+    elif kind == "SalesProcess" and isinstance(data.get("follow_up"), dict):
+        names.append(data["follow_up"].get("template"))
+    return {n for n in names if isinstance(n, str)}
+
+
+_NO_TRACKING = (
+    "unsubscribe links are signed and served by the tracking endpoint: add Settings.tracking "
+    "(base_url and secret_env or secret_file)"
+)
 
 
 def _template_position(doc: Document, mark: loader.Mark, problem: templates.TemplateProblem) -> tuple[int, int]:
@@ -1133,19 +1187,26 @@ def _suggest_kind(kind: Any) -> str:
     return diagnostics.did_you_mean(kind, schemas.KINDS)
 
 
-@functools.cache
+_HOLIDAYS: dict[str, tuple[str, ...] | None] = {}
+
+
 def _holiday_subdivisions(country: str) -> tuple[str, ...] | None:
     """The subdivisions python-holidays knows for a country code, or None for an unknown country.
 
     Reads the registry and imports only that country's module:
     holidays.list_supported_countries() imports all of them (a quarter of a second).
     """
+    if country in _HOLIDAYS:
+        return _HOLIDAYS[country]
     import importlib
 
     from holidays import registry
 
+    found: tuple[str, ...] | None = None
     for module, (class_name, alpha2, *_rest) in registry.COUNTRIES.items():
         if alpha2 == country:
             cls = getattr(importlib.import_module(f"holidays.countries.{module}"), class_name)
-            return tuple(str(s) for s in getattr(cls, "subdivisions", ()))
-    return None
+            found = tuple(str(s) for s in getattr(cls, "subdivisions", ()))
+            break
+    _HOLIDAYS[country] = found
+    return found
