@@ -250,7 +250,7 @@ def _explain(doc: Document, error: Any) -> list[Diagnostic]:
             present = [str(n) for n in names if n in inst]
             listed = ", ".join(f"`{n}`" for n in names)
             code = Code.STEP_KIND if len(path) == 2 and path[0] == "steps" else Code.SCHEMA_ONE_OF
-            if path and path[-1] == "to" and path[0] == "to":
+            if path == ("to",):
                 code = Code.CAMPAIGN_RECIPIENTS
             if not present:
                 return [doc.diag(path, code, f"needs one of {listed}")]
