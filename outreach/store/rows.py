@@ -1,0 +1,102 @@
+"""What the store hands back: plain, immutable rows of the domain."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    id: str
+    type: str
+    email: str | None
+    owner: str | None
+    stage: str | None
+    stage_entered_at: dt.datetime | None
+    timezone: str | None
+    fields: Mapping[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    converted_at: dt.datetime | None = None
+    deleted_at: dt.datetime | None = None
+
+    def value(self, field: str) -> Any:
+        """A built-in or custom field's value (None when absent)."""
+        if field in BUILTIN_COLUMNS:
+            return getattr(self, field)
+        return self.fields.get(field)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field by name, built-in first, as `records show --json` prints it."""
+        out = {name: getattr(self, name) for name in BUILTIN_COLUMNS}
+        out.update(self.fields)
+        out["updated_at"] = self.updated_at
+        out["converted_at"] = self.converted_at
+        out["deleted_at"] = self.deleted_at
+        return out
+
+
+BUILTIN_COLUMNS = ("id", "type", "email", "owner", "stage", "stage_entered_at", "created_at", "timezone")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    id: int
+    record_id: str
+    subject: str
+    type: str
+    priority: str
+    owner: str | None
+    due_at: dt.datetime | None
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+    enrollment_id: int | None = None
+    step_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Appointment:
+    id: int
+    record_id: str
+    subject: str
+    starts_at: dt.datetime
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    id: int
+    record_id: str | None
+    kind: str
+    at: dt.datetime
+    data: Mapping[str, Any]
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveDefinition:
+    kind: str
+    name: str
+    hash: str
+    body: Mapping[str, Any]
+    applied_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportProblem:
+    line: int
+    message: str
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """What an import did: rows written, rows refused (with their lines), and whether it was committed."""
+
+    inserted: int = 0
+    updated: int = 0
+    problems: list[ImportProblem] = dataclasses.field(default_factory=list)
+    problem_count: int = 0  # may exceed len(problems): only the first ones are kept
+    committed: bool = False

@@ -1,0 +1,580 @@
+"""The store: one class with domain verbs over SQLite (embedded) or PostgreSQL (several daemons).
+
+Callers never write SQL. `now` is always a parameter: nothing here reads the
+clock and no statement asks the database for the time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from outreach.rules import criteria as rules_criteria
+from outreach.rules.criteria import FieldType
+from outreach.store import criteria as sql_criteria
+from outreach.store import migrate, rows, tables
+
+DEFAULT_URL = "sqlite+aiosqlite:///var/outreach.db"
+IMPORT_BATCH = 2000
+MAX_KEPT_PROBLEMS = 1000
+
+
+class StoreError(Exception):
+    """A problem with the database itself: a URL that does not parse, no connection, an old schema."""
+
+
+class StoreBusy(StoreError):
+    """Another daemon holds the store."""
+
+
+class NotFound(StoreError):
+    """No such record, task or enrollment."""
+
+
+def resolve_url(cli: str | None, environ: Mapping[str, str], settings_url: str | None) -> str:
+    """The database URL: --db, then $OUTREACH_DB, then Settings.database, then the embedded default."""
+    return cli or environ.get("OUTREACH_DB") or settings_url or DEFAULT_URL
+
+
+def _engine(url: str, schema: str | None) -> AsyncEngine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"the database URL {url!r} does not parse: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+        database = parsed.database or ""
+        kwargs: dict[str, Any] = {}
+        if database in ("", ":memory:"):
+            kwargs = {"poolclass": sa.pool.StaticPool}  # one shared connection keeps the memory database
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        engine = create_async_engine(parsed, **kwargs)
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            if database not in ("", ":memory:"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+        return engine
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+        connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+        return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    raise StoreError(f"the database URL {url!r} names {backend!r}; outreach uses sqlite or postgresql")
+
+
+class Store:
+    """Domain verbs over one database. Open with `await Store.open(url)`; close with `await store.close()`."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        self._lock_file: Any = None
+        # The rule set's record fields (Settings.fields): how custom values are typed and compared.
+        self.fields: dict[str, FieldType] = dict(rules_criteria.BUILTIN_FIELDS)
+
+    # --- opening -----------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        fields: Mapping[str, FieldType] | None = None,
+        upgrade: bool | None = None,
+        schema: str | None = None,
+    ) -> Store:
+        """Connect; SQLite (the embedded default) upgrades its schema itself, PostgreSQL when `upgrade`.
+
+        Raises StoreError with one line saying what is wrong.
+        """
+        engine = _engine(url, schema)
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            await engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"cannot connect to {shown}: {reason}") from None
+        store = cls(engine, shown)
+        if fields is not None:
+            store.fields = dict(fields)
+        if upgrade is None:
+            upgrade = store.dialect == "sqlite"
+        if upgrade:
+            await migrate.upgrade(engine)
+        else:
+            at = await migrate.current(engine)
+            if at != migrate.head():
+                await engine.dispose()
+                raise StoreError(
+                    f"{shown} is at schema revision {at or 'none'}; this outreach needs {migrate.head()}: "
+                    "run `outreach db upgrade`"
+                )
+        return store
+
+    async def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        await self.engine.dispose()
+
+    async def revision(self) -> str | None:
+        return await migrate.current(self.engine)
+
+    def hold_single_daemon(self) -> None:
+        """Refuse a second daemon on one SQLite file (SKIP LOCKED does not exist there).
+
+        PostgreSQL needs no such lock: daemons share the work there.
+        """
+        if self.dialect != "sqlite":
+            return
+        database = sa.make_url(self.url).database
+        if not database or database == ":memory:":
+            return
+        path = os.path.abspath(database) + ".daemon-lock"
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreBusy(
+                f"another outreach daemon ({holder}) already runs on {database}; SQLite allows one daemon. "
+                "Stop it, or use PostgreSQL to run several."
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    # --- records -------------------------------------------------------------------------
+
+    def _record(self, row: sa.Row[Any]) -> rows.Record:
+        m = row._mapping
+        return rows.Record(
+            id=m["id"],
+            type=m["type"],
+            email=m["email"],
+            owner=m["owner"],
+            stage=m["stage"],
+            stage_entered_at=m["stage_entered_at"],
+            timezone=m["timezone"],
+            fields=self._fields_out(m["fields"]),
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            converted_at=m["converted_at"],
+            deleted_at=m["deleted_at"],
+        )
+
+    async def get_record(self, record_id: str) -> rows.Record:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(tables.records).where(tables.records.c.id == record_id))).first()
+        if row is None:
+            raise NotFound(f"no record {record_id!r}")
+        return self._record(row)
+
+    async def list_records(
+        self,
+        where: rules_criteria.Criteria | None = None,
+        *,
+        now: dt.datetime,
+        module: str | None = None,
+        include_deleted: bool = False,
+        limit: int | None = None,
+    ) -> list[rows.Record]:
+        """Records matching criteria (compiled to SQL), ordered by id."""
+        r = tables.records
+        query = sa.select(r).order_by(r.c.id)
+        if where is not None:
+            query = query.where(sql_criteria.compile_criteria(where, self.fields, now))
+        if module is not None:
+            query = query.where(r.c.type == module)
+        if not include_deleted:
+            query = query.where(r.c.deleted_at.is_(None))
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [self._record(row) for row in await conn.execute(query)]
+
+    async def import_records(
+        self,
+        items: Iterable[Any],
+        *,
+        now: dt.datetime,
+        update: bool = False,
+        skip_invalid: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> rows.ImportResult:
+        """Write parsed rows (outreach.records.Row) and refusals (RowError) in one transaction.
+
+        Without `skip_invalid`, any refused row rolls the whole file back, so a
+        rejected file leaves nothing half-written; every problem is reported
+        with its line either way. With `update`, a row whose id (or, without an
+        id, whose email) exists updates that record; otherwise it is refused.
+        """
+        result = rows.ImportResult()
+        seen = 0
+
+        def refuse(line: int, message: str) -> None:
+            result.problem_count += 1
+            if len(result.problems) < MAX_KEPT_PROBLEMS:
+                result.problems.append(rows.ImportProblem(line, message))
+
+        conn_cm = self.engine.connect()
+        conn = await conn_cm.__aenter__()
+        try:
+            tx = await conn.begin()
+            batch: list[Any] = []
+            for item in items:
+                seen += 1
+                if not hasattr(item, "fields"):  # a RowError
+                    refuse(item.line, item.message)
+                else:
+                    batch.append(item)
+                if len(batch) >= IMPORT_BATCH:
+                    await self._import_batch(conn, batch, now, update, refuse, result)
+                    batch = []
+                if progress is not None and seen % 1000 == 0:
+                    progress(seen)
+            if batch:
+                await self._import_batch(conn, batch, now, update, refuse, result)
+            if progress is not None:
+                progress(seen)
+            if result.problem_count and not skip_invalid:
+                await tx.rollback()
+                result.inserted = result.updated = 0
+            else:
+                await tx.commit()
+                result.committed = True
+        finally:
+            await conn_cm.__aexit__(None, None, None)
+        return result
+
+    async def _import_batch(
+        self,
+        conn: AsyncConnection,
+        batch: list[Any],
+        now: dt.datetime,
+        update: bool,
+        refuse: Callable[[int, str], None],
+        result: rows.ImportResult,
+    ) -> None:
+        r = tables.records
+        ids = [x.id for x in batch if x.id]
+        existing: dict[str, Any] = {}
+        if ids:
+            found = await conn.execute(sa.select(r.c.id, r.c.stage, r.c.fields).where(r.c.id.in_(ids)))
+            existing = {row.id: row for row in found}
+        by_email: dict[str, str] = {}
+        emails = [x.email for x in batch if not x.id and x.email]
+        if emails:
+            found = await conn.execute(
+                sa.select(r.c.id, r.c.email).where(r.c.email.in_(emails), r.c.deleted_at.is_(None))
+            )
+            by_email = {row.email: row.id for row in found}
+        inserts: list[dict[str, Any]] = []
+        for x in batch:
+            if x.id:
+                target = x.id if x.id in existing else None
+            else:
+                target = by_email.get(x.email) if x.email else None
+            if target is None:
+                values = {**_INSERT_DEFAULTS, **_record_values(x, now)}
+                values["id"] = x.id or f"r-{uuid.uuid4().hex[:12]}"
+                inserts.append(values)
+                continue
+            if not update:
+                what = f"record {target!r}" if x.id else f"a record with email {x.email!r} ({target})"
+                refuse(x.line, f"{what} exists (use --update to change it)")
+                continue
+            if target not in existing:
+                got = await conn.execute(sa.select(r.c.id, r.c.stage, r.c.fields).where(r.c.id == target))
+                existing[target] = got.one()
+            await self._update_record(conn, existing[target], x, now, source="import", line=x.line)
+            result.updated += 1
+        if inserts:
+            await conn.execute(sa.insert(r), inserts)
+            result.inserted += len(inserts)
+
+    async def _update_record(
+        self, conn: AsyncConnection, old: Any, x: Any, now: dt.datetime, *, source: str, line: int | None = None
+    ) -> None:
+        new = _record_values(x, now)
+        new.pop("created_at")
+        merged_fields = {**dict(old.fields or {}), **new["fields"]}
+        new["fields"] = merged_fields
+        stage_changed = "stage" in new and new["stage"] != old.stage
+        if stage_changed and "stage_entered_at" not in x.fields:
+            new["stage_entered_at"] = now
+        await conn.execute(sa.update(tables.records).where(tables.records.c.id == old.id).values(**new))
+        if stage_changed:
+            await self._event(conn, old.id, "stage_changed", now, {"from": old.stage, "to": new["stage"]}, source)
+        await self._event(conn, old.id, "updated", now, {"line": line} if line else {}, source)
+
+    async def set_fields(
+        self, record_id: str, values: Mapping[str, Any], *, now: dt.datetime, source: str = "cli"
+    ) -> rows.Record:
+        """Change fields of a record; a stage change records stage_entered_at and a stage_changed event."""
+        r = tables.records
+        async with self._tx() as conn:
+            old = (await conn.execute(sa.select(r).where(r.c.id == record_id))).first()
+            if old is None:
+                raise NotFound(f"no record {record_id!r}")
+            columns = {k: v for k, v in values.items() if k in rows.BUILTIN_COLUMNS}
+            custom = {k: sql_criteria.json_value(v) for k, v in values.items() if k not in rows.BUILTIN_COLUMNS}
+            update: dict[str, Any] = {**columns, "updated_at": now}
+            if custom:
+                update["fields"] = {**dict(old.fields or {}), **custom}
+            stage_changed = "stage" in columns and columns["stage"] != old.stage
+            if stage_changed and "stage_entered_at" not in columns:
+                update["stage_entered_at"] = now
+            await conn.execute(sa.update(r).where(r.c.id == record_id).values(**update))
+            if stage_changed:
+                await self._event(
+                    conn, record_id, "stage_changed", now, {"from": old.stage, "to": columns["stage"]}, source
+                )
+            changed = {k: _jsonable(v) for k, v in values.items()}
+            await self._event(conn, record_id, "updated", now, {"fields": changed}, source)
+        return await self.get_record(record_id)
+
+    async def convert(self, record_id: str, *, now: dt.datetime, source: str = "cli") -> rows.Record:
+        """A lead becomes a contact; the conversion is an event (it ends the lead's sequences)."""
+        r = tables.records
+        async with self._tx() as conn:
+            old = (await conn.execute(sa.select(r.c.type, r.c.deleted_at).where(r.c.id == record_id))).first()
+            if old is None or old.deleted_at is not None:
+                raise NotFound(f"no record {record_id!r}")
+            if old.type != "lead":
+                raise StoreError(f"record {record_id!r} is a {old.type}; only leads are converted")
+            await conn.execute(
+                sa.update(r).where(r.c.id == record_id).values(type="contact", converted_at=now, updated_at=now)
+            )
+            await self._event(conn, record_id, "converted", now, {}, source)
+        return await self.get_record(record_id)
+
+    async def delete(self, record_id: str, *, now: dt.datetime, source: str = "cli") -> None:
+        """Mark a record deleted (kept for history; hidden from lists and campaigns)."""
+        r = tables.records
+        async with self._tx() as conn:
+            done = await conn.execute(
+                sa.update(r).where(r.c.id == record_id, r.c.deleted_at.is_(None)).values(deleted_at=now, updated_at=now)
+            )
+            if done.rowcount == 0:
+                raise NotFound(f"no record {record_id!r}")
+            await self._event(conn, record_id, "deleted", now, {}, source)
+
+    def _fields_out(self, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+        out = dict(stored or {})
+        for name, value in out.items():
+            if isinstance(value, str) and self.fields.get(name) is FieldType.DATETIME:
+                out[name] = dt.datetime.fromisoformat(value)
+        return out
+
+    # --- tasks, appointments, events --------------------------------------------------------
+
+    async def add_task(
+        self,
+        record_id: str,
+        subject: str,
+        *,
+        now: dt.datetime,
+        type: str = "todo",
+        priority: str = "normal",
+        owner: str | None = None,
+        due_at: dt.datetime | None = None,
+        enrollment_id: int | None = None,
+        step_id: str | None = None,
+        source: str = "cli",
+    ) -> rows.Task:
+        await self.get_record(record_id)
+        async with self._tx() as conn:
+            result = await conn.execute(
+                sa.insert(tables.tasks).values(
+                    record_id=record_id,
+                    subject=subject,
+                    type=type,
+                    priority=priority,
+                    owner=owner,
+                    due_at=due_at,
+                    created_at=now,
+                    enrollment_id=enrollment_id,
+                    step_id=step_id,
+                )
+            )
+            task_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            await self._event(conn, record_id, "task_created", now, {"task": task_id, "subject": subject}, source)
+        return await self.get_task(task_id)
+
+    async def get_task(self, task_id: int) -> rows.Task:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(tables.tasks).where(tables.tasks.c.id == task_id))).first()
+        if row is None:
+            raise NotFound(f"no task {task_id}")
+        return rows.Task(**row._mapping)
+
+    async def list_tasks(self, record_id: str | None = None, *, open_only: bool = True) -> list[rows.Task]:
+        t = tables.tasks
+        query = sa.select(t).order_by(t.c.due_at.is_(None), t.c.due_at, t.c.id)
+        if record_id is not None:
+            query = query.where(t.c.record_id == record_id)
+        if open_only:
+            query = query.where(t.c.completed_at.is_(None))
+        async with self.engine.connect() as conn:
+            return [rows.Task(**row._mapping) for row in await conn.execute(query)]
+
+    async def complete_task(self, task_id: int, *, now: dt.datetime, source: str = "cli") -> rows.Task:
+        t = tables.tasks
+        async with self._tx() as conn:
+            row = (await conn.execute(sa.select(t.c.record_id, t.c.completed_at).where(t.c.id == task_id))).first()
+            if row is None:
+                raise NotFound(f"no task {task_id}")
+            if row.completed_at is not None:
+                raise StoreError(f"task {task_id} was completed at {row.completed_at.isoformat()}")
+            await conn.execute(sa.update(t).where(t.c.id == task_id).values(completed_at=now))
+            await self._event(conn, row.record_id, "task_completed", now, {"task": task_id}, source)
+        return await self.get_task(task_id)
+
+    async def add_appointment(
+        self, record_id: str, starts_at: dt.datetime, subject: str, *, now: dt.datetime, source: str = "cli"
+    ) -> rows.Appointment:
+        await self.get_record(record_id)
+        a = tables.appointments
+        async with self._tx() as conn:
+            result = await conn.execute(
+                sa.insert(a).values(record_id=record_id, subject=subject, starts_at=starts_at, created_at=now)
+            )
+            appointment_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            await self._event(
+                conn,
+                record_id,
+                "appointment",
+                now,
+                {"appointment": appointment_id, "starts_at": starts_at.isoformat()},
+                source,
+            )
+            row = (await conn.execute(sa.select(a).where(a.c.id == appointment_id))).one()
+        return rows.Appointment(**row._mapping)
+
+    async def events(self, record_id: str) -> list[rows.Event]:
+        e = tables.events
+        async with self.engine.connect() as conn:
+            found = await conn.execute(sa.select(e).where(e.c.record_id == record_id).order_by(e.c.at, e.c.id))
+            return [rows.Event(**row._mapping) for row in found]
+
+    @staticmethod
+    async def _event(
+        conn: AsyncConnection, record_id: str | None, kind: str, at: dt.datetime, data: Mapping[str, Any], source: str
+    ) -> None:
+        await conn.execute(
+            sa.insert(tables.events).values(record_id=record_id, kind=kind, at=at, data=dict(data), source=source)
+        )
+
+    # --- definitions -------------------------------------------------------------------------
+
+    async def active_definitions(self) -> dict[tuple[str, str], rows.ActiveDefinition]:
+        a, d = tables.active_definitions, tables.definitions
+        query = sa.select(a.c.kind, a.c.name, a.c.hash, a.c.applied_at, d.c.body).join(
+            d, sa.and_(d.c.kind == a.c.kind, d.c.name == a.c.name, d.c.hash == a.c.hash)
+        )
+        async with self.engine.connect() as conn:
+            return {(row.kind, row.name): rows.ActiveDefinition(**row._mapping) for row in await conn.execute(query)}
+
+    async def apply_definitions(
+        self,
+        wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]],
+        *,
+        now: dt.datetime,
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Make `wanted` ({(kind, name): (hash, body)}) the definitions in force, in one transaction.
+
+        New versions are kept beside the old ones; a removed sequence stops its
+        live enrollments ("sequence removed"). Returns what was added, changed and removed.
+        """
+        a, d, e = tables.active_definitions, tables.definitions, tables.enrollments
+        done: dict[str, list[tuple[str, str]]] = {"added": [], "changed": [], "removed": []}
+        async with self._tx() as conn:
+            current = {(row.kind, row.name): row.hash for row in await conn.execute(sa.select(a))}
+            known = {
+                (row.kind, row.name, row.hash) for row in await conn.execute(sa.select(d.c.kind, d.c.name, d.c.hash))
+            }
+            for (kind, name), (digest, body) in wanted.items():
+                if current.get((kind, name)) == digest:
+                    continue
+                if (kind, name, digest) not in known:
+                    await conn.execute(
+                        sa.insert(d).values(kind=kind, name=name, hash=digest, body=dict(body), applied_at=now)
+                    )
+                if (kind, name) in current:
+                    await conn.execute(
+                        sa.update(a).where(a.c.kind == kind, a.c.name == name).values(hash=digest, applied_at=now)
+                    )
+                    done["changed"].append((kind, name))
+                else:
+                    await conn.execute(sa.insert(a).values(kind=kind, name=name, hash=digest, applied_at=now))
+                    done["added"].append((kind, name))
+            for kind, name in sorted(set(current) - set(wanted)):
+                await conn.execute(sa.delete(a).where(a.c.kind == kind, a.c.name == name))
+                done["removed"].append((kind, name))
+                if kind == "Sequence":
+                    await conn.execute(
+                        sa.update(e)
+                        .where(e.c.sequence == name, e.c.status.in_(("active", "blocked")))
+                        .values(status="stopped", reason="sequence removed", ended_at=now, next_due_at=None)
+                    )
+        return done
+
+    async def enrollment_counts(self) -> dict[tuple[str, str], int]:
+        """Live (active or blocked) enrollments by (sequence, version hash)."""
+        e = tables.enrollments
+        query = (
+            sa.select(e.c.sequence, e.c.sequence_hash, sa.func.count())
+            .where(e.c.status.in_(("active", "blocked")))
+            .group_by(e.c.sequence, e.c.sequence_hash)
+        )
+        async with self.engine.connect() as conn:
+            return {(row[0], row[1]): int(row[2]) for row in await conn.execute(query)}
+
+
+# every insert of a batch names the same columns (executemany needs one shape)
+_INSERT_DEFAULTS: dict[str, Any] = {"owner": None, "stage": None, "stage_entered_at": None, "timezone": None}
+
+
+def _record_values(x: Any, now: dt.datetime) -> dict[str, Any]:
+    """Column values of a parsed import row (outreach.records.Row)."""
+    builtin = {k: v for k, v in x.fields.items() if k in rows.BUILTIN_COLUMNS}
+    custom = {k: sql_criteria.json_value(v) for k, v in x.fields.items() if k not in rows.BUILTIN_COLUMNS}
+    values: dict[str, Any] = {
+        "type": x.type, "email": x.email, "fields": custom, "created_at": builtin.pop("created_at", now),
+        "updated_at": now,
+    }  # fmt: skip
+    values.update(builtin)
+    if values.get("stage") is not None and "stage_entered_at" not in values:
+        values["stage_entered_at"] = now
+    return values
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value

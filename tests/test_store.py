@@ -1,0 +1,414 @@
+"""One contract, every backend: the same cases on SQLite and PostgreSQL (each run in its own schema)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from outreach.rules import criteria, timing
+from outreach.rules.criteria import FieldType, Op
+from outreach.store import Store, StoreBusy, StoreError, migrate, tables
+from outreach.store import store as store_module
+from outreach.store.store import NotFound
+from tests.conftest import ROOT, need
+
+PG_URL = os.environ.get("OUTREACH_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+FIELDS: dict[str, FieldType] = {
+    **criteria.BUILTIN_FIELDS,
+    "first_name": FieldType.STRING,
+    "company": FieldType.STRING,
+    "country": FieldType.STRING,
+    "score": FieldType.NUMBER,
+    "purchased": FieldType.BOOLEAN,
+    "signed_up_at": FieldType.DATETIME,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """The shape outreach.records yields for a good import row."""
+
+    line: int
+    id: str | None
+    type: str
+    email: str | None
+    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+
+async def _pg_schema() -> str | None:
+    """A fresh schema on the local PostgreSQL, or None when there is none."""
+    import asyncpg
+
+    url = sa.make_url(PG_URL)
+    try:
+        conn = await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, database=url.database, timeout=3
+        )
+    except (OSError, asyncpg.PostgresError):
+        return None
+    schema = f"outreach_test_{uuid.uuid4().hex[:10]}"
+    await conn.execute(f'CREATE SCHEMA "{schema}"')
+    await conn.close()
+    return schema
+
+
+async def _drop_pg_schema(schema: str) -> None:
+    import asyncpg
+
+    url = sa.make_url(PG_URL)
+    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, database=url.database)
+    await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+    """(url, schema) of an empty database of each dialect."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'outreach.db'}", None
+        return
+    schema = await _pg_schema()
+    need(schema is not None, f"no PostgreSQL at {PG_URL}")
+    assert schema is not None
+    try:
+        yield PG_URL, schema
+    finally:
+        await _drop_pg_schema(schema)
+
+
+def test_a_store_test_without_postgresql_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and no PostgreSQL"):
+        need(False, "no PostgreSQL at somewhere")
+
+
+@pytest.fixture
+async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
+    url, schema = backend
+    s = await Store.open(url, fields=FIELDS, upgrade=True, schema=schema)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def rows(*items: Row | RowError) -> Iterator[Row | RowError]:
+    yield from items
+
+
+LEADS = (
+    Row(2, "L1", "lead", "jo@example.org", {"first_name": "Jo", "score": 80, "country": "DE", "owner": "anna",
+                                            "stage": "New", "signed_up_at": dt.datetime(2026, 1, 5, tzinfo=dt.UTC)}),
+    Row(3, "L2", "lead", "kim@example.net", {"first_name": "Kim", "score": 12.5, "country": "NO", "company": "Fjord AS",
+                                             "purchased": True}),
+    Row(4, "L3", "lead", None, {"company": "ACME GmbH", "stage": "Qualified",
+                                "signed_up_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC)}),
+    Row(5, "C1", "contact", "sam@example.com", {"country": "AT", "purchased": False}),
+)  # fmt: skip
+
+
+async def imported(store: Store) -> Store:
+    result = await store.import_records(rows(*LEADS), now=NOW)
+    assert result.committed and result.inserted == 4
+    return store
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+async def test_a_new_database_is_at_the_newest_revision(store: Store) -> None:
+    assert await store.revision() == migrate.head()
+
+
+async def test_migrating_step_by_step_gives_exactly_the_tables_of_the_code(backend: tuple[str, str | None]) -> None:
+    url, schema = backend
+    engine = store_module._engine(url, schema)
+    revisions = [r.revision for r in reversed(list(ScriptDirectory.from_config(migrate.config()).walk_revisions()))]
+    for revision in revisions:
+        await migrate.upgrade(engine, revision)
+        assert await migrate.current(engine) == revision
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), tables.metadata))
+    await engine.dispose()
+    assert diff == []
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    schema = await _pg_schema()
+    need(schema is not None, f"no PostgreSQL at {PG_URL}")
+    assert schema is not None
+    try:
+        yield schema
+    finally:
+        await _drop_pg_schema(schema)
+
+
+async def test_postgresql_refuses_an_old_schema_until_db_upgrade(pg_schema: str) -> None:
+    # PostgreSQL-only: SQLite, the embedded default, upgrades itself on first use
+    url, schema = PG_URL, pg_schema
+    with pytest.raises(StoreError, match="run `outreach db upgrade`"):
+        await Store.open(url, upgrade=False, schema=schema)
+    s = await Store.open(url, upgrade=True, schema=schema)
+    await s.close()
+    s = await Store.open(url, upgrade=False, schema=schema)
+    await s.close()
+
+
+async def test_a_url_that_does_not_parse_or_connect_gets_one_line() -> None:
+    with pytest.raises(StoreError, match="does not parse"):
+        await Store.open("not a url")
+    with pytest.raises(StoreError, match="names 'mysql'; outreach uses sqlite or postgresql"):
+        await Store.open("mysql://root@127.0.0.1/test")
+    with pytest.raises(
+        StoreError, match=r"cannot connect to postgresql://bob:\*\*\*@127.0.0.1:1/x: .*refused|failed"
+    ) as info:
+        await Store.open("postgresql://bob:secret@127.0.0.1:1/x")
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+
+
+async def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    # SQLite-only: PostgreSQL shares due work between daemons with SKIP LOCKED instead
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"
+    first, second = await Store.open(url), await Store.open(url)
+    try:
+        first.hold_single_daemon()
+        with pytest.raises(StoreBusy, match=r"another outreach daemon \(pid \d+\) already runs on .*one.db"):
+            second.hold_single_daemon()
+    finally:
+        await first.close()
+        await second.close()
+    third = await Store.open(url)
+    third.hold_single_daemon()  # the lock went with the first daemon
+    await third.close()
+
+
+def test_no_statement_reads_the_database_clock() -> None:
+    for path in (ROOT / "outreach" / "store").rglob("*.py"):
+        text = path.read_text(encoding="utf-8").lower()
+        for word in ("now()", "current_timestamp", "func.now", "datetime.now", "utcnow"):
+            assert word not in text, f"{path} uses {word}"
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+async def test_imported_records_come_back_typed(store: Store) -> None:
+    await imported(store)
+    jo = await store.get_record("L1")
+    assert (jo.type, jo.email, jo.owner, jo.stage) == ("lead", "jo@example.org", "anna", "New")
+    assert jo.stage_entered_at == NOW and jo.created_at == NOW
+    assert jo.fields == {"first_name": "Jo", "score": 80, "country": "DE",
+                         "signed_up_at": dt.datetime(2026, 1, 5, tzinfo=dt.UTC)}  # fmt: skip
+    assert (await store.get_record("L2")).fields["purchased"] is True
+
+
+async def test_a_bad_row_rejects_the_whole_file_and_names_its_line(store: Store) -> None:
+    result = await store.import_records(
+        rows(LEADS[0], RowError(3, "invalid email 'x@'"), LEADS[1], RowError(9, "unknown field 'nick'")), now=NOW
+    )
+    assert not result.committed and result.inserted == 0
+    assert [(p.line, p.message) for p in result.problems] == [(3, "invalid email 'x@'"), (9, "unknown field 'nick'")]
+    assert await store.list_records(now=NOW) == []
+
+
+async def test_skip_invalid_writes_the_good_rows_and_lists_the_bad(store: Store) -> None:
+    result = await store.import_records(rows(LEADS[0], RowError(3, "bad"), LEADS[1]), now=NOW, skip_invalid=True)
+    assert result.committed and result.inserted == 2 and result.problem_count == 1
+    assert [r.id for r in await store.list_records(now=NOW)] == ["L1", "L2"]
+
+
+async def test_an_existing_id_or_email_is_refused_without_update(store: Store) -> None:
+    await imported(store)
+    result = await store.import_records(
+        rows(Row(2, "L1", "lead", "jo@example.org"), Row(3, None, "lead", "kim@example.net")), now=NOW
+    )
+    assert [p.line for p in result.problems] == [2, 3]
+    assert "use --update" in result.problems[0].message and "kim@example.net" in result.problems[1].message
+
+
+async def test_update_matches_by_id_or_by_email_and_records_a_stage_change(store: Store) -> None:
+    await imported(store)
+    later = NOW + dt.timedelta(hours=1)
+    result = await store.import_records(
+        rows(
+            Row(2, "L1", "lead", "jo@example.org", {"stage": "Contacted", "score": 90}),
+            Row(3, None, "lead", "kim@example.net", {"company": "Fjord ASA"}),
+            Row(4, "L9", "lead", "new@example.org"),
+        ),
+        now=later,
+        update=True,
+    )
+    assert (result.inserted, result.updated, result.committed) == (1, 2, True)
+    jo = await store.get_record("L1")
+    assert jo.stage == "Contacted" and jo.stage_entered_at == later and jo.fields["score"] == 90
+    assert jo.fields["first_name"] == "Jo"  # other fields stay
+    assert (await store.get_record("L2")).fields["company"] == "Fjord ASA"
+    assert [e.kind for e in await store.events("L1")] == ["stage_changed", "updated"]
+
+
+def leaf(field: str, op: Op, value: Any) -> criteria.Leaf:
+    return criteria.Leaf(field, op, value)
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (leaf("country", Op.EQ, "DE"), ["L1"]),
+        (leaf("country", Op.NE, "DE"), ["C1", "L2", "L3"]),  # a record without the field is "not DE"
+        (leaf("country", Op.IN, ("NO", "AT")), ["C1", "L2"]),
+        (leaf("country", Op.NOT_IN, ("NO", "AT")), ["L1", "L3"]),
+        (leaf("company", Op.CONTAINS, "gmbh"), ["L3"]),  # case does not matter
+        (leaf("company", Op.STARTS_WITH, "fj"), ["L2"]),
+        (leaf("score", Op.GT, 50), ["L1"]),
+        (leaf("score", Op.LTE, 12.5), ["L2"]),
+        (leaf("purchased", Op.EQ, True), ["L2"]),
+        (leaf("purchased", Op.EQ, False), ["C1"]),
+        (leaf("email", Op.EXISTS, False), ["L3"]),
+        (leaf("stage", Op.EQ, "New"), ["L1"]),
+        (leaf("signed_up_at", Op.OLDER_THAN, timing.parse_duration("30 days")), ["L1"]),
+        (leaf("signed_up_at", Op.NEWER_THAN, timing.parse_duration("30 days")), ["L3"]),
+        (leaf("signed_up_at", Op.GT, dt.datetime(2026, 6, 1, tzinfo=dt.UTC)), ["L3"]),
+        (leaf("stage_entered_at", Op.LTE, NOW), ["L1", "L3"]),
+        (criteria.Not(leaf("country", Op.EQ, "DE")), ["C1", "L2", "L3"]),
+        (criteria.Not(leaf("purchased", Op.EQ, True)), ["C1", "L1", "L3"]),
+        (criteria.All((leaf("type", Op.EQ, "lead"), leaf("score", Op.EXISTS, True))), ["L1", "L2"]),
+        (criteria.AnyOf((leaf("country", Op.EQ, "AT"), leaf("stage", Op.EQ, "Qualified"))), ["C1", "L3"]),
+        (criteria.All(()), ["C1", "L1", "L2", "L3"]),
+        (criteria.AnyOf(()), []),
+    ],
+)
+async def test_criteria_select_the_same_records_in_sql(
+    store: Store, where: criteria.Criteria, expected: list[str]
+) -> None:
+    await imported(store)
+    assert [r.id for r in await store.list_records(where, now=NOW)] == expected
+
+
+async def test_a_like_wildcard_in_criteria_is_taken_literally(store: Store) -> None:
+    await store.import_records(rows(Row(2, "X1", "lead", None, {"company": "100% Sales_Co"}), *LEADS[:1]), now=NOW)
+    found = await store.list_records(leaf("company", Op.CONTAINS, "0% s"), now=NOW)
+    assert [r.id for r in found] == ["X1"]
+    assert await store.list_records(leaf("company", Op.CONTAINS, "_"), now=NOW) != await store.list_records(now=NOW)
+
+
+async def test_set_records_a_stage_change_and_its_time(store: Store) -> None:
+    await imported(store)
+    later = NOW + dt.timedelta(days=2)
+    record = await store.set_fields("L1", {"stage": "Contacted", "score": 95}, now=later)
+    assert record.stage == "Contacted" and record.stage_entered_at == later and record.fields["score"] == 95
+    kinds = [(e.kind, dict(e.data)) for e in await store.events("L1")]
+    assert kinds[0] == ("stage_changed", {"from": "New", "to": "Contacted"})
+    same = await store.set_fields("L1", {"stage": "Contacted"}, now=later + dt.timedelta(hours=1))
+    assert same.stage_entered_at == later  # not a change
+
+
+async def test_convert_turns_a_lead_into_a_contact_and_is_an_event(store: Store) -> None:
+    await imported(store)
+    contact = await store.convert("L1", now=NOW)
+    assert contact.type == "contact" and contact.converted_at == NOW
+    assert [e.kind for e in await store.events("L1")] == ["converted"]
+    with pytest.raises(StoreError, match="only leads are converted"):
+        await store.convert("C1", now=NOW)
+
+
+async def test_a_deleted_record_leaves_lists_and_is_an_event(store: Store) -> None:
+    await imported(store)
+    await store.delete("L2", now=NOW)
+    assert "L2" not in [r.id for r in await store.list_records(now=NOW)]
+    assert (await store.get_record("L2")).deleted_at == NOW
+    assert [e.kind for e in await store.events("L2")] == ["deleted"]
+    with pytest.raises(NotFound):
+        await store.delete("L2", now=NOW)
+
+
+async def test_tasks_are_added_listed_and_completed(store: Store) -> None:
+    await imported(store)
+    due = NOW + dt.timedelta(hours=4)
+    task = await store.add_task("L1", "Call the lead", type="call", due_at=due, owner="anna", now=NOW)
+    await store.add_task("L2", "Send details", now=NOW)
+    assert [t.subject for t in await store.list_tasks()] == ["Call the lead", "Send details"]
+    assert [t.id for t in await store.list_tasks("L1")] == [task.id]
+    done = await store.complete_task(task.id, now=due)
+    assert done.completed_at == due
+    assert [t.subject for t in await store.list_tasks()] == ["Send details"]
+    with pytest.raises(StoreError, match="was completed"):
+        await store.complete_task(task.id, now=due)
+    with pytest.raises(NotFound):
+        await store.add_task("nobody", "x", now=NOW)
+    assert [e.kind for e in await store.events("L1")] == ["task_created", "task_completed"]
+
+
+async def test_an_appointment_is_kept_and_is_an_event(store: Store) -> None:
+    await imported(store)
+    starts = NOW + dt.timedelta(days=3)
+    appointment = await store.add_appointment("L1", starts, "Demo", now=NOW)
+    assert appointment.starts_at == starts
+    (event,) = await store.events("L1")
+    assert event.kind == "appointment" and event.data["starts_at"] == starts.isoformat()
+
+
+# --- definitions ---------------------------------------------------------------------------
+
+
+async def test_apply_keeps_every_version_and_stops_enrollments_of_a_removed_sequence(store: Store) -> None:
+    await imported(store)
+    first = {("Sequence", "nurture"): ("h1", {"kind": "Sequence", "v": 1}), ("Template", "intro"): ("t1", {"v": 1})}
+    assert await store.apply_definitions(first, now=NOW) == {
+        "added": [("Sequence", "nurture"), ("Template", "intro")], "changed": [], "removed": [],
+    }  # fmt: skip
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(tables.enrollments),
+            [
+                {"record_id": rid, "email": f"{rid}@x.org", "sequence": "nurture", "sequence_hash": "h1",
+                 "enrolled_by": "anna", "status": status, "step_index": 0, "steps_done": 0, "started_at": NOW}
+                for rid, status in (("L1", "active"), ("L2", "blocked"), ("L3", "completed"))
+            ],
+        )  # fmt: skip
+    assert await store.enrollment_counts() == {("nurture", "h1"): 2}
+    second = {("Sequence", "nurture"): ("h2", {"kind": "Sequence", "v": 2}), ("Template", "intro"): ("t1", {"v": 1})}
+    assert (await store.apply_definitions(second, now=NOW))["changed"] == [("Sequence", "nurture")]
+    active = await store.active_definitions()
+    assert active[("Sequence", "nurture")].hash == "h2" and active[("Sequence", "nurture")].body["v"] == 2
+    done = await store.apply_definitions({("Template", "intro"): ("t1", {"v": 1})}, now=NOW + dt.timedelta(days=1))
+    assert done["removed"] == [("Sequence", "nurture")]
+    assert await store.enrollment_counts() == {}
+    async with store.engine.connect() as conn:
+        versions = (await conn.execute(sa.select(sa.func.count()).select_from(tables.definitions))).scalar()
+        stopped = (await conn.execute(
+            sa.select(tables.enrollments.c.record_id, tables.enrollments.c.reason)
+            .where(tables.enrollments.c.status == "stopped").order_by(tables.enrollments.c.record_id)
+        )).all()  # fmt: skip
+    assert versions == 3
+    assert [tuple(x) for x in stopped] == [("L1", "sequence removed"), ("L2", "sequence removed")]
+
+
+async def test_one_live_enrollment_per_address_and_sequence(store: Store) -> None:
+    await imported(store)
+    values = {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h",
+              "enrolled_by": "anna", "step_index": 0, "steps_done": 0, "started_at": NOW}  # fmt: skip
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(tables.enrollments).values(status="completed", **values))
+        await conn.execute(sa.insert(tables.enrollments).values(status="active", **values))
+    with pytest.raises(sa.exc.IntegrityError):
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.insert(tables.enrollments).values(status="blocked", **values))
