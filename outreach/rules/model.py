@@ -26,11 +26,12 @@ def content_hash(data: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Where a definition was written."""
+    """Where a definition was written, its content hash, and the document as written (for plans and the store)."""
 
     file: str
     line: int
     hash: str
+    body: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 # --- Settings -------------------------------------------------------------
@@ -133,6 +134,8 @@ class Settings:
     mailboxes: Mapping[str, Server] = dataclasses.field(default_factory=dict)
     tracking: Tracking | None = None
     limits: Limits = Limits()
+    database_url: str | None = None  # Settings.database.url, or the value of its url_env
+    database_url_env: str | None = None
 
     @property
     def fields(self) -> dict[str, FieldType]:
@@ -437,6 +440,10 @@ class RuleSet:
     campaigns: Mapping[str, Campaign]
     processes: Mapping[str, SalesProcess]
     tests: Mapping[str, RuleTest]
+
+    def live_definitions(self) -> dict[tuple[str, str], Source]:
+        """What `apply` stores: every definition but the RuleTests (which only `outreach test` runs)."""
+        return {(kind, name): source for kind, name, source in self.definitions() if kind != "RuleTest"}
 
     def definitions(self) -> list[tuple[str, str, Source]]:
         """(kind, name, source) of every definition, Settings first."""

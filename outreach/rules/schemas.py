@@ -383,6 +383,17 @@ def _settings() -> Schema:
                 required=("base_url",),
                 desc="Signed tracking and unsubscribe links.",
             ),
+            "database": _obj(
+                {
+                    "url": _str(
+                        "The store's URL without a password, e.g. sqlite:///var/outreach.db or "
+                        "postgresql://outreach@db.internal/outreach. --db and $OUTREACH_DB take precedence."
+                    ),
+                    "url_env": _str("Name of the environment variable that holds the URL (when it has a password)."),
+                },
+                desc="Where the engine keeps its state (default: sqlite:///var/outreach.db).",
+                maxProperties=1,
+            ),
             "limits": _obj(
                 {
                     "campaigns_per_slot": {

@@ -252,7 +252,7 @@ class _Checker:
             )
 
     def source(self, doc: Document) -> model.Source:
-        return model.Source(doc.file, doc.line, model.content_hash(doc.data))
+        return model.Source(doc.file, doc.line, model.content_hash(doc.data), doc.data)
 
     # --- the run --------------------------------------------------------------------
 
@@ -465,7 +465,10 @@ class _Checker:
         limits = model.Limits(
             lim.get("campaigns_per_slot", 5), freeze or model.Limits().campaign_freeze, lim.get("max_attempts", 8)
         )
+        db = data.get("database", {})
         return model.Settings(
+            database_url=db.get("url"),
+            database_url_env=db.get("url_env"),
             source=self.source(doc),
             timezone=tz,
             calendars=_frozen(calendars),

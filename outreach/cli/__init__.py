@@ -170,5 +170,11 @@ def schema(kind: str | None, draft: str, write_dir: str | None) -> None:
     click.echo(schemas.dumps(schemas.schema(canonical, draft)), nl=False)
 
 
+from outreach.cli import store as _store_commands  # noqa: E402 - registers on the group defined above
+
+main.add_command(_store_commands.db)
+main.add_command(_store_commands.plan)
+main.add_command(_store_commands.apply)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,90 @@
+"""What the commands that touch the store share: the --rules and --db options, and opening both."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from outreach import store as store_module
+from outreach.rules import diagnostics, model, timing
+from outreach.rules import validate as rules_validate
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rules_option(f: F) -> F:
+    return click.option(
+        "--rules", "rules_dir", default="rules", show_default=True, type=click.Path(file_okay=False),
+        help="The rule directory (for Settings: record fields, users, the database URL).",
+    )(f)  # fmt: skip
+
+
+def db_option(f: F) -> F:
+    return click.option(
+        "--db", "db_url", metavar="URL", envvar=None,
+        help="Database URL (default: $OUTREACH_DB, then Settings.database, then sqlite:///var/outreach.db).",
+    )(f)  # fmt: skip
+
+
+def now() -> dt.datetime:
+    """The CLI is one of the two places that read the clock."""
+    return dt.datetime.now(dt.UTC)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def load_rules(rules_dir: str, *, when: dt.datetime | None = None) -> model.RuleSet:
+    """The validated rule set, or exit 1 with its errors."""
+    if not os.path.isdir(rules_dir):
+        raise click.UsageError(f"no rule directory {rules_dir!r} (give --rules DIR)")
+    result = rules_validate.validate([rules_dir], now=when)
+    errors = result.errors
+    if errors or result.ruleset is None:
+        click.echo(diagnostics.format_text(errors), err=True)
+        click.echo(f"{rules_dir}: {len(errors)} error(s); fix them first (outreach validate {rules_dir})", err=True)
+        sys.exit(1)
+    return result.ruleset
+
+
+def database_url(db_url: str | None, settings: model.Settings | None) -> str:
+    from_settings = None
+    if settings is not None:
+        from_settings = settings.database_url
+        if settings.database_url_env:
+            from_settings = os.environ.get(settings.database_url_env) or None
+            if from_settings is None and not (db_url or os.environ.get("OUTREACH_DB")):
+                raise click.ClickException(
+                    f"Settings.database.url_env names {settings.database_url_env}, which is not set"
+                )
+    return store_module.resolve_url(db_url, os.environ, from_settings)
+
+
+async def open_store(
+    db_url: str | None, ruleset: model.RuleSet | None, *, upgrade: bool | None = None
+) -> store_module.Store:
+    url = database_url(db_url, ruleset.settings if ruleset else None)
+    try:
+        return await store_module.Store.open(url, fields=ruleset.settings.fields if ruleset else None, upgrade=upgrade)
+    except store_module.StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def parse_when(value: str, *, now_: dt.datetime) -> dt.datetime:
+    """A datetime with offset, or a duration from now (`3 days`)."""
+    try:
+        return timing.parse_instant(value)
+    except ValueError:
+        pass
+    try:
+        return now_ + timing.parse_duration(value).as_timedelta()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a date and time with an offset nor a duration") from None

@@ -1,0 +1,211 @@
+"""What `outreach apply` would change, and what that does to live state (pure: the store's facts come in).
+
+Like `terraform plan`: definitions added, changed (with a diff of the YAML)
+and removed, and for each the effect on people in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from outreach.rules import model
+
+KIND_ORDER = ("Settings", "Template", "View", "Sequence", "Campaign", "SalesProcess")
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    action: str  # add | change | remove
+    kind: str
+    name: str
+    old_hash: str | None
+    new_hash: str | None
+    diff: str  # unified diff of the YAML (empty for an addition or removal)
+    effects: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    unchanged: int
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+
+def wanted(ruleset: model.RuleSet) -> dict[tuple[str, str], tuple[str, Mapping[str, Any]]]:
+    """{(kind, name): (hash, body)} of every definition `apply` stores."""
+    return {key: (src.hash, src.body) for key, src in ruleset.live_definitions().items()}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line text as `|` blocks, as rule authors write templates, so diffs show whole lines."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def _yaml(body: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(body), Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                     width=100)  # fmt: skip
+
+
+def _diff(kind: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    lines = difflib.unified_diff(
+        _yaml(old).splitlines(), _yaml(new).splitlines(), f"{kind}/{name} (applied)", f"{kind}/{name} (rules)",
+        lineterm="", n=2,
+    )  # fmt: skip
+    return "\n".join(lines)
+
+
+def make_plan(
+    ruleset: model.RuleSet,
+    active: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]],
+    live: Mapping[tuple[str, str], int],
+) -> Plan:
+    """Compare the rule set with what is applied.
+
+    `active` is {(kind, name): (hash, body)} in force in the store; `live` the
+    count of active or blocked enrollments by (sequence, version hash).
+    """
+    wanted = ruleset.live_definitions()
+    changes: list[Change] = []
+    unchanged = 0
+    keys = sorted(set(wanted) | set(active), key=lambda k: (KIND_ORDER.index(k[0]), k[1]))
+    for kind, name in keys:
+        new, old = wanted.get((kind, name)), active.get((kind, name))
+        if new is not None and old is not None and new.hash == old[0]:
+            unchanged += 1
+            continue
+        if old is None:
+            assert new is not None
+            changes.append(Change("add", kind, name, None, new.hash, "", _effects_of_add(ruleset, kind, name)))
+        elif new is None:
+            changes.append(Change("remove", kind, name, old[0], None, "", _effects_of_remove(kind, name, live)))
+        else:
+            effects = _effects_of_change(ruleset, kind, name, old[0], new.hash, live)
+            changes.append(Change("change", kind, name, old[0], new.hash, _diff(kind, name, old[1], new.body), effects))
+    return Plan(tuple(changes), unchanged)
+
+
+def _live_of(sequence: str, live: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    return {h: n for (seq, h), n in live.items() if seq == sequence and n}
+
+
+def _enrollments(n: int) -> str:
+    return f"{n} live enrollment{'' if n == 1 else 's'}"
+
+
+def _effects_of_add(ruleset: model.RuleSet, kind: str, name: str) -> tuple[str, ...]:
+    if kind == "Sequence" and ruleset.sequences[name].enroll_when is not None:
+        return (f"sequence {name}: records matching enroll_when are enrolled from the next scheduler tick",)
+    if kind == "Campaign":
+        c = ruleset.campaigns[name]
+        when = c.send_at.isoformat() if c.send_at else "as soon as it is applied"
+        return (f"campaign {name}: scheduled to send {when}",)
+    return ()
+
+
+def _effects_of_remove(kind: str, name: str, live: Mapping[tuple[str, str], int]) -> tuple[str, ...]:
+    if kind == "Sequence":
+        n = sum(_live_of(name, live).values())
+        return (f"sequence {name} removed: {_enrollments(n)} will be stopped",) if n else ()
+    if kind == "Campaign":
+        return (f"campaign {name} removed: it and its follow-ups will not be sent",)
+    return ()
+
+
+def _effects_of_change(
+    ruleset: model.RuleSet, kind: str, name: str, old_hash: str, new_hash: str, live: Mapping[tuple[str, str], int]
+) -> tuple[str, ...]:
+    if kind == "Sequence":
+        seq = ruleset.sequences[name]
+        out = []
+        for version, n in sorted(_live_of(name, live).items()):
+            if seq.on_edit is model.OnEdit.PIN:
+                out.append(f"sequence {name}: {_enrollments(n)} stay on version {version[:8]} (on_edit: pin); "
+                           f"new enrollments use {new_hash[:8]}")  # fmt: skip
+            else:
+                out.append(f"sequence {name}: {_enrollments(n)} on version {version[:8]} move to {new_hash[:8]} "
+                           "after their next step (on_edit: next_step)")  # fmt: skip
+        return tuple(out) or (f"sequence {name}: no live enrollments; new enrollments use {new_hash[:8]}",)
+    if kind == "Template":
+        users = [s for s in ruleset.sequences.values() if any(st.template == name for st in s.steps)]
+        n = sum(sum(_live_of(s.name, live).values()) for s in users)
+        out = [f"template {name} changed: applies to the next send of {_enrollments(n)}"
+               + (f" (sequences {', '.join(s.name for s in users)})" if users else "")]  # fmt: skip
+        campaigns = [c.name for c in ruleset.campaigns.values()
+                     if c.template == name or any(f.template == name for f in c.follow_ups)]  # fmt: skip
+        if campaigns:
+            out.append(f"template {name} changed: used by campaign{'s' if len(campaigns) > 1 else ''} "
+                       f"{', '.join(campaigns)} when it sends")  # fmt: skip
+        return tuple(out)
+    if kind == "Campaign":
+        return (f"campaign {name} changed: a scheduled campaign edited within limits.campaign_freeze of its send "
+                "time is stopped and must be started again",)  # fmt: skip
+    if kind == "SalesProcess":
+        return (f"sales process {name} changed: reminders follow the new stages from the next daily run",)
+    return ()
+
+
+# --- output -----------------------------------------------------------------------------------
+
+_SYMBOL = {"add": "+", "change": "~", "remove": "-"}
+
+
+def _summary(plan: Plan) -> str:
+    counts = {a: sum(1 for c in plan.changes if c.action == a) for a in ("add", "change", "remove")}
+    if not plan.has_changes:
+        return f"No changes: {plan.unchanged} definitions are applied as they are."
+    return (f"Plan: {counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove "
+            f"({plan.unchanged} unchanged).")  # fmt: skip
+
+
+def format_text(plan: Plan) -> str:
+    out = []
+    for c in plan.changes:
+        version = {"add": (c.new_hash or "")[:8], "change": f"{(c.old_hash or '')[:8]} -> {(c.new_hash or '')[:8]}",
+                   "remove": (c.old_hash or "")[:8]}[c.action]  # fmt: skip
+        out.append(f"{_SYMBOL[c.action]} {c.kind} {c.name} ({version})")
+        out.extend(f"    {line}" for line in c.diff.splitlines())
+        out.extend(f"    => {e}" for e in c.effects)
+    out.append(_summary(plan))
+    return "\n".join(out)
+
+
+def format_markdown(plan: Plan) -> str:
+    """A comment ready to post on a pull request."""
+    out = ["### outreach plan", "", _summary(plan)]
+    if plan.changes:
+        out += ["", "| | kind | name | version |", "|---|---|---|---|"]
+        for c in plan.changes:
+            version = (c.new_hash or c.old_hash or "")[:8]
+            out.append(f"| {_SYMBOL[c.action]} | {c.kind} | `{c.name}` | `{version}` |")
+        for c in plan.changes:
+            if not (c.diff or c.effects):
+                continue
+            out += ["", f"#### {_SYMBOL[c.action]} {c.kind} `{c.name}`"]
+            out += [f"- {e}" for e in c.effects]
+            if c.diff:
+                out += ["", "```diff", c.diff, "```"]
+    return "\n".join(out)
+
+
+def format_json(plan: Plan) -> str:
+    return json.dumps(
+        {"changes": [dataclasses.asdict(c) for c in plan.changes], "unchanged": plan.unchanged,
+         "has_changes": plan.has_changes},
+        indent=2, ensure_ascii=False,
+    )  # fmt: skip
