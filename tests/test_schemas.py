@@ -208,7 +208,7 @@ def test_the_wheel_ships_the_schemas(tmp_path: Path) -> None:
         for required in (
             "outreach/schemas/sequence.schema.json",
             "outreach/schemas/draft-07/sequence.schema.json",
-            "outreach/cli.py",
+            "outreach/cli/__init__.py",
         ):
             assert required in names, f"{required} is not in {wheels[0].name}"
         for rel, text in schemas.all_files().items():
