@@ -170,11 +170,15 @@ def schema(kind: str | None, draft: str, write_dir: str | None) -> None:
     click.echo(schemas.dumps(schemas.schema(canonical, draft)), nl=False)
 
 
-from outreach.cli import store as _store_commands  # noqa: E402 - registers on the group defined above
+from outreach.cli import records as _record_commands  # noqa: E402 - commands of the group defined above
+from outreach.cli import store as _store_commands  # noqa: E402
 
 main.add_command(_store_commands.db)
 main.add_command(_store_commands.plan)
 main.add_command(_store_commands.apply)
+main.add_command(_record_commands.records)
+main.add_command(_record_commands.tasks)
+main.add_command(_record_commands.appointments)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -139,7 +139,7 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone; raises ValueError for an unknown name."""
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ValueError(
             f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or America/New_York"
         ) from None

@@ -1,0 +1,488 @@
+"""Commands on CRM data: records (import, list, show, set, convert, delete), tasks and appointments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+
+from outreach import records as import_files
+from outreach.cli import options
+from outreach.rules import criteria, model
+from outreach.store import NotFound, Store, StoreError, rows
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=2)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+async def _with_store(db_url: str | None, ruleset: model.RuleSet) -> Store:
+    return await options.open_store(db_url, ruleset)
+
+
+def _fail(exc: StoreError) -> None:
+    raise click.ClickException(str(exc))
+
+
+@click.group()
+def records() -> None:
+    """CRM records: import, list, show, and the changes the engine reacts to.
+
+    \b
+    Examples:
+      outreach records import leads.csv --type lead
+      outreach records list --where stage=New
+      outreach records set L7 stage=Contacted
+    """
+
+
+@records.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--type", "default_type", metavar="MODULE", help="Record type for rows without a `type` column.")
+@click.option("--update", is_flag=True, help="Update records that exist (matched by id, else by email).")
+@click.option(
+    "--skip-invalid", is_flag=True, help="Import the good rows and list the bad ones (default: all or nothing)."
+)
+@options.rules_option
+@options.db_option
+def import_(file: str, default_type: str | None, update: bool, skip_invalid: bool, rules_dir: str,
+            db_url: str | None) -> None:  # fmt: skip
+    """Import records from CSV or JSONL, in one transaction per file.
+
+    Every bad row is reported with its line and reason (invalid email, unknown
+    field, wrong type, duplicate id). Without --skip-invalid a file with a bad
+    row imports nothing.
+
+    \b
+    Examples:
+      outreach records import leads.csv --type lead
+      outreach records import crm-export.jsonl --update
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    ruleset = options.load_rules(rules_dir)
+    settings = ruleset.settings
+    now = options.now()
+    total = _count_rows(file)
+    try:
+        items: Iterator[Any] = import_files.read_rows(
+            file, fields=settings.fields, modules=settings.all_modules, default_type=default_type,
+            owners=list(settings.users) or None,
+        )  # fmt: skip
+        first = next(items, None)
+    except import_files.ImportFileError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+
+    def all_items() -> Iterator[Any]:
+        if first is not None:
+            yield first
+        yield from items
+
+    async def go() -> rows.ImportResult:
+        store = await _with_store(db_url, ruleset)
+        try:
+            with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          transient=True, disable=not sys.stderr.isatty()) as bar:  # fmt: skip
+                task = bar.add_task("rows", total=total)
+                return await store.import_records(
+                    all_items(), now=now, update=update, skip_invalid=skip_invalid,
+                    progress=lambda n: bar.update(task, completed=n),
+                )  # fmt: skip
+        finally:
+            await store.close()
+
+    try:
+        result = options.run(go())
+    except import_files.ImportFileError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    for problem in result.problems:
+        click.echo(f"{file}:{problem.line}: {problem.message}", err=True)
+    if result.problem_count > len(result.problems):
+        click.echo(f"{file}: ... and {result.problem_count - len(result.problems)} more bad rows", err=True)
+    if not result.committed:
+        click.echo(f"{file}: {result.problem_count} bad row(s); nothing was imported "
+                   "(fix them, or use --skip-invalid to import the good rows)", err=True)  # fmt: skip
+        sys.exit(1)
+    skipped = f", {result.problem_count} bad row(s) skipped" if result.problem_count else ""
+    click.echo(f"{file}: {result.inserted} imported, {result.updated} updated{skipped}")
+
+
+def _count_rows(path: str) -> int | None:
+    """Lines in the file (the progress bar's total); None when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return None
+    return max(lines - (1 if path.endswith(".csv") else 0), 0)
+
+
+def _where(pairs: Sequence[str], settings: model.Settings) -> criteria.Criteria | None:
+    leaves: list[criteria.Criteria] = []
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or field not in settings.fields:
+            raise click.BadParameter(f"{pair!r}: use FIELD=VALUE with a known field", param_hint="--where")
+        try:
+            value = import_files.convert_text(settings.fields[field], text)
+        except ValueError as exc:
+            raise click.BadParameter(f"{pair!r}: {exc}", param_hint="--where") from None
+        leaves.append(criteria.Leaf(field, criteria.Op.EQ, value))
+    return criteria.All(tuple(leaves)) if leaves else None
+
+
+@records.command("list")
+@click.option(
+    "--where",
+    "where_pairs",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Only records whose field equals the value (repeatable).",
+)
+@click.option("--view", "view_name", metavar="NAME", help="Only the records of a View from the rules.")
+@click.option("--type", "module", metavar="MODULE", help="Only records of this type.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@options.rules_option
+@options.db_option
+def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | None, limit: int, as_json: bool,
+          rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+    """List records, optionally by field values or a saved view.
+
+    \b
+    Examples:
+      outreach records list --where stage=New --where country=DE
+      outreach records list --view dach-qualified --json
+    """
+    ruleset = options.load_rules(rules_dir)
+    where = _where(where_pairs, ruleset.settings)
+    if view_name is not None:
+        if view_name not in ruleset.views:
+            raise click.BadParameter(f"no view {view_name!r} (views: {', '.join(ruleset.views) or 'none'})",
+                                     param_hint="--view")  # fmt: skip
+        view = ruleset.views[view_name]
+        where = criteria.All(tuple(x for x in (where, view.where) if x is not None))
+        module = module or view.module
+
+    async def go() -> list[rows.Record]:
+        store = await _with_store(db_url, ruleset)
+        try:
+            return await store.list_records(where, now=options.now(), module=module, limit=limit)
+        finally:
+            await store.close()
+
+    found = options.run(go())
+    if as_json:
+        click.echo(_dumps([r.as_dict() for r in found]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(found)} record(s)")
+    for col in ("id", "type", "email", "owner", "stage", "in stage since"):
+        table.add_column(col, overflow="fold")
+    for r in found:
+        table.add_row(r.id, r.type, r.email or "", r.owner or "", r.stage or "", _when(r.stage_entered_at))
+    Console().print(table)
+
+
+@records.command("show")
+@click.argument("record_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@options.rules_option
+@options.db_option
+def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+    """Show one record: its fields, open tasks and activity.
+
+    \b
+    Example:
+      outreach records show L7
+    """
+    ruleset = options.load_rules(rules_dir)
+
+    async def go() -> tuple[rows.Record, list[rows.Task], list[rows.Event]]:
+        store = await _with_store(db_url, ruleset)
+        try:
+            record = await store.get_record(record_id)
+            return record, await store.list_tasks(record_id), await store.events(record_id)
+        except NotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await store.close()
+
+    record, tasks_, events = options.run(go())
+    if as_json:
+        click.echo(_dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
+                           "activity": [e.__dict__ for e in events]}))  # fmt: skip
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    fields = Table(title=f"record {record.id}", show_header=False)
+    for name, value in record.as_dict().items():
+        if value is not None:
+            fields.add_row(name, _when(value) if isinstance(value, dt.datetime) else str(value))
+    console.print(fields)
+    if tasks_:
+        table = Table(title="open tasks")
+        for col in ("id", "subject", "type", "due", "owner"):
+            table.add_column(col)
+        for t in tasks_:
+            table.add_row(str(t.id), t.subject, t.type, _when(t.due_at), t.owner or "")
+        console.print(table)
+    activity = Table(title="activity")
+    for col in ("when", "what", "details", "source"):
+        activity.add_column(col, overflow="fold")
+    for e in events:
+        details = ", ".join(f"{k}={v}" for k, v in e.data.items())
+        activity.add_row(_when(e.at), e.kind.replace("_", " "), details, e.source)
+    console.print(activity)
+
+
+@records.command("set")
+@click.argument("record_id")
+@click.argument("assignments", nargs=-1, required=True, metavar="FIELD=VALUE...")
+@options.rules_option
+@options.db_option
+def set_(record_id: str, assignments: tuple[str, ...], rules_dir: str, db_url: str | None) -> None:
+    """Change fields of a record. A stage change records the time and a stage_changed event.
+
+    \b
+    Examples:
+      outreach records set L7 stage=Contacted
+      outreach records set L7 score=82 purchased=true
+    """
+    ruleset = options.load_rules(rules_dir)
+    fields = ruleset.settings.fields
+    values: dict[str, object] = {}
+    for pair in assignments:
+        field, sep, text = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: use FIELD=VALUE", param_hint="FIELD=VALUE")
+        if field not in fields or field in ("id", "type", "created_at"):
+            raise click.BadParameter(f"{field!r} cannot be set (known fields: {', '.join(sorted(fields))})",
+                                     param_hint="FIELD=VALUE")  # fmt: skip
+        try:
+            values[field] = import_files.convert_text(fields[field], text) if text else None
+        except ValueError as exc:
+            raise click.BadParameter(f"{pair!r}: {exc}", param_hint="FIELD=VALUE") from None
+
+    async def go() -> rows.Record:
+        store = await _with_store(db_url, ruleset)
+        try:
+            return await store.set_fields(record_id, values, now=options.now())
+        finally:
+            await store.close()
+
+    try:
+        record = options.run(go())
+    except StoreError as exc:
+        _fail(exc)
+    click.echo(f"record {record.id}: " + ", ".join(f"{k}={record.value(k)}" for k in values))
+
+
+@records.command("convert")
+@click.argument("record_id")
+@options.rules_option
+@options.db_option
+def convert(record_id: str, rules_dir: str, db_url: str | None) -> None:
+    """Convert a lead to a contact (this ends the lead's sequences).
+
+    \b
+    Example:
+      outreach records convert L7
+    """
+    ruleset = options.load_rules(rules_dir)
+
+    async def go() -> rows.Record:
+        store = await _with_store(db_url, ruleset)
+        try:
+            return await store.convert(record_id, now=options.now())
+        finally:
+            await store.close()
+
+    try:
+        record = options.run(go())
+    except StoreError as exc:
+        _fail(exc)
+    click.echo(f"record {record.id} is now a {record.type}")
+
+
+@records.command("delete")
+@click.argument("record_id")
+@options.rules_option
+@options.db_option
+def delete(record_id: str, rules_dir: str, db_url: str | None) -> None:
+    """Delete a record (kept for history; it leaves lists, views and sequences).
+
+    \b
+    Example:
+      outreach records delete L7
+    """
+    ruleset = options.load_rules(rules_dir)
+
+    async def go() -> None:
+        store = await _with_store(db_url, ruleset)
+        try:
+            await store.delete(record_id, now=options.now())
+        finally:
+            await store.close()
+
+    try:
+        options.run(go())
+    except StoreError as exc:
+        _fail(exc)
+    click.echo(f"record {record_id} deleted")
+
+
+@click.group()
+def tasks() -> None:
+    """Tasks of records: add, list, complete (a sequence waits for its task step's task).
+
+    \b
+    Examples:
+      outreach tasks add --record L7 --subject "Call Jo" --type call --due 4h
+      outreach tasks complete 12
+    """
+
+
+@tasks.command("add")
+@click.option("--record", "record_id", required=True, metavar="ID")
+@click.option("--subject", required=True)
+@click.option(
+    "--type", "task_type", type=click.Choice(["call", "email", "todo", "meeting"]), default="todo", show_default=True
+)
+@click.option(
+    "--priority", type=click.Choice(["highest", "high", "normal", "low", "lowest"]), default="normal", show_default=True
+)
+@click.option("--due", metavar="WHEN", help="A date and time with offset, or a duration from now (4h, 2 days).")
+@click.option("--owner", metavar="USER", help="The user who does it.")
+@options.rules_option
+@options.db_option
+def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: str | None, owner: str | None,
+              rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+    """Add a task for a record (this also stops reminders for an overdue lead)."""
+    ruleset = options.load_rules(rules_dir)
+    now = options.now()
+    due_at = options.parse_when(due, now_=now) if due else None
+    if owner is not None and owner not in ruleset.settings.users:
+        raise click.BadParameter(f"no user {owner!r}", param_hint="--owner")
+
+    async def go() -> rows.Task:
+        store = await _with_store(db_url, ruleset)
+        try:
+            return await store.add_task(record_id, subject, type=task_type, priority=priority, owner=owner,
+                                        due_at=due_at, now=now)  # fmt: skip
+        finally:
+            await store.close()
+
+    try:
+        task = options.run(go())
+    except StoreError as exc:
+        _fail(exc)
+    click.echo(f"task {task.id} added to record {record_id}" + (f", due {_when(task.due_at)}" if task.due_at else ""))
+
+
+@tasks.command("list")
+@click.option("--record", "record_id", metavar="ID", help="Only this record's tasks.")
+@click.option("--all", "include_done", is_flag=True, help="Also completed tasks.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@options.rules_option
+@options.db_option
+def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+    """List open tasks (by due date)."""
+    ruleset = options.load_rules(rules_dir)
+
+    async def go() -> list[rows.Task]:
+        store = await _with_store(db_url, ruleset)
+        try:
+            return await store.list_tasks(record_id, open_only=not include_done)
+        finally:
+            await store.close()
+
+    found = options.run(go())
+    if as_json:
+        click.echo(_dumps([t.__dict__ for t in found]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(found)} task(s)")
+    for col in ("id", "record", "subject", "type", "due", "owner", "done"):
+        table.add_column(col, overflow="fold")
+    for t in found:
+        table.add_row(str(t.id), t.record_id, t.subject, t.type, _when(t.due_at), t.owner or "", _when(t.completed_at))
+    Console().print(table)
+
+
+@tasks.command("complete")
+@click.argument("task_id", type=int)
+@options.rules_option
+@options.db_option
+def tasks_complete(task_id: int, rules_dir: str, db_url: str | None) -> None:
+    """Mark a task done (a sequence waiting on it moves on)."""
+    ruleset = options.load_rules(rules_dir)
+
+    async def go() -> rows.Task:
+        store = await _with_store(db_url, ruleset)
+        try:
+            return await store.complete_task(task_id, now=options.now())
+        finally:
+            await store.close()
+
+    try:
+        task = options.run(go())
+    except StoreError as exc:
+        _fail(exc)
+    click.echo(f"task {task.id} completed")
+
+
+@click.group()
+def appointments() -> None:
+    """Appointments with records (a future appointment stops reminders for an overdue lead).
+
+    \b
+    Example:
+      outreach appointments add --record L7 --starts 2026-12-01T10:00:00+01:00 --subject Demo
+    """
+
+
+@appointments.command("add")
+@click.option("--record", "record_id", required=True, metavar="ID")
+@click.option("--starts", required=True, metavar="WHEN", help="A date and time with offset, or a duration from now.")
+@click.option("--subject", default="Appointment", show_default=True)
+@options.rules_option
+@options.db_option
+def appointments_add(record_id: str, starts: str, subject: str, rules_dir: str, db_url: str | None) -> None:
+    """Enter an appointment for a record."""
+    ruleset = options.load_rules(rules_dir)
+    now = options.now()
+    starts_at = options.parse_when(starts, now_=now)
+
+    async def go() -> rows.Appointment:
+        store = await _with_store(db_url, ruleset)
+        try:
+            return await store.add_appointment(record_id, starts_at, subject, now=now)
+        finally:
+            await store.close()
+
+    try:
+        appointment = options.run(go())
+    except StoreError as exc:
+        _fail(exc)
+    click.echo(f"appointment {appointment.id} with record {record_id} at {_when(appointment.starts_at)}")
