@@ -374,13 +374,44 @@ class _Checker:
             )
         normalized: str | None = None
         if email:
-            try:
-                normalized = self.validate_email(email, check_deliverability=False, allow_display_name=True).normalized
-            except self.email_error as exc:
-                own.append(f"invalid email {email!r}: {exc}")
+            normalized = plain_email(email)
+            if normalized is None:
+                try:
+                    normalized = self.validate_email(
+                        email, check_deliverability=False, allow_display_name=True
+                    ).normalized
+                except self.email_error as exc:
+                    own.append(f"invalid email {email!r}: {exc}")
         if own or problems:
             return RowError(line, "; ".join(own + problems))
         return Row(line, id_ or None, type_, normalized, fields)
+
+
+# A plain ASCII address: dot-atom local part, LDH labels, an alphabetic top-level domain.
+_PLAIN_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+_SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
+
+
+def plain_email(text: str) -> str | None:
+    """The normalized form of an obviously valid plain ASCII address, else None (ask email-validator).
+
+    email-validator costs some 30 microseconds an address, most of an import of
+    a million rows; nearly every address in a CRM export is of this plain form,
+    for which its answer is known: valid, with the domain lower-cased. Anything
+    else (quotes, display names, Unicode, punycode, special-use domains,
+    overlong parts) goes to email-validator. A property test checks that both
+    agree on every address this accepts.
+    """
+    match = _PLAIN_EMAIL.fullmatch(text)
+    if match is None or len(text) > 254 or text.index("@") > 64:
+        return None
+    domain = match.group(1).lower()
+    if "--" in domain or len(domain) > 253 or domain.rsplit(".", 1)[-1] in _SPECIAL_USE:
+        return None
+    return text[: text.index("@") + 1] + domain
 
 
 def _then(convert: Callable[[Any], object] | None, check: Callable[[Any], object]) -> Callable[[Any], object]:

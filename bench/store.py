@@ -1,0 +1,184 @@
+"""Benchmarks of the store: a large CSV import, and `outreach plan` over many enrollments.
+
+Run on demand from the repository root:
+
+    .venv/bin/python bench/store.py [--rows 1000000] [--enrollments 1000000] [--keep]
+
+It times, as subprocesses by wall clock, with the peak memory of the command
+(from the kernel's rusage of the child):
+
+- `outreach records import FILE --type lead` of a generated CSV of N leads
+  (ids, emails on a mix of domains, names, companies, countries, owners,
+  stages, scores, booleans, dates) into a fresh SQLite file. Targets from the
+  issue: under 60 s and under 300 MB.
+- `outreach plan rules/` against a store holding M live enrollments spread over
+  the example sequence's version and others. Target: under 2 s.
+
+For reference, in the same run, it times the bare parse of the CSV with
+Python's csv module (what any importer must pay) and `sqlite3` inserting the
+same number of plain rows in one transaction. It only prints; it exits 0
+unless a command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTREACH = str(Path(sys.executable).with_name("outreach"))
+
+DOMAINS = ["gmail.com", "example.org", "acme-corp.de", "mail.co.uk", "fjord.no", "outlook.com", "web.de", "firma.at"]
+FIRST = ["Jo", "Kim", "Sam", "Anna", "Ben", "Lena", "Max", "Mia", "Noah", "Emma", "Luca", "Sofia"]
+COMPANIES = ["Fjord AS", "ACME GmbH", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne & Co"]
+COUNTRIES = ["DE", "AT", "CH", "NO", "SE", "FR", "IT", "ES"]
+STAGES = ["New", "Contacted", "Qualified", "Won", ""]
+
+
+def write_csv(path: Path, n: int) -> None:
+    rnd = random.Random(7)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "email", "first_name", "last_name", "company", "country", "owner", "stage", "score",
+                    "purchased", "source", "next_appointment_at"])  # fmt: skip
+        for i in range(n):
+            first = rnd.choice(FIRST)
+            w.writerow([
+                f"L{i:07d}", f"{first.lower()}.{i}@{rnd.choice(DOMAINS)}", first, f"Name{i % 997}",
+                rnd.choice(COMPANIES), rnd.choice(COUNTRIES), rnd.choice(["anna", "ben"]), rnd.choice(STAGES),
+                rnd.randint(0, 100), rnd.choice(["true", "false"]), rnd.choice(["webinar", "website", "partner"]),
+                "2026-12-01T10:00:00+01:00" if i % 5 == 0 else "",
+            ])  # fmt: skip
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    """(seconds, peak MB of the child, output)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode not in (0, 2):
+        print(proc.stdout, proc.stderr, file=sys.stderr)
+        raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
+    return seconds, max(peak_kb, before) / 1024, proc.stdout + proc.stderr
+
+
+def reference_parse(path: Path) -> float:
+    start = time.perf_counter()
+    with open(path, newline="", encoding="utf-8") as fh:
+        for _ in csv.DictReader(fh):
+            pass
+    return time.perf_counter() - start
+
+
+def reference_sqlite(n: int, work: Path) -> float:
+    db = sqlite3.connect(work / "ref.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (id TEXT PRIMARY KEY, email TEXT, fields TEXT)")
+    start = time.perf_counter()
+    with db:
+        db.executemany("INSERT INTO t VALUES (?, ?, ?)",
+                       ((f"L{i:07d}", f"x{i}@example.org", '{"a": 1}') for i in range(n)))  # fmt: skip
+    seconds = time.perf_counter() - start
+    db.close()
+    return seconds
+
+
+def seed_enrollments(db_url: str, rules: Path, m: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from outreach.rules import validate
+    from outreach.store import Store, tables
+
+    ruleset = validate.validate([str(rules)]).ruleset
+    assert ruleset is not None
+    current = ruleset.sequences["inbound-nurture"].source.hash
+    now = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+
+    async def go() -> None:
+        store = await Store.open(db_url)
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.insert(tables.records), [
+                {"id": f"L{i:07d}", "type": "lead", "email": f"r{i}@example.org", "fields": {}, "created_at": now,
+                 "updated_at": now}
+                for i in range(1000)
+            ])  # fmt: skip
+            chunk = 50_000
+            for start in range(0, m, chunk):
+                await conn.execute(sa.insert(tables.enrollments), [
+                    {"record_id": f"L{i % 1000:07d}", "email": f"p{i}@example.org",
+                     "sequence": "inbound-nurture" if i % 3 else f"seq-{i % 40}",
+                     "sequence_hash": current if i % 2 else "0" * 64,
+                     "enrolled_by": "anna", "status": ("active", "blocked", "completed", "stopped")[i % 4],
+                     "step_index": 1, "steps_done": 1, "started_at": now}
+                    for i in range(start, min(start + chunk, m))
+                ])  # fmt: skip
+        await store.close()
+
+    asyncio.run(go())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--enrollments", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and print where")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="outreach-bench-store-"))
+    try:
+        rules = work / "rules"
+        shutil.copytree(ROOT / "rules", rules)
+        shutil.rmtree(rules / "tests")
+        csv_path = work / "leads.csv"
+        write_csv(csv_path, args.rows)
+        size_mb = csv_path.stat().st_size / 1e6
+        print(f"outreach store benchmark: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        print(f"CSV: {args.rows:,} rows, {size_mb:.0f} MB")
+
+        parse = reference_parse(csv_path)
+        ref_sql = reference_sqlite(args.rows, work)
+        db = f"sqlite:///{work / 'import.db'}"
+        seconds, peak, out = timed([OUTREACH, "records", "import", str(csv_path), "--type", "lead", "--db", db,
+                                    "--rules", str(rules)], work)  # fmt: skip
+        print(f"\n{'import':<58} {'seconds':>8} {'peak MB':>8}")
+        print(f"  {'reference: csv.DictReader, parse only':<56} {parse:8.2f}")
+        print(f"  {'reference: sqlite3 executemany of plain rows':<56} {ref_sql:8.2f}")
+        print(f"  {'outreach records import (one transaction)':<56} {seconds:8.2f} {peak:8.0f}")
+        print(f"  -> {args.rows / seconds:,.0f} rows/s; {out.strip().splitlines()[-1]}")
+        print(f"  target: under 60 s and 300 MB -> {'met' if seconds < 60 and peak < 300 else 'NOT met'}")
+
+        plan_db = f"sqlite:///{work / 'plan.db'}"
+        subprocess.run([OUTREACH, "apply", "--db", plan_db, str(rules)], cwd=work, capture_output=True, check=True)
+        seed_enrollments(plan_db, rules, args.enrollments)
+        (rules / "sequences" / "inbound-nurture.yaml").write_text(
+            (rules / "sequences" / "inbound-nurture.yaml").read_text().replace("2 business days, thread: reply",
+                                                                              "3 business days, thread: reply"))  # fmt: skip
+        runs = [timed([OUTREACH, "plan", "--db", plan_db, str(rules)], work) for _ in range(3)]
+        best = min(r[0] for r in runs)
+        print(f"\nplan over {args.enrollments:,} enrollments (best of 3): {best:.2f} s, peak {runs[0][1]:.0f} MB")
+        print("  " + "\n  ".join(line for line in runs[0][2].splitlines() if "=>" in line or line.startswith("Plan")))
+        print(f"  target: under 2 s -> {'met' if best < 2 else 'NOT met'}")
+    finally:
+        if args.keep:
+            print(f"\nkept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
