@@ -412,3 +412,13 @@ async def test_one_live_enrollment_per_address_and_sequence(store: Store) -> Non
     with pytest.raises(sa.exc.IntegrityError):
         async with store.engine.begin() as conn:
             await conn.execute(sa.insert(tables.enrollments).values(status="blocked", **values))
+
+
+async def test_a_file_error_in_the_middle_of_an_import_leaves_nothing_behind(store: Store) -> None:
+    def broken() -> Iterator[Row | RowError]:
+        yield from LEADS[:3]
+        raise ValueError("the file ends inside a quoted field")
+
+    with pytest.raises(ValueError, match="quoted field"):
+        await store.import_records(broken(), now=NOW)
+    assert await store.list_records(now=NOW) == []

@@ -244,10 +244,7 @@ class Store:
             if len(result.problems) < MAX_KEPT_PROBLEMS:
                 result.problems.append(rows.ImportProblem(line, message))
 
-        conn_cm = self.engine.connect()
-        conn = await conn_cm.__aenter__()
-        try:
-            tx = await conn.begin()
+        async with self.engine.connect() as conn, conn.begin() as tx:
             batch: list[Any] = []
             for item in items:
                 seen += 1
@@ -265,13 +262,10 @@ class Store:
             if progress is not None:
                 progress(seen)
             if result.problem_count and not skip_invalid:
-                await tx.rollback()
+                await tx.rollback()  # a rejected file leaves nothing behind
                 result.inserted = result.updated = 0
             else:
-                await tx.commit()
-                result.committed = True
-        finally:
-            await conn_cm.__aexit__(None, None, None)
+                result.committed = True  # the block's end commits
         return result
 
     async def _import_batch(
