@@ -27,7 +27,6 @@ import asyncio
 import csv
 import os
 import random
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -63,16 +62,19 @@ def write_csv(path: Path, n: int) -> None:
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """(seconds, peak MB of the child, output)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(seconds, peak MB of this child alone, output)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
     if proc.returncode not in (0, 2):
-        print(proc.stdout, proc.stderr, file=sys.stderr)
+        print(text, file=sys.stderr)
         raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
-    return seconds, max(peak_kb, before) / 1024, proc.stdout + proc.stderr
+    return seconds, usage.ru_maxrss / 1024, text
 
 
 def reference_parse(path: Path) -> float:

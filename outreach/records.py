@@ -366,7 +366,7 @@ class _Checker:
                 own.append(f"duplicate id {id_!r} (first on line {first})")
         if not type_:
             if self.default_type is None:
-                own.append(f"no type: give the row a type ({self.modules_text}) or import with a default type")
+                own.append(f"no type: give the row a type ({self.modules_text}) or import with --type MODULE")
             type_ = self.default_type or ""
         elif type_ not in self.modules:
             own.append(
@@ -381,7 +381,7 @@ class _Checker:
                         email, check_deliverability=False, allow_display_name=True
                     ).normalized
                 except self.email_error as exc:
-                    own.append(f"invalid email {email!r}: {exc}")
+                    own.append(f"invalid email {email!r}: {str(exc).rstrip('.')}")
         if own or problems:
             return RowError(line, "; ".join(own + problems))
         return Row(line, id_ or None, type_, normalized, fields)

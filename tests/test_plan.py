@@ -199,7 +199,13 @@ def test_the_url_comes_from_db_then_environment_then_settings(monkeypatch: pytes
     from outreach.cli import options
 
     settings = ruleset(ROOT / "rules").settings
-    assert options.database_url(None, settings) == "sqlite+aiosqlite:///var/outreach.db"
+    assert options.database_url(None, settings) == "sqlite:///var/outreach.db"
     monkeypatch.setenv("OUTREACH_DB", "sqlite:///from-env.db")
     assert options.database_url(None, settings) == "sqlite:///from-env.db"
     assert options.database_url("sqlite:///from-flag.db", settings) == "sqlite:///from-flag.db"
+
+
+def test_a_usage_error_of_plan_exits_1_so_that_2_always_means_changes(tmp_path: Path) -> None:
+    assert run("plan", "--format", "xml", str(ROOT / "rules"))[0] == 1
+    code, out = run("plan", str(tmp_path / "nothing-here"))
+    assert code == 1 and "no rule directory" in out

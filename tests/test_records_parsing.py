@@ -314,7 +314,7 @@ def test_a_row_without_a_type_needs_a_default_type(tmp_path: pathlib.Path) -> No
     path = write(tmp_path, "notype.csv", "id,type\nL1,\nL2,contact\n")
     items = read(path)
     assert errors(items) == [
-        (2, "no type: give the row a type (lead, contact, deal, partner) or import with a default type")
+        (2, "no type: give the row a type (lead, contact, deal, partner) or import with --type MODULE")
     ]
     rows = read(path, default_type="lead")
     assert [(r.id, r.type) for r in rows] == [("L1", "lead"), ("L2", "contact")]  # the row's own type wins

@@ -45,7 +45,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def load_rules(rules_dir: str, *, when: dt.datetime | None = None) -> model.RuleSet:
     """The validated rule set, or exit 1 with its errors."""
     if not os.path.isdir(rules_dir):
-        raise click.UsageError(f"no rule directory {rules_dir!r} (give --rules DIR)")
+        raise click.UsageError(f"no rule directory {rules_dir!r}")
     result = rules_validate.validate([rules_dir], now=when)
     errors = result.errors
     if errors or result.ruleset is None:

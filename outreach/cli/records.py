@@ -275,7 +275,8 @@ def set_(record_id: str, assignments: tuple[str, ...], rules_dir: str, db_url: s
         if not sep:
             raise click.BadParameter(f"{pair!r}: use FIELD=VALUE", param_hint="FIELD=VALUE")
         if field not in fields or field in ("id", "type", "created_at"):
-            raise click.BadParameter(f"{field!r} cannot be set (known fields: {', '.join(sorted(fields))})",
+            settable = sorted(set(fields) - {"id", "type", "created_at"})
+            raise click.BadParameter(f"{field!r} cannot be set (fields: {', '.join(settable)})",
                                      param_hint="FIELD=VALUE")  # fmt: skip
         try:
             values[field] = import_files.convert_text(fields[field], text) if text else None

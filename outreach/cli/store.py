@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -71,7 +72,27 @@ def _rules_if_any(rules_dir: str) -> model.RuleSet | None:
     return rules_validate.validate([rules_dir]).ruleset
 
 
-@click.command()
+class _PlanUsageError(click.UsageError):
+    exit_code = 1
+
+
+class _PlanCommand(click.Command):
+    """`plan` exits 2 for "there are changes" (terraform's -detailed-exitcode), so its usage errors exit 1."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _PlanUsageError(exc.format_message(), exc.ctx) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _PlanUsageError(exc.format_message(), exc.ctx) from None
+
+
+@click.command(cls=_PlanCommand)
 @click.argument("rules_dir", default="rules", type=click.Path(file_okay=False))
 @options.db_option
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
@@ -80,7 +101,7 @@ def plan(rules_dir: str, db_url: str | None, fmt: str) -> None:
 
     Definitions added, changed (with a diff of the YAML) and removed, and what
     each does to people in flight. Exit status as `terraform plan
-    -detailed-exitcode`: 0 no changes, 2 changes, 1 error.
+    -detailed-exitcode`: 0 no changes, 2 changes, 1 error (usage errors too).
 
     \b
     Examples:

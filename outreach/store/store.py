@@ -23,7 +23,7 @@ from outreach.rules.criteria import FieldType
 from outreach.store import criteria as sql_criteria
 from outreach.store import migrate, rows, tables
 
-DEFAULT_URL = "sqlite+aiosqlite:///var/outreach.db"
+DEFAULT_URL = "sqlite:///var/outreach.db"
 IMPORT_BATCH = 2000
 MAX_KEPT_PROBLEMS = 1000
 
@@ -266,6 +266,7 @@ class Store:
                 result.inserted = result.updated = 0
             else:
                 result.committed = True  # the block's end commits
+        result.problems.sort(key=lambda p: p.line)
         return result
 
     async def _import_batch(
@@ -356,7 +357,10 @@ class Store:
         await conn.execute(sa.update(tables.records).where(tables.records.c.id == old.id).values(**new))
         if stage_changed:
             await self._event(conn, old.id, "stage_changed", now, {"from": old.stage, "to": new["stage"]}, source)
-        await self._event(conn, old.id, "updated", now, {"line": line} if line else {}, source)
+        details: dict[str, Any] = {"fields": sorted(x.fields)}
+        if line:
+            details["line"] = line
+        await self._event(conn, old.id, "updated", now, details, source)
 
     async def set_fields(
         self, record_id: str, values: Mapping[str, Any], *, now: dt.datetime, source: str = "cli"
