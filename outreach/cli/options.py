@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
@@ -88,3 +88,25 @@ def parse_when(value: str, *, now_: dt.datetime) -> dt.datetime:
         return now_ + timing.parse_duration(value).as_timedelta()
     except ValueError:
         raise click.BadParameter(f"{value!r} is neither a date and time with an offset nor a duration") from None
+
+
+def on_store(
+    db_url: str | None,
+    ruleset: model.RuleSet | None,
+    action: Callable[[store_module.Store], Awaitable[T]],
+    *,
+    upgrade: bool | None = None,
+) -> T:
+    """Open the store, run one action on it, close it; a store error becomes a one-line CLI error."""
+
+    async def go() -> T:
+        store = await open_store(db_url, ruleset, upgrade=upgrade)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    try:
+        return run(go())
+    except store_module.StoreError as exc:
+        raise click.ClickException(str(exc)) from None

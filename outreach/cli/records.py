@@ -13,7 +13,7 @@ import click
 from outreach import records as import_files
 from outreach.cli import options
 from outreach.rules import criteria, model
-from outreach.store import NotFound, Store, StoreError, rows
+from outreach.store import Store, rows
 
 
 def _json_default(value: object) -> object:
@@ -28,14 +28,6 @@ def _dumps(value: object) -> str:
 
 def _when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
-
-
-async def _with_store(db_url: str | None, ruleset: model.RuleSet) -> Store:
-    return await options.open_store(db_url, ruleset)
-
-
-def _fail(exc: StoreError) -> None:
-    raise click.ClickException(str(exc))
 
 
 @click.group()
@@ -92,21 +84,17 @@ def import_(file: str, default_type: str | None, update: bool, skip_invalid: boo
             yield first
         yield from items
 
-    async def go() -> rows.ImportResult:
-        store = await _with_store(db_url, ruleset)
-        try:
-            with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          transient=True, disable=not sys.stderr.isatty()) as bar:  # fmt: skip
-                task = bar.add_task("rows", total=total)
-                return await store.import_records(
-                    all_items(), now=now, update=update, skip_invalid=skip_invalid,
-                    progress=lambda n: bar.update(task, completed=n),
-                )  # fmt: skip
-        finally:
-            await store.close()
+    async def go(store: Store) -> rows.ImportResult:
+        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True, disable=not sys.stderr.isatty()) as bar:  # fmt: skip
+            task = bar.add_task("rows", total=total)
+            return await store.import_records(
+                all_items(), now=now, update=update, skip_invalid=skip_invalid,
+                progress=lambda n: bar.update(task, completed=n),
+            )  # fmt: skip
 
     try:
-        result = options.run(go())
+        result = options.on_store(db_url, ruleset, go)
     except import_files.ImportFileError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     for problem in result.problems:
@@ -178,14 +166,9 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
         where = criteria.All(tuple(x for x in (where, view.where) if x is not None))
         module = module or view.module
 
-    async def go() -> list[rows.Record]:
-        store = await _with_store(db_url, ruleset)
-        try:
-            return await store.list_records(where, now=options.now(), module=module, limit=limit)
-        finally:
-            await store.close()
-
-    found = options.run(go())
+    found = options.on_store(
+        db_url, ruleset, lambda s: s.list_records(where, now=options.now(), module=module, limit=limit)
+    )
     if as_json:
         click.echo(_dumps([r.as_dict() for r in found]))
         return
@@ -214,17 +197,11 @@ def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> N
     """
     ruleset = options.load_rules(rules_dir)
 
-    async def go() -> tuple[rows.Record, list[rows.Task], list[rows.Event]]:
-        store = await _with_store(db_url, ruleset)
-        try:
-            record = await store.get_record(record_id)
-            return record, await store.list_tasks(record_id), await store.events(record_id)
-        except NotFound as exc:
-            raise click.ClickException(str(exc)) from None
-        finally:
-            await store.close()
+    async def go(store: Store) -> tuple[rows.Record, list[rows.Task], list[rows.Event]]:
+        record = await store.get_record(record_id)
+        return record, await store.list_tasks(record_id), await store.events(record_id)
 
-    record, tasks_, events = options.run(go())
+    record, tasks_, events = options.on_store(db_url, ruleset, go)
     if as_json:
         click.echo(_dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
                            "activity": [e.__dict__ for e in events]}))  # fmt: skip
@@ -283,17 +260,7 @@ def set_(record_id: str, assignments: tuple[str, ...], rules_dir: str, db_url: s
         except ValueError as exc:
             raise click.BadParameter(f"{pair!r}: {exc}", param_hint="FIELD=VALUE") from None
 
-    async def go() -> rows.Record:
-        store = await _with_store(db_url, ruleset)
-        try:
-            return await store.set_fields(record_id, values, now=options.now())
-        finally:
-            await store.close()
-
-    try:
-        record = options.run(go())
-    except StoreError as exc:
-        _fail(exc)
+    record = options.on_store(db_url, ruleset, lambda s: s.set_fields(record_id, values, now=options.now()))
     click.echo(f"record {record.id}: " + ", ".join(f"{k}={record.value(k)}" for k in values))
 
 
@@ -310,17 +277,7 @@ def convert(record_id: str, rules_dir: str, db_url: str | None) -> None:
     """
     ruleset = options.load_rules(rules_dir)
 
-    async def go() -> rows.Record:
-        store = await _with_store(db_url, ruleset)
-        try:
-            return await store.convert(record_id, now=options.now())
-        finally:
-            await store.close()
-
-    try:
-        record = options.run(go())
-    except StoreError as exc:
-        _fail(exc)
+    record = options.on_store(db_url, ruleset, lambda s: s.convert(record_id, now=options.now()))
     click.echo(f"record {record.id} is now a {record.type}")
 
 
@@ -337,17 +294,7 @@ def delete(record_id: str, rules_dir: str, db_url: str | None) -> None:
     """
     ruleset = options.load_rules(rules_dir)
 
-    async def go() -> None:
-        store = await _with_store(db_url, ruleset)
-        try:
-            await store.delete(record_id, now=options.now())
-        finally:
-            await store.close()
-
-    try:
-        options.run(go())
-    except StoreError as exc:
-        _fail(exc)
+    options.on_store(db_url, ruleset, lambda s: s.delete(record_id, now=options.now()))
     click.echo(f"record {record_id} deleted")
 
 
@@ -384,18 +331,13 @@ def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: 
     if owner is not None and owner not in ruleset.settings.users:
         raise click.BadParameter(f"no user {owner!r}", param_hint="--owner")
 
-    async def go() -> rows.Task:
-        store = await _with_store(db_url, ruleset)
-        try:
-            return await store.add_task(record_id, subject, type=task_type, priority=priority, owner=owner,
-                                        due_at=due_at, now=now)  # fmt: skip
-        finally:
-            await store.close()
-
-    try:
-        task = options.run(go())
-    except StoreError as exc:
-        _fail(exc)
+    task = options.on_store(
+        db_url,
+        ruleset,
+        lambda s: s.add_task(
+            record_id, subject, type=task_type, priority=priority, owner=owner, due_at=due_at, now=now
+        ),
+    )
     click.echo(f"task {task.id} added to record {record_id}" + (f", due {_when(task.due_at)}" if task.due_at else ""))
 
 
@@ -409,14 +351,7 @@ def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_d
     """List open tasks (by due date)."""
     ruleset = options.load_rules(rules_dir)
 
-    async def go() -> list[rows.Task]:
-        store = await _with_store(db_url, ruleset)
-        try:
-            return await store.list_tasks(record_id, open_only=not include_done)
-        finally:
-            await store.close()
-
-    found = options.run(go())
+    found = options.on_store(db_url, ruleset, lambda s: s.list_tasks(record_id, open_only=not include_done))
     if as_json:
         click.echo(_dumps([t.__dict__ for t in found]))
         return
@@ -439,17 +374,7 @@ def tasks_complete(task_id: int, rules_dir: str, db_url: str | None) -> None:
     """Mark a task done (a sequence waiting on it moves on)."""
     ruleset = options.load_rules(rules_dir)
 
-    async def go() -> rows.Task:
-        store = await _with_store(db_url, ruleset)
-        try:
-            return await store.complete_task(task_id, now=options.now())
-        finally:
-            await store.close()
-
-    try:
-        task = options.run(go())
-    except StoreError as exc:
-        _fail(exc)
+    task = options.on_store(db_url, ruleset, lambda s: s.complete_task(task_id, now=options.now()))
     click.echo(f"task {task.id} completed")
 
 
@@ -475,15 +400,5 @@ def appointments_add(record_id: str, starts: str, subject: str, rules_dir: str, 
     now = options.now()
     starts_at = options.parse_when(starts, now_=now)
 
-    async def go() -> rows.Appointment:
-        store = await _with_store(db_url, ruleset)
-        try:
-            return await store.add_appointment(record_id, starts_at, subject, now=now)
-        finally:
-            await store.close()
-
-    try:
-        appointment = options.run(go())
-    except StoreError as exc:
-        _fail(exc)
+    appointment = options.on_store(db_url, ruleset, lambda s: s.add_appointment(record_id, starts_at, subject, now=now))
     click.echo(f"appointment {appointment.id} with record {record_id} at {_when(appointment.starts_at)}")

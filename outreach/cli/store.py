@@ -12,7 +12,7 @@ from outreach import plan as plan_module
 from outreach.cli import options
 from outreach.rules import model
 from outreach.rules import validate as rules_validate
-from outreach.store import migrate
+from outreach.store import Store, migrate
 
 
 @click.group()
@@ -32,14 +32,8 @@ def db() -> None:
 def upgrade(db_url: str | None, rules_dir: str) -> None:
     """Bring the database schema to this version of outreach (Alembic migrations)."""
 
-    async def go() -> str | None:
-        store = await options.open_store(db_url, _rules_if_any(rules_dir), upgrade=True)
-        try:
-            return await store.revision()
-        finally:
-            await store.close()
-
-    click.echo(f"database at revision {options.run(go())} (head {migrate.head()})")
+    revision = options.on_store(db_url, _rules_if_any(rules_dir), lambda s: s.revision(), upgrade=True)
+    click.echo(f"database at revision {revision} (head {migrate.head()})")
 
 
 @db.command()
@@ -48,15 +42,11 @@ def upgrade(db_url: str | None, rules_dir: str) -> None:
 def current(db_url: str | None, rules_dir: str) -> None:
     """Print the database's schema revision and the one this outreach needs."""
 
-    async def go() -> tuple[str, str | None]:
-        store = await options.open_store(db_url, _rules_if_any(rules_dir), upgrade=False)
-        try:
-            return store.url, await store.revision()
-        finally:
-            await store.close()
+    async def go(store: Store) -> tuple[str, str | None]:
+        return store.url, await store.revision()
 
     try:
-        url, revision = options.run(go())
+        url, revision = options.on_store(db_url, _rules_if_any(rules_dir), go, upgrade=False)
     except click.ClickException as exc:
         if "run `outreach db upgrade`" not in exc.message:
             raise
@@ -70,6 +60,11 @@ def _rules_if_any(rules_dir: str) -> model.RuleSet | None:
     if not os.path.isdir(rules_dir):
         return None
     return rules_validate.validate([rules_dir]).ruleset
+
+
+async def _plan(store: Store, ruleset: model.RuleSet) -> plan_module.Plan:
+    active = {k: (d.hash, d.body) for k, d in (await store.active_definitions()).items()}
+    return plan_module.make_plan(ruleset, active, await store.enrollment_counts())
 
 
 class _PlanUsageError(click.UsageError):
@@ -110,15 +105,7 @@ def plan(rules_dir: str, db_url: str | None, fmt: str) -> None:
     """
     ruleset = options.load_rules(rules_dir, when=options.now())
 
-    async def go() -> plan_module.Plan:
-        store = await options.open_store(db_url, ruleset)
-        try:
-            active = {k: (d.hash, d.body) for k, d in (await store.active_definitions()).items()}
-            return plan_module.make_plan(ruleset, active, await store.enrollment_counts())
-        finally:
-            await store.close()
-
-    result = options.run(go())
+    result = options.on_store(db_url, ruleset, lambda s: _plan(s, ruleset))
     render = {"text": plan_module.format_text, "markdown": plan_module.format_markdown,
               "json": plan_module.format_json}[fmt]  # fmt: skip
     click.echo(render(result))
@@ -142,15 +129,10 @@ def apply(rules_dir: str, db_url: str | None) -> None:
     when = options.now()
     ruleset = options.load_rules(rules_dir, when=when)
 
-    async def go() -> plan_module.Plan:
-        store = await options.open_store(db_url, ruleset)
-        try:
-            active = {k: (d.hash, d.body) for k, d in (await store.active_definitions()).items()}
-            result = plan_module.make_plan(ruleset, active, await store.enrollment_counts())
-            await store.apply_definitions(plan_module.wanted(ruleset), now=when)
-            return result
-        finally:
-            await store.close()
+    async def go(store: Store) -> plan_module.Plan:
+        result = await _plan(store, ruleset)
+        await store.apply_definitions(plan_module.wanted(ruleset), now=when)
+        return result
 
-    result = options.run(go())
+    result = options.on_store(db_url, ruleset, go)
     click.echo(plan_module.format_text(result).replace("Plan:", "Applied:", 1))
