@@ -1,0 +1,108 @@
+"""Rendering a template for one recipient: merge data in the sandbox, nothing missing, no header injection.
+
+A template that names a field the record lacks does not render an empty
+string: it fails with "missing merge field record.first_name", and the
+enrollment is blocked with that reason (unless the template gives a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import jinja2
+
+from outreach.rules import model, templates
+
+_HEADER_BREAKERS = ("\r", "\n", "\0")
+
+
+class RenderError(Exception):
+    """Why a template cannot be sent to this recipient; the text becomes the enrollment's block reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Merge(dict[str, Any]):
+    """A merge object (record, sender, owner, organization) that knows its own name for error messages."""
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        super().__init__((k, v) for k, v in values.items() if v is not None)  # an empty field is a missing one
+        self.merge_name = name
+
+
+class _Missing(jinja2.StrictUndefined):
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> NoReturn:
+        owner = self._undefined_obj
+        if isinstance(owner, _Merge):
+            raise RenderError(f"missing merge field {owner.merge_name}.{self._undefined_name}")
+        raise RenderError(f"missing merge field {self._undefined_name}")
+
+    __str__ = __iter__ = __len__ = __eq__ = __ne__ = __hash__ = _fail_with_undefined_error
+
+    def __bool__(self) -> bool:  # type: ignore[override]
+        return False  # `{% if record.company %}` tests for the field; printing it is what needs it
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+def person(user: model.User | None) -> dict[str, Any] | None:
+    """The merge values of a user (sender.*, owner.*)."""
+    if user is None:
+        return None
+    return {"id": user.id, "name": user.name, "email": user.email, "title": user.title, "phone": user.phone,
+            "signature": user.signature}  # fmt: skip
+
+
+def context(
+    record: Mapping[str, Any],
+    *,
+    sender: model.User | None,
+    owner: model.User | None,
+    organization: model.Organization | None,
+    unsubscribe_url: str | None,
+) -> dict[str, Any]:
+    """The merge names a template sees. Absent parts make their fields missing, not empty."""
+    out: dict[str, Any] = {
+        "record": _Merge("record", record),
+        "sender": _Merge("sender", person(sender) or {}),
+        "owner": _Merge("owner", person(owner) or {}),
+        "organization": _Merge("organization", dataclasses.asdict(organization) if organization else {}),
+    }
+    if unsubscribe_url is not None:
+        out["unsubscribe_url"] = unsubscribe_url
+    return out
+
+
+@functools.cache
+def _environment(html: bool) -> jinja2.Environment:
+    return templates.environment(html).overlay(undefined=_Missing)
+
+
+def render(template: model.Template, merge: Mapping[str, Any]) -> Rendered:
+    """Render subject, text and html; raises RenderError with the block reason."""
+    try:
+        subject = _environment(False).from_string(template.subject).render(merge).strip()
+        text = _environment(False).from_string(template.text).render(merge)
+        html = _environment(True).from_string(template.html).render(merge) if template.html else None
+    except RenderError:
+        raise
+    except jinja2.TemplateError as exc:  # a sandbox refusal or a filter failing on a value
+        raise RenderError(f"template {template.name} cannot be rendered: {exc}") from None
+    check_header("subject", subject)
+    return Rendered(subject, text, html)
+
+
+def check_header(name: str, value: str) -> None:
+    """Merge data must not break a header: CR, LF or NUL would let it add headers of its own."""
+    if any(c in value for c in _HEADER_BREAKERS):
+        raise RenderError(f"merge data put a line break or NUL into the {name} header; nothing was sent")

@@ -1,0 +1,312 @@
+"""Sequences, decided: who may be enrolled, what a due enrollment does next, and where it goes after.
+
+Pure functions over the rule model and plain state; they take `now` and
+return decisions. The store claims due enrollments and applies the decisions;
+the transport sends. Behaviour: RULES-LANGUAGE.md, "kind: Sequence".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import zoneinfo
+from collections.abc import Mapping
+from typing import Any
+
+from outreach import calendar
+from outreach.engine import render
+from outreach.rules import model
+
+
+class Status(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+
+
+LIVE = (Status.ACTIVE, Status.BLOCKED)
+
+# Record events that end every live sequence of the person, and the reason they leave.
+HALTING_EVENTS: Mapping[str, str] = {
+    "replied": "replied",
+    "converted": "converted",
+    "deleted": "deleted",
+    "unsubscribed": "unsubscribed",
+    "bounced": "bounced",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Enrollment:
+    """One person in one sequence, at one version, as the store keeps it."""
+
+    id: int
+    record_id: str
+    email: str
+    sequence: str
+    version: str
+    enrolled_by: str
+    status: Status
+    step_index: int  # the step that runs next (== steps_done unless the sequence was edited)
+    steps_done: int
+    next_due_at: dt.datetime | None  # None while a task step waits for its task
+    started_at: dt.datetime
+    reason: str | None = None
+    awaiting_task: bool = False
+    last_step_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    thread_message_id: str | None = None  # the latest mail, for reply steps
+    thread_subject: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipient:
+    """What the engine needs of a record: its fields for merging and its address, owner and zone."""
+
+    id: str
+    type: str
+    email: str | None
+    owner: str | None
+    timezone: str | None
+    fields: Mapping[str, Any]  # every field by name, built-in and custom
+    deleted: bool = False
+
+
+# --- decisions -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SendEmail:
+    step: model.Step
+    sender: model.User
+    to: str
+    rendered: render.Rendered
+    in_reply_to: str | None  # the thread's latest Message-ID for `thread: reply`
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateTask:
+    step: model.Step
+    subject: str
+    type: str
+    due_at: dt.datetime | None
+    owner: str | None  # the enrolling user by default
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    until: dt.datetime | None  # None: until the step's task is completed
+
+
+@dataclasses.dataclass(frozen=True)
+class Complete:
+    steps_done: int
+
+
+Decision = SendEmail | CreateTask | Block | Wait | Complete
+
+
+# --- enrolling ---------------------------------------------------------------------------
+
+
+def refusal(
+    recipient: Recipient,
+    sequence: model.Sequence,
+    *,
+    live_in_sequence: bool,
+    unsubscribed_at: dt.datetime | None,
+) -> str | None:
+    """Why this record cannot be enrolled now (a notice for the user), or None."""
+    if recipient.deleted:
+        return f"record {recipient.id} is deleted"
+    if recipient.type not in sequence.applies_to:
+        return (f"record {recipient.id} is a {recipient.type}; {sequence.name} enrolls "
+                f"{', '.join(sequence.applies_to)}")  # fmt: skip
+    if not recipient.email:
+        return f"record {recipient.id} has no valid email address"
+    if unsubscribed_at is not None:
+        return f"{recipient.email} unsubscribed on {unsubscribed_at:%Y-%m-%d %H:%M} UTC and cannot be enrolled"
+    if live_in_sequence:
+        return f"{recipient.email} is already active in {sequence.name}"
+    return None
+
+
+def zone(recipient: Recipient, sequence: model.Sequence, settings: model.Settings) -> zoneinfo.ZoneInfo:
+    cal = settings.calendar(sequence.calendar)
+    return calendar.zone_for(recipient.timezone, cal, settings.timezone)
+
+
+def first_due(
+    recipient: Recipient, sequence: model.Sequence, settings: model.Settings, now: dt.datetime
+) -> dt.datetime:
+    """When the first step runs: its wait after enrollment, inside the calendar's send window."""
+    cal = settings.calendar(sequence.calendar)
+    return calendar.add_wait(now, sequence.steps[0].wait, cal, zone(recipient, sequence, settings))
+
+
+def enroll(
+    enrollment_id: int,
+    recipient: Recipient,
+    sequence: model.Sequence,
+    settings: model.Settings,
+    *,
+    enrolled_by: str,
+    now: dt.datetime,
+) -> Enrollment:
+    """A new active enrollment (after `refusal` said none)."""
+    assert recipient.email is not None
+    return Enrollment(
+        id=enrollment_id, record_id=recipient.id, email=recipient.email, sequence=sequence.name,
+        version=sequence.source.hash, enrolled_by=enrolled_by, status=Status.ACTIVE, step_index=0, steps_done=0,
+        next_due_at=first_due(recipient, sequence, settings, now), started_at=now,
+    )  # fmt: skip
+
+
+# --- running a due step ------------------------------------------------------------------------
+
+
+def sender_of(
+    sequence: model.Sequence, enrollment: Enrollment, recipient: Recipient, settings: model.Settings
+) -> model.User | str:
+    """The user mail goes out as, or the reason there is none."""
+    kind = sequence.sender.kind
+    if kind is model.SenderKind.ENROLLING_USER:
+        user_id: str | None = enrollment.enrolled_by
+    elif kind is model.SenderKind.RECORD_OWNER:
+        user_id = recipient.owner
+        if user_id is None:
+            return f"the sequence sends as the record owner and record {recipient.id} has no owner"
+    else:
+        user_id = sequence.sender.user
+    if user_id is None or user_id not in settings.users:
+        return f"the sender {user_id!r} is not a user in Settings.users"
+    return settings.users[user_id]
+
+
+def decide(
+    enrollment: Enrollment,
+    sequence: model.Sequence,
+    recipient: Recipient,
+    ruleset: model.RuleSet,
+    now: dt.datetime,
+    *,
+    unsubscribe_url: str | None = None,
+) -> Decision:
+    """What an enrollment does at `now`. `sequence` is the version the enrollment runs on."""
+    if enrollment.status is not Status.ACTIVE:
+        return Wait(None)
+    if enrollment.awaiting_task:
+        return Wait(None)
+    if enrollment.step_index >= len(sequence.steps):
+        return Complete(enrollment.steps_done)
+    if enrollment.next_due_at is not None and enrollment.next_due_at > now:
+        return Wait(enrollment.next_due_at)
+    step = sequence.steps[enrollment.step_index]
+    settings = ruleset.settings
+    sender = sender_of(sequence, enrollment, recipient, settings)
+    if isinstance(sender, str):
+        return Block(sender)
+    if step.kind is model.StepKind.TASK:
+        cal = settings.calendar(sequence.calendar)
+        due = step.due_within
+        due_at = None
+        if due is not None:
+            due_at = calendar.add_wait(now, due, cal, zone(recipient, sequence, settings)) if due.is_business \
+                else now + due.as_timedelta()  # fmt: skip
+        return CreateTask(step, step.task or "", step.task_type, due_at, sender.id)
+    template = ruleset.templates.get(step.template or "")
+    if template is None:
+        return Block(f"template {step.template!r} no longer exists")
+    if not recipient.email:
+        return Block(f"record {recipient.id} has no valid email address")
+    owner = settings.users.get(recipient.owner) if recipient.owner else None
+    merge = render.context(recipient.fields, sender=sender, owner=owner, organization=settings.organization,
+                           unsubscribe_url=unsubscribe_url)  # fmt: skip
+    try:
+        rendered = render.render(template, merge)
+        render.check_header("From", sender.name)
+    except render.RenderError as exc:
+        return Block(exc.reason)
+    in_reply_to = None
+    if step.thread is model.Thread.REPLY and enrollment.thread_message_id is not None:
+        in_reply_to = enrollment.thread_message_id
+        subject = enrollment.thread_subject or rendered.subject
+        rendered = dataclasses.replace(rendered, subject=subject if subject.startswith("Re: ") else f"Re: {subject}")
+    return SendEmail(step, sender, recipient.email, rendered, in_reply_to)
+
+
+def after_step(
+    enrollment: Enrollment,
+    sequence: model.Sequence,
+    recipient: Recipient,
+    settings: model.Settings,
+    done_at: dt.datetime,
+    *,
+    message_id: str | None = None,
+    subject: str | None = None,
+) -> Enrollment:
+    """The enrollment once its current step is done (an email sent, or a step's task completed)."""
+    index = enrollment.step_index + 1
+    moved = dataclasses.replace(
+        enrollment, step_index=index, steps_done=enrollment.steps_done + 1, last_step_at=done_at, awaiting_task=False
+    )
+    if message_id is not None:
+        moved = dataclasses.replace(moved, thread_message_id=message_id, thread_subject=_bare_subject(subject or ""))
+    if index >= len(sequence.steps):
+        return dataclasses.replace(moved, status=Status.COMPLETED, next_due_at=None, ended_at=done_at)
+    cal = settings.calendar(sequence.calendar)
+    due = calendar.add_wait(done_at, sequence.steps[index].wait, cal, zone(recipient, sequence, settings))
+    return dataclasses.replace(moved, next_due_at=due)
+
+
+def _bare_subject(subject: str) -> str:
+    return subject[4:] if subject.startswith("Re: ") else subject
+
+
+def task_created(enrollment: Enrollment) -> Enrollment:
+    """A task step's task exists: the sequence waits until it is completed."""
+    return dataclasses.replace(enrollment, awaiting_task=True, next_due_at=None)
+
+
+def block(enrollment: Enrollment, reason: str) -> Enrollment:
+    return dataclasses.replace(enrollment, status=Status.BLOCKED, reason=reason)
+
+
+def retry(enrollment: Enrollment, now: dt.datetime) -> Enrollment:
+    """A blocked step is tried again at the next tick."""
+    if enrollment.status is not Status.BLOCKED:
+        raise ValueError(f"enrollment {enrollment.id} is {enrollment.status}, not blocked")
+    return dataclasses.replace(enrollment, status=Status.ACTIVE, reason=None, next_due_at=now)
+
+
+def stop(enrollment: Enrollment, reason: str, at: dt.datetime) -> Enrollment:
+    """End a live enrollment (replied, converted, deleted, unsubscribed, bounced, stopped by USER, ...)."""
+    if enrollment.status not in LIVE:
+        return enrollment
+    return dataclasses.replace(enrollment, status=Status.STOPPED, reason=reason, ended_at=at, next_due_at=None,
+                               awaiting_task=False)  # fmt: skip
+
+
+# --- edits while people are enrolled ------------------------------------------------------------
+
+
+def follow_edit(enrollment: Enrollment, old: model.Sequence, new: model.Sequence) -> Enrollment:
+    """Move an enrollment that just finished a step onto the new version, for `on_edit: next_step`.
+
+    Steps are matched by id: it continues after the step it finished. If the new
+    version no longer has that step, it continues at the same position, and
+    completes when the new version has no step there.
+    """
+    if new.on_edit is not model.OnEdit.NEXT_STEP or enrollment.version == new.source.hash:
+        return enrollment
+    finished = old.steps[enrollment.step_index - 1].id if 0 < enrollment.step_index <= len(old.steps) else None
+    ids = [s.id for s in new.steps]
+    index = ids.index(finished) + 1 if finished in ids else enrollment.step_index
+    return dataclasses.replace(enrollment, version=new.source.hash, step_index=min(index, len(new.steps)))

@@ -1,0 +1,227 @@
+"""The sequence engine's decisions, pure, on a virtual clock, with the example rules (Berlin, 08:00-18:00, DE-BE).
+
+inbound-nurture: intro (immediately) -> nudge (2 business days, reply in thread)
+-> call task (1 business day, due within 4h) -> promo (2 business days, new thread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from outreach.engine import sequences as seq
+from outreach.rules import model, validate
+from tests.conftest import ROOT
+
+UTC = dt.UTC
+
+
+def utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def rules() -> model.RuleSet:
+    result = validate.validate([str(ROOT / "rules")])
+    assert result.ruleset is not None
+    return result.ruleset
+
+
+@pytest.fixture(scope="module")
+def nurture(rules: model.RuleSet) -> model.Sequence:
+    return rules.sequences["inbound-nurture"]
+
+
+UNSUBSCRIBE = "https://t.example.com/u/t0k3n"
+JO = seq.Recipient("L1", "lead", "jo@example.org", "anna", None, {"first_name": "Jo", "email": "jo@example.org"})
+
+
+def enrolled(rules: model.RuleSet, nurture: model.Sequence, at: str, who: seq.Recipient = JO) -> seq.Enrollment:
+    return seq.enroll(1, who, nurture, rules.settings, enrolled_by="anna", now=utc(at))
+
+
+def run_step(rules: model.RuleSet, nurture: model.Sequence, e: seq.Enrollment, who: seq.Recipient = JO
+             ) -> tuple[seq.Decision, seq.Enrollment]:  # fmt: skip
+    """Run the due step at its due time, as the loop would, and return the decision and the next state."""
+    assert e.next_due_at is not None
+    now = e.next_due_at
+    decision = seq.decide(e, nurture, who, rules, now, unsubscribe_url=UNSUBSCRIBE)
+    if isinstance(decision, seq.SendEmail):
+        nxt = seq.after_step(e, nurture, who, rules.settings, now, message_id=f"<m{e.step_index}@example.com>",
+                             subject=decision.rendered.subject)  # fmt: skip
+    elif isinstance(decision, seq.CreateTask):
+        nxt = seq.task_created(e)
+    else:
+        nxt = e
+    return decision, nxt
+
+
+# --- enrolling ------------------------------------------------------------------------------
+
+
+def test_the_first_step_runs_at_enrollment_inside_the_send_window(
+    rules: model.RuleSet, nurture: model.Sequence
+) -> None:
+    assert enrolled(rules, nurture, "2026-11-23T08:00:00").next_due_at == utc("2026-11-23T08:00:00")  # 09:00 Berlin
+    # enrolled Friday 18:30 Berlin: the first mail waits for Monday 08:00 Berlin
+    assert enrolled(rules, nurture, "2026-11-27T17:30:00").next_due_at == utc("2026-11-30T07:00:00")
+
+
+def test_refusals_each_say_why(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    def refuse(who: seq.Recipient, live: bool = False, unsub: dt.datetime | None = None) -> str | None:
+        return seq.refusal(who, nurture, live_in_sequence=live, unsubscribed_at=unsub)
+
+    assert refuse(JO) is None
+    assert refuse(JO, live=True) == "jo@example.org is already active in inbound-nurture"
+    assert refuse(JO, unsub=utc("2026-11-20T10:15:00")) == (
+        "jo@example.org unsubscribed on 2026-11-20 10:15 UTC and cannot be enrolled"
+    )
+    assert refuse(dataclasses.replace(JO, type="deal")) == "record L1 is a deal; inbound-nurture enrolls lead, contact"
+    assert refuse(dataclasses.replace(JO, deleted=True)) == "record L1 is deleted"
+    assert refuse(dataclasses.replace(JO, email=None)) == "record L1 has no valid email address"
+
+
+# --- a sequence's life ----------------------------------------------------------------------------
+
+
+def test_a_whole_sequence_with_business_days_a_reply_thread_and_a_task(
+    rules: model.RuleSet, nurture: model.Sequence
+) -> None:
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00")  # Monday
+    intro, e = run_step(rules, nurture, e)
+    assert isinstance(intro, seq.SendEmail)
+    assert intro.to == "jo@example.org" and intro.sender.email == "anna@example.com"
+    assert intro.rendered.subject == "Quick question, Jo" and intro.in_reply_to is None
+    assert "Hi Jo," in intro.rendered.text and intro.rendered.html is not None
+    assert e.next_due_at == utc("2026-11-25T08:00:00")  # 2 business days: Wednesday
+
+    nudge, e = run_step(rules, nurture, e)
+    assert isinstance(nudge, seq.SendEmail)
+    assert nudge.in_reply_to == "<m0@example.com>" and nudge.rendered.subject == "Re: Quick question, Jo"
+    assert e.next_due_at == utc("2026-11-26T08:00:00")  # 1 business day: Thursday
+
+    call, e = run_step(rules, nurture, e)
+    assert isinstance(call, seq.CreateTask)
+    assert (call.subject, call.type, call.owner) == ("Call the lead", "call", "anna")
+    assert call.due_at == utc("2026-11-26T12:00:00")
+    assert e.awaiting_task and e.next_due_at is None
+    assert seq.decide(e, nurture, JO, rules, utc("2026-12-31T12:00:00")) == seq.Wait(None)  # waits for the task
+
+    e = seq.after_step(e, nurture, JO, rules.settings, utc("2026-11-27T16:00:00"))  # done Friday 17:00 Berlin
+    assert e.next_due_at == utc("2026-12-01T16:00:00")  # 2 business days after completion: Tuesday
+
+    promo, e = run_step(rules, nurture, e)
+    assert isinstance(promo, seq.SendEmail)
+    assert promo.in_reply_to is None and promo.rendered.subject == "What teams like yours do with Example"
+    assert f"Unsubscribe: {UNSUBSCRIBE}" in promo.rendered.text
+    assert e.status is seq.Status.COMPLETED and e.steps_done == 4 and e.ended_at == utc("2026-12-01T16:00:00")
+    assert seq.decide(e, nurture, JO, rules, utc("2027-01-01T00:00:00")) == seq.Wait(None)
+
+
+def test_nothing_happens_before_the_step_is_due(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    e = enrolled(rules, nurture, "2026-11-27T17:30:00")
+    assert seq.decide(e, nurture, JO, rules, utc("2026-11-28T12:00:00")) == seq.Wait(utc("2026-11-30T07:00:00"))
+
+
+def test_holidays_are_skipped(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    e = enrolled(rules, nurture, "2026-12-23T09:00:00")  # Wednesday before Christmas, 10:00 Berlin
+    _, e = run_step(rules, nurture, e)
+    # 2 business days: the 24th, then not the 25th, 26th (holidays) or the weekend: Monday the 28th
+    assert e.next_due_at == utc("2026-12-28T09:00:00")
+
+
+def test_the_recipients_time_zone_sets_the_window(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    ny = dataclasses.replace(JO, timezone="America/New_York")
+    e = seq.enroll(1, ny, nurture, rules.settings, enrolled_by="anna", now=utc("2026-11-23T08:00:00"))
+    assert e.next_due_at == utc("2026-11-23T13:00:00")  # 08:00 in New York
+
+
+# --- what blocks, what stops -------------------------------------------------------------------------
+
+
+def test_a_missing_merge_field_blocks_with_its_name(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    nameless = dataclasses.replace(JO, fields={"email": "jo@example.org"})
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00", nameless)
+    assert seq.decide(e, nurture, nameless, rules, utc("2026-11-23T08:00:00")) == seq.Block(
+        "missing merge field record.first_name"
+    )
+    blocked = seq.block(e, "missing merge field record.first_name")
+    assert blocked.status is seq.Status.BLOCKED and seq.decide(
+        blocked, nurture, JO, rules, utc("2027-01-01")
+    ) == seq.Wait(None)
+    again = seq.retry(blocked, utc("2026-11-24T09:00:00"))
+    assert again.status is seq.Status.ACTIVE
+    assert isinstance(seq.decide(again, nurture, JO, rules, utc("2026-11-24T09:00:00")), seq.SendEmail)
+
+
+def test_a_line_break_in_merge_data_never_reaches_a_header(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    hostile = dataclasses.replace(JO, fields={"first_name": "Jo\r\nBcc: all@example.net"})
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00", hostile)
+    decision = seq.decide(e, nurture, hostile, rules, utc("2026-11-23T08:00:00"))
+    assert isinstance(decision, seq.Block) and "line break" in decision.reason
+
+
+def test_an_unknown_sender_blocks(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    e = dataclasses.replace(enrolled(rules, nurture, "2026-11-23T08:00:00"), enrolled_by="zoe")
+    assert seq.decide(e, nurture, JO, rules, utc("2026-11-23T08:00:00")) == seq.Block(
+        "the sender 'zoe' is not a user in Settings.users"
+    )
+    by_owner = dataclasses.replace(nurture, sender=model.Sender(model.SenderKind.RECORD_OWNER))
+    ownerless = dataclasses.replace(JO, owner=None)
+    decision = seq.decide(e, by_owner, ownerless, rules, utc("2026-11-23T08:00:00"))
+    assert decision == seq.Block("the sequence sends as the record owner and record L1 has no owner")
+
+
+def test_a_template_removed_while_people_wait_blocks_not_crashes(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    without = dataclasses.replace(rules, templates={k: v for k, v in rules.templates.items() if k != "intro"})
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00")
+    assert seq.decide(e, nurture, JO, without, utc("2026-11-23T08:00:00")) == seq.Block(
+        "template 'intro' no longer exists"
+    )
+
+
+def test_every_halting_event_stops_a_live_enrollment_once(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00")
+    for event, reason in seq.HALTING_EVENTS.items():
+        stopped = seq.stop(e, reason, utc("2026-11-24T10:00:00"))
+        assert (stopped.status, stopped.reason, stopped.next_due_at) == (seq.Status.STOPPED, event, None)
+        assert seq.stop(stopped, "later", utc("2026-11-25T10:00:00")) == stopped  # an ended one stays as it ended
+    assert set(seq.HALTING_EVENTS) == {"replied", "converted", "deleted", "unsubscribed", "bounced"}
+    by_hand = seq.stop(seq.block(e, "x"), "stopped by anna", utc("2026-11-24T10:00:00"))
+    assert by_hand.status is seq.Status.STOPPED and by_hand.reason == "stopped by anna"
+
+
+# --- edits -----------------------------------------------------------------------------------------
+
+
+def edited(nurture: model.Sequence, on_edit: model.OnEdit, steps: tuple[model.Step, ...]) -> model.Sequence:
+    return dataclasses.replace(nurture, on_edit=on_edit, steps=steps,
+                               source=dataclasses.replace(nurture.source, hash="new" * 21 + "x"))  # fmt: skip
+
+
+def test_pinned_enrollments_stay_on_their_version(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    e = dataclasses.replace(enrolled(rules, nurture, "2026-11-23T08:00:00"), step_index=1, steps_done=1)
+    new = edited(nurture, model.OnEdit.PIN, nurture.steps[::-1])
+    assert seq.follow_edit(e, nurture, new) == e
+
+
+def test_next_step_moves_them_after_the_step_they_finished_by_id(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    intro, nudge, call, promo = nurture.steps
+    e = dataclasses.replace(enrolled(rules, nurture, "2026-11-23T08:00:00"), step_index=2, steps_done=2)  # nudge done
+    reordered = edited(nurture, model.OnEdit.NEXT_STEP, (intro, nudge, promo))  # the call step is gone
+    moved = seq.follow_edit(e, nurture, reordered)
+    assert moved.version == reordered.source.hash and moved.step_index == 2  # promo, after nudge
+    inserted = edited(nurture, model.OnEdit.NEXT_STEP, (dataclasses.replace(intro, id="welcome"), intro, nudge,
+                                                         call, promo))  # fmt: skip
+    assert seq.follow_edit(e, nurture, inserted).step_index == 3  # still after nudge
+    renamed = edited(nurture, model.OnEdit.NEXT_STEP, (intro, dataclasses.replace(nudge, id="bump"), call, promo))
+    assert seq.follow_edit(e, nurture, renamed).step_index == 2  # no such step: the same position
+
+
+def test_a_template_with_an_unsubscribe_link_needs_one(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    e = dataclasses.replace(enrolled(rules, nurture, "2026-11-23T08:00:00"), step_index=3, steps_done=3)
+    assert seq.decide(e, nurture, JO, rules, utc("2026-11-23T08:00:00")) == seq.Block(
+        "missing merge field unsubscribe_url"
+    )
