@@ -1,34 +1,167 @@
-"""The daemon's composition root.
+"""The daemon's composition root: load the rules, open the store, and tick.
 
-So far it does what the daemon must do first (ARCHITECTURE.md, decision 6):
-load and validate the whole rule directory, all or nothing, and refuse to
-start on an invalid one. The scheduler, dispatcher, inbox and web loops come
-with the sequences and mail issues; until then it reports the rule set and
-exits.
+Decision 6 (ARCHITECTURE.md): the whole rule directory is validated before
+anything changes; on SIGHUP an invalid rule set is reported and the old one
+keeps running. The loop reads the clock once a tick and passes it down.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import datetime as dt
+import logging
+import os
+import signal
 import sys
+from collections.abc import Callable
 
-from outreach.rules import diagnostics
+from outreach import plan as plan_module
+from outreach import scheduler as scheduler_module
+from outreach import store as store_module
+from outreach.mail import transport as mail_transport
+from outreach.rules import diagnostics, model
 from outreach.rules import validate as rules_validate
+
+log = logging.getLogger("outreach")
+
+
+class RulesInvalid(Exception):
+    pass
+
+
+def load(rules_dir: str, now: dt.datetime) -> model.RuleSet:
+    result = rules_validate.validate([rules_dir], now=now)
+    if result.ruleset is None:
+        raise RulesInvalid(diagnostics.format_text(result.errors))
+    return result.ruleset
+
+
+def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
+    t = ruleset.settings.transport
+    if t.type == "maildir":
+        return mail_transport.MaildirTransport(t.maildir)
+    raise RulesInvalid(f"the {t.type} transport is not built yet; use `transport: {{type: maildir}}`")
+
+
+class Daemon:
+    """Ticks until stopped. `clock` is the one place it reads the time (tests give their own)."""
+
+    def __init__(
+        self,
+        rules_dir: str,
+        db_url: str | None,
+        *,
+        tick: float = 5.0,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.rules_dir = rules_dir
+        self.db_url = db_url
+        self.tick_seconds = tick
+        self.clock = clock
+        self.stopping = asyncio.Event()
+        self.reload_wanted = False
+        self.store: store_module.Store | None = None
+        self.scheduler: scheduler_module.Scheduler | None = None
+
+    async def start(self) -> None:
+        now = self.clock()
+        ruleset = load(self.rules_dir, now)
+        url = store_module.resolve_url(self.db_url, os.environ, ruleset.settings.database_url)
+        self.store = await store_module.Store.open(url, fields=ruleset.settings.fields)
+        self.store.hold_single_daemon()
+        unknown = await self.store.recover_outbox()
+        if unknown:
+            log.warning("%d message(s) were being sent when the daemon stopped; they are now `unknown` and will "
+                        "not be sent again unless requeued (outreach outbox list --state unknown)", unknown)  # fmt: skip
+        await self._apply(ruleset, now)
+
+    async def _apply(self, ruleset: model.RuleSet, now: dt.datetime) -> None:
+        assert self.store is not None
+        done = await self.store.apply_definitions(plan_module.wanted(ruleset), now=now)
+        changed = {k: len(v) for k, v in done.items() if v}
+        if changed:
+            log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
+        self.scheduler = scheduler_module.Scheduler(self.store, ruleset, transport_for(ruleset))
+
+    async def reload(self) -> None:
+        """SIGHUP: the new rule set replaces the old one only when it is valid."""
+        now = self.clock()
+        try:
+            ruleset = load(self.rules_dir, now)
+            await self._apply(ruleset, now)
+        except RulesInvalid as exc:
+            log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
+
+    async def tick(self) -> scheduler_module.TickReport:
+        assert self.scheduler is not None
+        if self.reload_wanted:
+            self.reload_wanted = False
+            await self.reload()
+        now = self.clock()
+        report = await self.scheduler.tick(now)
+        if str(report) != "nothing to do":
+            log.info("%s: %s", now.strftime("%Y-%m-%d %H:%M:%S UTC"), report)
+        return report
+
+    async def run(self, *, once: bool = False) -> None:
+        await self.start()
+        try:
+            while True:
+                await self.tick()
+                if once:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=self.tick_seconds)
+                if self.stopping.is_set():
+                    log.info("stopped")
+                    return
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.scheduler is not None and self.scheduler.transport is not None:
+            await self.scheduler.transport.close()
+        if self.store is not None:
+            await self.store.close()
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._want_reload)
+
+    def _want_reload(self) -> None:
+        self.reload_wanted = True
+
+
+async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float) -> int:
+    daemon = Daemon(rules_dir, db_url, tick=tick)
+    daemon.install_signals()
+    try:
+        await daemon.run(once=once)
+    except RulesInvalid as exc:
+        print(f"{exc}\noutreach: {rules_dir} is not valid; not starting", file=sys.stderr)
+        return 1
+    except store_module.StoreError as exc:
+        print(f"outreach: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python daemon.py [--rules DIR] [--db URL] [--once]` from a checkout (the same as `outreach run`)."""
     parser = argparse.ArgumentParser(prog="daemon.py", description="Run the outreach daemon on a rule directory.")
     parser.add_argument("--rules", default="rules", help="the rule directory (default: rules)")
+    parser.add_argument("--db", default=None, help="database URL (default: $OUTREACH_DB, Settings, var/outreach.db)")
+    parser.add_argument("--once", action="store_true", help="run one tick and exit")
+    parser.add_argument("--tick", type=float, default=5.0, help="seconds between ticks (default 5)")
     args = parser.parse_args(argv)
-    result = rules_validate.validate([args.rules], now=dt.datetime.now(dt.UTC))
-    if result.diagnostics:
-        print(diagnostics.format_text(result.diagnostics), file=sys.stderr)
-    if result.ruleset is None:
-        print(f"outreach daemon: {args.rules} has errors; not starting", file=sys.stderr)
-        return 1
-    print(
-        f"outreach daemon: {args.rules} is valid ({result.documents} definitions). "
-        "The scheduler and mail loops are not built yet; nothing to run."
-    )
-    return 0
+    configure_logging()
+    return asyncio.run(serve(args.rules, args.db, once=args.once, tick=args.tick))

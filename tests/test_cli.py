@@ -162,9 +162,11 @@ def test_daemon_py_refuses_an_invalid_rule_directory(tmp_path: Path) -> None:
     assert "unknown time zone 'Mars/Olympus'" in proc.stderr and "not starting" in proc.stderr
 
 
-def test_daemon_py_accepts_the_example_rules() -> None:
+def test_daemon_py_runs_a_tick_on_the_example_rules(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "daemon.py"), "--rules", str(ROOT / "rules")], capture_output=True, text=True,
-        check=False,
+        [sys.executable, str(ROOT / "daemon.py"), "--rules", str(ROOT / "rules"), "--once"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 0 and "is valid" in proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert "rules applied: 15 added" in proc.stderr
+    assert (tmp_path / "var" / "outreach.db").is_file()

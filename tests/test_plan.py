@@ -38,10 +38,10 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def test_everything_is_added_to_an_empty_store(rules: Path) -> None:
     p = plan.make_plan(ruleset(rules), {}, {})
-    assert [c.action for c in p.changes] == ["add"] * 12 and p.unchanged == 0
+    assert [c.action for c in p.changes] == ["add"] * 15 and p.unchanged == 0
     assert [c.kind for c in p.changes][:2] == ["Settings", "Template"]
     assert "RuleTest" not in {c.kind for c in p.changes}  # tests are run, not applied
-    assert plan.format_text(p).endswith("Plan: 12 to add, 0 to change, 0 to remove (0 unchanged).")
+    assert plan.format_text(p).endswith("Plan: 15 to add, 0 to change, 0 to remove (0 unchanged).")
 
 
 def test_a_pinned_sequence_change_keeps_live_enrollments_on_their_version(rules: Path) -> None:
@@ -107,7 +107,7 @@ def test_markdown_and_json_carry_the_same_plan(rules: Path) -> None:
     edit(rules / "templates" / "campaigns.yaml", "a few seats are left", "only a few seats are left")
     p = plan.make_plan(ruleset(rules), active, {})
     md = plan.format_markdown(p)
-    assert md.startswith("### outreach plan\n\nPlan: 0 to add, 1 to change, 0 to remove (11 unchanged).")
+    assert md.startswith("### outreach plan\n\nPlan: 0 to add, 1 to change, 0 to remove (14 unchanged).")
     assert "| ~ | Template | `webinar-last-call` |" in md and "```diff" in md
     assert "used by campaign spring-webinar when it sends" in md
     data = json.loads(plan.format_json(p))
@@ -125,11 +125,11 @@ def run(*args: str) -> tuple[int, str]:
 def test_plan_apply_plan_round_trip_with_terraform_exit_codes(rules: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'o.db'}"
     code, out = run("plan", "--db", db, str(rules))
-    assert code == 2 and "Plan: 12 to add" in out
+    assert code == 2 and "Plan: 15 to add" in out
     code, out = run("apply", "--db", db, str(rules))
-    assert code == 0 and "Applied: 12 to add" in out
+    assert code == 0 and "Applied: 15 to add" in out
     code, out = run("plan", "--db", db, str(rules))
-    assert code == 0 and "No changes: 12 definitions" in out
+    assert code == 0 and "No changes: 15 definitions" in out
     edit(rules / "views" / "dach-qualified.yaml", "[DE, AT, CH]", "[DE, AT, CH, LI]")
     code, out = run("plan", "--db", db, "--format", "json", str(rules))
     assert code == 2 and json.loads(out)["changes"][0]["name"] == "dach-qualified"
@@ -183,9 +183,9 @@ def test_an_invalid_rule_set_is_not_applied(rules: Path, tmp_path: Path) -> None
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'o.db'}"
     code, out = run("db", "upgrade", "--db", db, "--rules", str(tmp_path / "none"))
-    assert code == 0 and "database at revision 0001" in out
+    assert code == 0 and "database at revision 0002" in out
     code, out = run("db", "current", "--db", db, "--rules", str(tmp_path / "none"))
-    assert code == 0 and "revision 0001 (head 0001)" in out
+    assert code == 0 and "revision 0002 (head 0002)" in out
 
 
 def test_a_bad_database_url_is_one_line(rules: Path) -> None:

@@ -171,6 +171,7 @@ def schema(kind: str | None, draft: str, write_dir: str | None) -> None:
 
 
 from outreach.cli import records as _record_commands  # noqa: E402 - commands of the group defined above
+from outreach.cli import sequences as _sequence_commands  # noqa: E402
 from outreach.cli import store as _store_commands  # noqa: E402
 
 main.add_command(_store_commands.db)
@@ -179,6 +180,9 @@ main.add_command(_store_commands.apply)
 main.add_command(_record_commands.records)
 main.add_command(_record_commands.tasks)
 main.add_command(_record_commands.appointments)
+for _command in (_sequence_commands.run, _sequence_commands.enroll, _sequence_commands.enrollments,
+                 _sequence_commands.preview, _sequence_commands.sequences, _sequence_commands.outbox):  # fmt: skip
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -259,11 +259,23 @@ def after_step(
     )
     if message_id is not None:
         moved = dataclasses.replace(moved, thread_message_id=message_id, thread_subject=_bare_subject(subject or ""))
+    return schedule_next(moved, sequence, recipient, settings, done_at)
+
+
+def schedule_next(
+    enrollment: Enrollment,
+    sequence: model.Sequence,
+    recipient: Recipient,
+    settings: model.Settings,
+    done_at: dt.datetime,
+) -> Enrollment:
+    """When the enrollment's step `step_index` runs: its wait after `done_at`; completed past the last step."""
+    index = enrollment.step_index
     if index >= len(sequence.steps):
-        return dataclasses.replace(moved, status=Status.COMPLETED, next_due_at=None, ended_at=done_at)
+        return dataclasses.replace(enrollment, status=Status.COMPLETED, next_due_at=None, ended_at=done_at)
     cal = settings.calendar(sequence.calendar)
     due = calendar.add_wait(done_at, sequence.steps[index].wait, cal, zone(recipient, sequence, settings))
-    return dataclasses.replace(moved, next_due_at=due)
+    return dataclasses.replace(enrollment, next_due_at=due)
 
 
 def _bare_subject(subject: str) -> str:

@@ -73,6 +73,28 @@ def validate_texts(texts: Mapping[str, str], now: dt.datetime | None = None) -> 
     return _check(list(texts), docs, diags, now)
 
 
+def rebuild_sequence(body: Mapping[str, Any], ruleset: model.RuleSet) -> model.Sequence | None:
+    """A stored version of a sequence, as the model, read with today's Settings and names.
+
+    Enrollments pinned to an older version run it as it was; its body comes from
+    the store. None when that body no longer checks against today's rules (a
+    step's template was removed, say): the engine then blocks with the reason.
+    """
+    import yaml
+
+    docs, problems = loader.parse_text(yaml.safe_dump(dict(body), sort_keys=False), f"stored:{body.get('name')}")
+    if problems or len(docs) != 1 or schema_errors.check(docs[0], "Sequence"):
+        return None
+    checker = _Checker(docs, None, _Ahead())
+    checker.settings = ruleset.settings
+    checker.names = {k: set() for k in schemas.KINDS}
+    checker.names["Template"] = set(ruleset.templates)
+    sequence = checker._sequence(docs[0])
+    if any(d.severity is Severity.ERROR for d in checker.diags):
+        return None
+    return dataclasses.replace(sequence, source=model.Source("stored", 0, model.content_hash(body), body))
+
+
 @dataclasses.dataclass
 class _Ahead:
     """Work on single files done before the checks across documents, possibly in other processes."""

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from outreach.rules import criteria as rules_criteria
 from outreach.rules.criteria import FieldType
 from outreach.store import criteria as sql_criteria
-from outreach.store import migrate, rows, tables
+from outreach.store import migrate, rows, sequencing, tables
 
 DEFAULT_URL = "sqlite:///var/outreach.db"
 IMPORT_BATCH = 2000
@@ -78,7 +78,7 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
     raise StoreError(f"the database URL {url!r} names {backend!r}; outreach uses sqlite or postgresql")
 
 
-class Store:
+class Store(sequencing.SequenceVerbs):
     """Domain verbs over one database. Open with `await Store.open(url)`; close with `await store.close()`."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
@@ -196,6 +196,47 @@ class Store:
         if row is None:
             raise NotFound(f"no record {record_id!r}")
         return self._record(row)
+
+    async def records_by_id(self, ids: list[str]) -> dict[str, rows.Record]:
+        r = tables.records
+        async with self.engine.connect() as conn:
+            return {row.id: self._record(row) for row in await conn.execute(sa.select(r).where(r.c.id.in_(ids)))}
+
+    async def auto_enrollment_candidates(
+        self,
+        where: rules_criteria.Criteria,
+        *,
+        modules: tuple[str, ...],
+        sequence: str,
+        version: str,
+        changed_since: dt.datetime | None,
+        now: dt.datetime,
+        limit: int,
+    ) -> list[rows.Record]:
+        """Live records with an email that match, of the given types, never enrolled in this version.
+
+        With `changed_since`, only records updated after it (the scheduler's last look).
+        """
+        r, e = tables.records, tables.enrollments
+        enrolled = sa.exists().where(e.c.record_id == r.c.id, e.c.sequence == sequence, e.c.sequence_hash == version)
+        query = (
+            sa.select(r)
+            .where(sql_criteria.compile_criteria(where, self.fields, now), r.c.type.in_(modules),
+                   r.c.deleted_at.is_(None), r.c.email.is_not(None), ~enrolled)
+            .order_by(r.c.updated_at, r.c.id)
+            .limit(limit)
+        )  # fmt: skip
+        if changed_since is not None:
+            query = query.where(r.c.updated_at > changed_since)
+        async with self.engine.connect() as conn:
+            return [self._record(row) for row in await conn.execute(query)]
+
+    async def definition_body(self, kind: str, name: str, digest: str) -> dict[str, Any] | None:
+        d = tables.definitions
+        query = sa.select(d.c.body).where(d.c.kind == kind, d.c.name == name, d.c.hash == digest)
+        async with self.engine.connect() as conn:
+            body = (await conn.execute(query)).scalar()
+        return dict(body) if body is not None else None
 
     async def list_records(
         self,
@@ -401,6 +442,7 @@ class Store:
                 sa.update(r).where(r.c.id == record_id).values(type="contact", converted_at=now, updated_at=now)
             )
             await self._event(conn, record_id, "converted", now, {}, source)
+            await sequencing.halt_record(conn, record_id, "converted", now)  # a conversion ends the lead's sequences
         return await self.get_record(record_id)
 
     async def delete(self, record_id: str, *, now: dt.datetime, source: str = "cli") -> None:
@@ -413,6 +455,7 @@ class Store:
             if done.rowcount == 0:
                 raise NotFound(f"no record {record_id!r}")
             await self._event(conn, record_id, "deleted", now, {}, source)
+            await sequencing.halt_record(conn, record_id, "deleted", now)
 
     def _fields_out(self, stored: Mapping[str, Any] | None) -> dict[str, Any]:
         out = dict(stored or {})
@@ -512,13 +555,7 @@ class Store:
             found = await conn.execute(sa.select(e).where(e.c.record_id == record_id).order_by(e.c.at, e.c.id))
             return [rows.Event(**row._mapping) for row in found]
 
-    @staticmethod
-    async def _event(
-        conn: AsyncConnection, record_id: str | None, kind: str, at: dt.datetime, data: Mapping[str, Any], source: str
-    ) -> None:
-        await conn.execute(
-            sa.insert(tables.events).values(record_id=record_id, kind=kind, at=at, data=dict(data), source=source)
-        )
+    _event = staticmethod(sequencing.insert_event)
 
     # --- definitions -------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ records = sa.Table(
     sa.Index(None, "email"),
     sa.Index(None, "type", "stage"),
     sa.Index(None, "owner"),
+    sa.Index(None, "updated_at"),  # auto-enrollment looks only at records changed since its last look
 )
 
 suppressions = sa.Table(
@@ -116,6 +117,8 @@ enrollments = sa.Table(
     _ts("last_step_at"),
     _ts("ended_at"),
     sa.Column("thread_message_id", sa.String(300)),
+    sa.Column("thread_subject", sa.String(1000)),
+    sa.Column("awaiting_task", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(None, "status", "next_due_at"),
     sa.Index(None, "record_id"),
     sa.Index(None, "sequence", "status"),
@@ -138,6 +141,7 @@ outbox = sa.Table(
     sa.Column("campaign", sa.String(200)),
     sa.Column("record_id", sa.String(64)),
     sa.Column("template", sa.String(200)),
+    sa.Column("step_id", sa.String(200)),
     sa.Column("sender", sa.String(320), nullable=False),
     sa.Column("recipient", sa.String(320), nullable=False),
     sa.Column("subject", sa.String(1000), nullable=False),
@@ -184,6 +188,7 @@ tasks = sa.Table(
     sa.Column("enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id")),
     sa.Column("step_id", sa.String(200)),
     sa.Index(None, "record_id", "completed_at"),
+    sa.Index(None, "enrollment_id"),
 )
 
 appointments = sa.Table(

@@ -1,0 +1,386 @@
+"""Commands on sequences: run the daemon, enroll, stop and retry, preview, list and stats, and the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+import click
+
+from outreach import daemon as daemon_module
+from outreach import scheduler as scheduler_module
+from outreach.cli import options
+from outreach.cli.records import _when, _where
+from outreach.engine import sequences as seq
+from outreach.rules import criteria, model
+from outreach.store import NotFound, Store, StoreError
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
+@click.option("--tick", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds between ticks.")
+@options.rules_option
+@options.db_option
+def run(once: bool, tick: float, rules_dir: str, db_url: str | None) -> None:
+    """Run the daemon: apply the rules, then every tick enroll, send due steps and hand mail to the transport.
+
+    The rule directory is validated first (all or nothing). Ctrl-C or SIGTERM
+    stops it after the current tick; SIGHUP reloads the rules (an invalid set
+    is reported and the old one keeps running). With the maildir transport,
+    mail appears as files in var/outbox.
+
+    \b
+    Examples:
+      outreach run
+      outreach run --once --db sqlite:///var/outreach.db
+    """
+    daemon_module.configure_logging()
+    sys.exit(asyncio.run(daemon_module.serve(rules_dir, db_url, once=once, tick=tick)))
+
+
+def _applied_sequence(ruleset: model.RuleSet, name: str, applied: dict[tuple[str, str], Any]) -> model.Sequence:
+    if name not in ruleset.sequences:
+        raise click.BadParameter(f"no sequence {name!r} (sequences: {', '.join(ruleset.sequences) or 'none'})",
+                                 param_hint="SEQUENCE")  # fmt: skip
+    sequence = ruleset.sequences[name]
+    stored = applied.get(("Sequence", name))
+    if stored is None or stored.hash != sequence.source.hash:
+        raise click.ClickException(
+            f"sequence {name} in the rules is not the applied version: run `outreach apply` first"
+        )
+    return sequence
+
+
+@click.command()
+@click.argument("sequence_name", metavar="SEQUENCE")
+@click.option("--record", "record_ids", multiple=True, metavar="ID", help="A record to enroll (repeatable).")
+@click.option("--view", "view_name", metavar="NAME", help="Enroll the records of a View.")
+@click.option(
+    "--where",
+    "where_pairs",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Enroll records whose field equals the value (repeatable).",
+)
+@click.option(
+    "--as", "as_user", required=True, metavar="USER", help="The enrolling user (mail goes out as them by default)."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would happen and enroll no one.")
+@options.rules_option
+@options.db_option
+def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | None, where_pairs: tuple[str, ...],
+           as_user: str, dry_run: bool, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+    """Enroll records in a sequence, one or many; says when the first mail goes and why anyone was refused.
+
+    \b
+    Examples:
+      outreach enroll inbound-nurture --record L1 --as anna
+      outreach enroll inbound-nurture --view dach-qualified --as anna --dry-run
+    """
+    if not (record_ids or view_name or where_pairs):
+        raise click.UsageError("say whom to enroll: --record ID, --view NAME or --where FIELD=VALUE")
+    ruleset = options.load_rules(rules_dir)
+    now = options.now()
+    where = _where(where_pairs, ruleset.settings)
+    if view_name is not None:
+        if view_name not in ruleset.views:
+            raise click.BadParameter(f"no view {view_name!r}", param_hint="--view")
+        where = criteria.All(tuple(x for x in (where, ruleset.views[view_name].where) if x is not None))
+
+    async def go(store: Store) -> tuple[list[tuple[str, seq.Enrollment | str]], int]:
+        sequence = _applied_sequence(ruleset, sequence_name, await store.active_definitions())
+        scheduler = scheduler_module.Scheduler(store, ruleset, None)
+        found = list((await store.records_by_id(list(record_ids))).values()) if record_ids else []
+        missing = [rid for rid in record_ids if rid not in {r.id for r in found}]
+        if where is not None:
+            found += await store.list_records(where, now=now, limit=None)
+        results: list[tuple[str, seq.Enrollment | str]] = [(rid, f"no record {rid!r}") for rid in missing]
+        from rich.progress import Progress
+
+        with Progress(transient=True, disable=len(found) < 50 or not sys.stderr.isatty()) as bar:
+            task = bar.add_task("enrolling", total=len(found))
+            for record in found:
+                results.append((record.id, await scheduler.enroll(record, sequence, enrolled_by=as_user, now=now,
+                                                                  dry_run=dry_run)))  # fmt: skip
+                bar.advance(task)
+        return results, len(found)
+
+    results, _total = options.on_store(db_url, ruleset, go)
+    done = [(rid, r) for rid, r in results if isinstance(r, seq.Enrollment)]
+    refused = [(rid, r) for rid, r in results if isinstance(r, str)]
+    verb = "would enroll" if dry_run else "enrolled"
+    for rid, e in done:
+        click.echo(f"{verb} {rid} ({e.email}): first mail {_when(e.next_due_at)}")
+    for rid, why in refused:
+        click.echo(f"refused {rid}: {why}", err=True)
+    click.echo(f"{sequence_name}: {len(done)} {verb}, {len(refused)} refused")
+    if refused and not done:
+        sys.exit(1)
+
+
+@click.group()
+def enrollments() -> None:
+    """Enrollments: list, stop, retry.
+
+    \b
+    Examples:
+      outreach enrollments list --record L1
+      outreach enrollments stop 17 --as anna
+      outreach enrollments retry 17
+    """
+
+
+@enrollments.command("list")
+@click.option("--record", "record_id", metavar="ID")
+@click.option("--sequence", "sequence_name", metavar="NAME")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@options.rules_option
+@options.db_option
+def enrollments_list(record_id: str | None, sequence_name: str | None, as_json: bool, rules_dir: str,
+                     db_url: str | None) -> None:  # fmt: skip
+    """List enrollments with their status, step and next send or reason."""
+    ruleset = options.load_rules(rules_dir)
+    found = options.on_store(db_url, ruleset, lambda s: s.enrollments(record_id=record_id, sequence=sequence_name))
+    if as_json:
+        click.echo(json.dumps(found, default=_json, indent=2))
+        return
+    for e in found:
+        click.echo(_enrollment_line(e))
+
+
+def _json(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _enrollment_line(e: dict[str, Any]) -> str:
+    state = e["status"]
+    if state == "active":
+        detail = "waiting for its task" if e["awaiting_task"] else f"next send {_when(e['next_due_at'])}"
+    elif state == "completed":
+        detail = f"completed {_when(e['ended_at'])}, {e['steps_done']} steps done"
+    else:
+        detail = e["reason"] or ""
+    return f"{e['id']:>6}  {e['record_id']:<12} {e['sequence']:<24} {state:<10} step {e['steps_done']}  {detail}"
+
+
+@enrollments.command("stop")
+@click.argument("enrollment_id", type=int, required=False)
+@click.option("--record", "record_id", metavar="ID", help="With --sequence: the record's live enrollment.")
+@click.option("--sequence", "sequence_name", metavar="NAME")
+@click.option("--as", "as_user", default=None, metavar="USER", help="Who stops it (shown as the reason).")
+@options.rules_option
+@options.db_option
+def enrollments_stop(enrollment_id: int | None, record_id: str | None, sequence_name: str | None,
+                     as_user: str | None, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+    """Stop an enrollment at once: nothing further is sent."""
+    if enrollment_id is None and not (record_id and sequence_name):
+        raise click.UsageError("give an ENROLLMENT_ID, or --record ID --sequence NAME")
+    ruleset = options.load_rules(rules_dir)
+    now = options.now()
+    reason = f"stopped by {as_user}" if as_user else "stopped by hand"
+
+    async def go(store: Store) -> list[dict[str, Any]]:
+        if enrollment_id is not None:
+            row = await store.get_enrollment(enrollment_id)
+            rows_ = [row] if row else []
+        else:
+            rows_ = await store.enrollments(record_id=record_id, sequence=sequence_name, live_only=True)
+        if not rows_:
+            raise NotFound("no such live enrollment")
+        out = []
+        for row in rows_:
+            stopped = seq.stop(scheduler_module.enrollment_of(row), reason, now)
+            await store.save_enrollment(scheduler_module.columns_of(stopped),
+                                        event=("sequence_stopped", {"sequence": row["sequence"], "reason": reason}),
+                                        now=now)  # fmt: skip
+            out.append(scheduler_module.columns_of(stopped))
+        return out
+
+    for e in options.on_store(db_url, ruleset, go):
+        click.echo(_enrollment_line(e))
+
+
+@enrollments.command("retry")
+@click.argument("enrollment_id", type=int)
+@options.rules_option
+@options.db_option
+def enrollments_retry(enrollment_id: int, rules_dir: str, db_url: str | None) -> None:
+    """Retry a blocked enrollment's step at the next tick."""
+    ruleset = options.load_rules(rules_dir)
+    now = options.now()
+
+    async def go(store: Store) -> dict[str, Any]:
+        row = await store.get_enrollment(enrollment_id)
+        if row is None:
+            raise NotFound(f"no enrollment {enrollment_id}")
+        try:
+            again = seq.retry(scheduler_module.enrollment_of(row), now)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        values = scheduler_module.columns_of(again)
+        await store.save_enrollment(values, event=("sequence_retried", {"sequence": row["sequence"]}), now=now)
+        return values
+
+    click.echo(_enrollment_line(options.on_store(db_url, ruleset, go)))
+
+
+@click.command()
+@click.argument("sequence_name", metavar="SEQUENCE")
+@click.option("--record", "record_id", required=True, metavar="ID")
+@click.option("--as", "as_user", default=None, metavar="USER", help="The enrolling user (default: the record's owner).")
+@click.option("--start", metavar="DATETIME", help="When the enrollment would start (default: now).")
+@options.rules_option
+@options.db_option
+def preview(sequence_name: str, record_id: str, as_user: str | None, start: str | None, rules_dir: str,
+            db_url: str | None) -> None:  # fmt: skip
+    """Show every step of a sequence for one record, before enrolling: planned time, subject, body, problems.
+
+    Times after a task step assume its task is completed when it is created.
+
+    \b
+    Example:
+      outreach preview inbound-nurture --record L1 --as anna
+    """
+    ruleset = options.load_rules(rules_dir)
+    if sequence_name not in ruleset.sequences:
+        raise click.BadParameter(f"no sequence {sequence_name!r}", param_hint="SEQUENCE")
+    sequence = ruleset.sequences[sequence_name]
+    now = options.parse_when(start, now_=options.now()) if start else options.now()
+    record = options.on_store(db_url, ruleset, lambda s: s.get_record(record_id))
+    who = scheduler_module.recipient_of(record)
+    user = as_user or record.owner or ""
+    e = dataclasses.replace(seq.enroll(0, dataclasses.replace(who, email=who.email or "-"), sequence,
+                                       ruleset.settings, enrolled_by=user, now=now), email=who.email or "")  # fmt: skip
+    problems = 0
+    while e.status is seq.Status.ACTIVE and e.step_index < len(sequence.steps):
+        assert e.next_due_at is not None
+        at = e.next_due_at
+        step = sequence.steps[e.step_index]
+        decision = seq.decide(e, sequence, who, ruleset, at, unsubscribe_url="https://…/unsubscribe")
+        click.echo(f"\nstep {e.step_index + 1} {step.id} at {at.strftime('%a %Y-%m-%d %H:%M UTC')}")
+        if isinstance(decision, seq.SendEmail):
+            click.echo(f"  email from {decision.sender.name} <{decision.sender.email}> to {decision.to}")
+            click.echo(f"  subject: {decision.rendered.subject}")
+            click.echo("  " + decision.rendered.text.strip().replace("\n", "\n  "))
+            e = seq.after_step(e, sequence, who, ruleset.settings, at, message_id="<preview@example>",
+                               subject=decision.rendered.subject)  # fmt: skip
+        elif isinstance(decision, seq.CreateTask):
+            click.echo(
+                f"  task for {decision.owner}: {decision.subject} ({decision.type}), due {_when(decision.due_at)}"
+            )
+            e = seq.after_step(e, sequence, who, ruleset.settings, at)
+        elif isinstance(decision, seq.Block):
+            problems += 1
+            click.echo(f"  BLOCKED: {decision.reason}")
+            e = seq.after_step(e, sequence, who, ruleset.settings, at)
+        else:
+            break
+    click.echo(f"\n{sequence_name} for {record_id}: {len(sequence.steps)} steps, {problems} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+@click.group()
+def sequences() -> None:
+    """Sequences: list and statistics.
+
+    \b
+    Examples:
+      outreach sequences list
+      outreach sequences stats inbound-nurture
+    """
+
+
+async def _stats(store: Store, name: str) -> dict[str, Any]:
+    rows_ = await store.enrollments(sequence=name)
+    by = {s: sum(1 for r in rows_ if r["status"] == s) for s in ("active", "blocked", "completed", "stopped")}
+    replied = sum(1 for r in rows_ if r["status"] == "stopped" and r["reason"] == "replied")
+    ended = by["completed"] + by["stopped"]
+    return {"sequence": name, "enrolled": len(rows_), **by, "replied": replied,
+            "reply_rate": round(replied / ended, 3) if ended else None,
+            "enrolled_by": sorted({r["enrolled_by"] for r in rows_})}  # fmt: skip
+
+
+@sequences.command("list")
+@options.rules_option
+@options.db_option
+def sequences_list(rules_dir: str, db_url: str | None) -> None:
+    """Every sequence with its steps and enrollment counts."""
+    ruleset = options.load_rules(rules_dir)
+
+    async def go(store: Store) -> list[dict[str, Any]]:
+        return [await _stats(store, name) for name in ruleset.sequences]
+
+    for s in options.on_store(db_url, ruleset, go):
+        steps = len(ruleset.sequences[s["sequence"]].steps)
+        click.echo(f"{s['sequence']:<24} {steps} steps  {s['active']} active, {s['blocked']} blocked, "
+                   f"{s['completed']} completed, {s['stopped']} stopped")  # fmt: skip
+
+
+@sequences.command("stats")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@options.rules_option
+@options.db_option
+def sequences_stats(name: str, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+    """Active, completed, reply rate (replies among ended enrollments, with the count), enrolled, steps."""
+    ruleset = options.load_rules(rules_dir)
+    if name not in ruleset.sequences:
+        raise click.BadParameter(f"no sequence {name!r}", param_hint="NAME")
+    s = options.on_store(db_url, ruleset, lambda store: _stats(store, name))
+    s["steps"] = [step.id for step in ruleset.sequences[name].steps]
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    rate = "n/a" if s["reply_rate"] is None else f"{s['reply_rate']:.0%} ({s['replied']} replied)"
+    click.echo(f"{name}: {s['enrolled']} enrolled by {', '.join(s['enrolled_by']) or 'no one'}; "
+               f"{s['active']} active, {s['blocked']} blocked, {s['completed']} completed, {s['stopped']} stopped; "
+               f"reply rate {rate}; steps {', '.join(s['steps'])}")  # fmt: skip
+
+
+@click.group()
+def outbox() -> None:
+    """The outbox: messages and their sending state.
+
+    \b
+    Examples:
+      outreach outbox list --state unknown
+      outreach outbox requeue 42
+    """
+
+
+@outbox.command("list")
+@click.option("--state", type=click.Choice(["queued", "sending", "sent", "deferred", "failed", "unknown", "bounced"]))
+@click.option("--record", "record_id", metavar="ID")
+@options.rules_option
+@options.db_option
+def outbox_list(state: str | None, record_id: str | None, rules_dir: str, db_url: str | None) -> None:
+    """List messages with their state (unknown: being sent when the daemon stopped; not re-sent by itself)."""
+    ruleset = options.load_rules(rules_dir)
+    for m in options.on_store(db_url, ruleset, lambda s: s.outbox(state=state, record_id=record_id)):
+        when = _when(m["sent_at"] or m["created_at"])
+        click.echo(f"{m['id']:>6}  {m['state']:<9} {when}  {m['recipient']:<28} {m['subject']}"
+                   + (f"  [{m['last_error']}]" if m["last_error"] else ""))  # fmt: skip
+
+
+@outbox.command("requeue")
+@click.argument("message_id", type=int)
+@options.rules_option
+@options.db_option
+def outbox_requeue(message_id: int, rules_dir: str, db_url: str | None) -> None:
+    """Send a message in state unknown or failed again (an operator's decision: it may arrive twice)."""
+    ruleset = options.load_rules(rules_dir)
+
+    async def go(store: Store) -> None:
+        try:
+            await store.requeue(message_id)
+        except LookupError as exc:
+            raise StoreError(str(exc)) from None
+
+    options.on_store(db_url, ruleset, go)
+    click.echo(f"message {message_id} queued again")

@@ -1,0 +1,1 @@
+"""Outgoing and incoming mail: message building, transports, IMAP polling and inbound classification."""

@@ -1,0 +1,283 @@
+"""One scheduler tick: auto-enroll, resume task steps, run due steps, hand queued mail to the transport.
+
+The engine decides (pure); this module reads state from the store, asks the
+engine, writes its decisions back, renders messages once into bytes, and lets
+the transport send them. `now` comes in: the daemon loop reads the clock once a
+tick, and `outreach run --once` and the tests pass it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from outreach.engine import sequences as seq
+from outreach.mail import message as mail_message
+from outreach.mail import transport as mail_transport
+from outreach.rules import model
+from outreach.rules import validate as rules_validate
+from outreach.store import Store, rows
+from outreach.store.sequencing import AlreadyLive, Batch
+
+_ENROLLMENT_FIELDS = {f.name for f in dataclasses.fields(seq.Enrollment)}
+
+
+@dataclasses.dataclass
+class TickReport:
+    enrolled: int = 0
+    queued: int = 0
+    tasks: int = 0
+    blocked: int = 0
+    completed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        parts = [f"{v} {k}" for k, v in dataclasses.asdict(self).items() if v]
+        return ", ".join(parts) or "nothing to do"
+
+
+def recipient_of(record: rows.Record) -> seq.Recipient:
+    return seq.Recipient(record.id, record.type, record.email, record.owner, record.timezone, record.as_dict(),
+                         deleted=record.deleted_at is not None)  # fmt: skip
+
+
+def enrollment_of(row: dict[str, Any]) -> seq.Enrollment:
+    values = {k: v for k, v in row.items() if k in _ENROLLMENT_FIELDS}
+    values["status"] = seq.Status(values["status"])
+    values["version"] = row["sequence_hash"]
+    return seq.Enrollment(**values)
+
+
+def columns_of(e: seq.Enrollment) -> dict[str, Any]:
+    values = {k: v for k, v in dataclasses.asdict(e).items() if k != "version"}
+    values["sequence_hash"] = e.version
+    values["status"] = str(e.status)
+    return values
+
+
+class Scheduler:
+    """Runs the rule set's sequences against the store and a transport."""
+
+    def __init__(
+        self,
+        store: Store,
+        ruleset: model.RuleSet,
+        transport: mail_transport.Transport | None,
+        *,
+        batch: int = 500,
+        unsubscribe_url: Callable[[seq.Enrollment], str | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.ruleset = ruleset
+        self.transport = transport
+        self.batch = batch
+        self.unsubscribe_url = unsubscribe_url or (lambda _e: None)
+        self._versions: dict[tuple[str, str], model.Sequence | None] = {
+            (s.name, s.source.hash): s for s in ruleset.sequences.values()
+        }
+        self._scanned: dict[tuple[str, str], dt.datetime] = {}  # auto-enrollment's last look, per version
+
+    async def version(self, name: str, digest: str) -> model.Sequence | None:
+        """The sequence an enrollment runs on: the current one, or a stored older version."""
+        key = (name, digest)
+        if key not in self._versions:
+            body = await self.store.definition_body("Sequence", name, digest)
+            self._versions[key] = rules_validate.rebuild_sequence(body, self.ruleset) if body else None
+        return self._versions[key]
+
+    # --- enrolling --------------------------------------------------------------------------
+
+    async def enroll(
+        self, record: rows.Record, sequence: model.Sequence, *, enrolled_by: str, now: dt.datetime,
+        dry_run: bool = False, source: str = "cli",
+    ) -> seq.Enrollment | str:  # fmt: skip
+        """Enroll one record, or say why not (the notice for the user)."""
+        who = recipient_of(record)
+        if enrolled_by not in self.ruleset.settings.users:
+            return f"{enrolled_by!r} is not a user in Settings.users"
+        email = who.email or ""
+        why = seq.refusal(
+            who, sequence,
+            live_in_sequence=bool(email) and await self.store.live_in_sequence(email, sequence.name),
+            unsubscribed_at=await self.store.unsubscribed_at(email) if email else None,
+        )  # fmt: skip
+        if why is not None:
+            return why
+        planned = seq.enroll(0, who, sequence, self.ruleset.settings, enrolled_by=enrolled_by, now=now)
+        if dry_run:
+            return planned
+        try:
+            new_id = await self.store.insert_enrollment(columns_of(planned), now=now, source=source)
+        except AlreadyLive as exc:
+            return str(exc)
+        return dataclasses.replace(planned, id=new_id)
+
+    async def auto_enroll(self, now: dt.datetime, report: TickReport) -> None:
+        """Enroll records matching a sequence's `enroll_when`, once per record and sequence version.
+
+        They are enrolled as their owner (a record without an owner is left out).
+        """
+        for sequence in self.ruleset.sequences.values():
+            if sequence.enroll_when is None:
+                continue
+            key = (sequence.name, sequence.source.hash)
+            since = self._scanned.get(key)
+            found = await self.store.auto_enrollment_candidates(
+                sequence.enroll_when, modules=sequence.applies_to, sequence=sequence.name, version=key[1],
+                changed_since=since, now=now, limit=self.batch,
+            )  # fmt: skip
+            for record in found:
+                if record.owner is None:
+                    continue
+                result = await self.enroll(record, sequence, enrolled_by=record.owner, now=now, source="engine")
+                if isinstance(result, seq.Enrollment):
+                    report.enrolled += 1
+            if len(found) < self.batch:
+                self._scanned[key] = max([now, *(r.updated_at for r in found)])
+
+    # --- running due steps ----------------------------------------------------------------------
+
+    async def tick(self, now: dt.datetime) -> TickReport:
+        report = TickReport()
+        await self.auto_enroll(now, report)
+        await self.resume_tasks(now)
+        while await self.run_due(now, report) >= self.batch:
+            pass
+        await self.dispatch(now, report)
+        return report
+
+    async def resume_tasks(self, now: dt.datetime) -> None:
+        """Task steps whose task was completed: the next step's wait starts at the completion."""
+        for row, completed_at in await self.store.finished_step_tasks(self.batch):
+            e = enrollment_of(row)
+            sequence = await self.version(e.sequence, e.version)
+            record = (await self.store.records_by_id([e.record_id])).get(e.record_id)
+            if sequence is None or record is None:
+                continue
+            done = seq.after_step(e, sequence, recipient_of(record), self.ruleset.settings, completed_at)
+            done = await self._follow_edit(done, sequence, recipient_of(record), completed_at)
+            await self.store.save_enrollment(columns_of(done))
+
+    async def run_due(self, now: dt.datetime, report: TickReport) -> int:
+        async with self.store.due_batch(now, self.batch) as batch:
+            if not batch.rows:
+                return 0
+            records = await self.store.records_by_id(sorted({r["record_id"] for r in batch.rows}))
+            for row in batch.rows:
+                await self._run_one(batch, enrollment_of(row), records.get(row["record_id"]), now, report)
+            return len(batch.rows)
+
+    async def _run_one(
+        self, batch: Batch, e: seq.Enrollment, record: rows.Record | None, now: dt.datetime, report: TickReport
+    ) -> None:
+        sequence = await self.version(e.sequence, e.version)
+        if record is None or sequence is None:
+            why = "the record no longer exists" if record is None else \
+                f"version {e.version[:8]} of sequence {e.sequence} cannot be read with today's rules"  # fmt: skip
+            await self._block(batch, e, why, now, report)
+            return
+        who = recipient_of(record)
+        decision = seq.decide(e, sequence, who, self.ruleset, now, unsubscribe_url=self.unsubscribe_url(e))
+        if isinstance(decision, seq.SendEmail):
+            try:
+                data, message_id = self._message(e, sequence, decision, now)
+            except mail_message.HeaderError as exc:
+                await self._block(batch, e, str(exc), now, report)
+                return
+            outbox_id = await batch.enqueue({
+                "enrollment_id": e.id, "record_id": e.record_id, "template": decision.step.template,
+                "step_id": decision.step.id, "sender": decision.sender.email, "recipient": decision.to,
+                "subject": decision.rendered.subject, "message_id": message_id, "message": data, "state": "queued",
+                "attempts": 0, "created_at": now,
+            })  # fmt: skip
+            await batch.event(e.record_id, "sequence_email", now, {
+                "sequence": e.sequence, "step": decision.step.id, "subject": decision.rendered.subject,
+                "outbox": outbox_id, "enrollment": e.id,
+            })  # fmt: skip
+            done = seq.after_step(e, sequence, who, self.ruleset.settings, now, message_id=message_id,
+                                  subject=decision.rendered.subject)  # fmt: skip
+            done = await self._follow_edit(done, sequence, who, now)
+            report.queued += 1
+            report.completed += done.status is seq.Status.COMPLETED
+            await batch.save(columns_of(done))
+        elif isinstance(decision, seq.CreateTask):
+            task_id = await batch.add_task({
+                "record_id": e.record_id, "subject": decision.subject, "type": decision.type, "priority": "normal",
+                "owner": decision.owner, "due_at": decision.due_at, "created_at": now, "enrollment_id": e.id,
+                "step_id": decision.step.id,
+            })  # fmt: skip
+            await batch.event(e.record_id, "task_created", now, {"task": task_id, "subject": decision.subject,
+                                                                 "sequence": e.sequence, "step": decision.step.id})  # fmt: skip
+            await batch.save(columns_of(seq.task_created(e)))
+            report.tasks += 1
+        elif isinstance(decision, seq.Block):
+            await self._block(batch, e, decision.reason, now, report)
+        elif isinstance(decision, seq.Complete):
+            await batch.save(columns_of(dataclasses.replace(e, status=seq.Status.COMPLETED, ended_at=now,
+                                                            next_due_at=None)))  # fmt: skip
+            report.completed += 1
+
+    async def _block(self, batch: Batch, e: seq.Enrollment, reason: str, now: dt.datetime, report: TickReport) -> None:
+        await batch.save(columns_of(seq.block(e, reason)))
+        await batch.event(e.record_id, "sequence_blocked", now, {"sequence": e.sequence, "reason": reason,
+                                                                 "enrollment": e.id})  # fmt: skip
+        report.blocked += 1
+
+    async def _follow_edit(
+        self, e: seq.Enrollment, old: model.Sequence, who: seq.Recipient, done_at: dt.datetime
+    ) -> seq.Enrollment:
+        """`on_edit: next_step`: after a step, move onto the version in force, matching steps by id."""
+        current = self.ruleset.sequences.get(e.sequence)
+        if current is None or e.status is not seq.Status.ACTIVE or current.source.hash == e.version:
+            return e
+        moved = seq.follow_edit(e, old, current)
+        if moved.version == e.version:
+            return e
+        return seq.schedule_next(moved, current, who, self.ruleset.settings, done_at)
+
+    def _message(
+        self, e: seq.Enrollment, sequence: model.Sequence, d: seq.SendEmail, now: dt.datetime
+    ) -> tuple[bytes, str]:
+        domain = d.sender.email.rpartition("@")[2]
+        message_id = mail_message.new_message_id(domain, uuid.uuid4().hex)
+        unsubscribe = None
+        url = self.unsubscribe_url(e)
+        if sequence.unsubscribe_language is not None and url:
+            unsubscribe = (url, None)
+        data = mail_message.build(
+            sender=(d.sender.name, d.sender.email), to=d.to, subject=d.rendered.subject, text=d.rendered.text,
+            html=d.rendered.html, message_id=message_id, date=now, in_reply_to=d.in_reply_to,
+            extra_headers={"X-Outreach-Enrollment": str(e.id), "X-Outreach-Step": d.step.id,
+                           "X-Outreach-Sequence": e.sequence},
+            unsubscribe=unsubscribe,
+        )  # fmt: skip
+        return data, message_id
+
+    # --- sending --------------------------------------------------------------------------------
+
+    async def dispatch(self, now: dt.datetime, report: TickReport) -> None:
+        """Hand queued messages to the transport. Each is marked `sending` (committed) before it is sent."""
+        if self.transport is None:
+            return
+        max_attempts = self.ruleset.settings.limits.max_attempts
+        while True:
+            claimed = await self.store.claim_outbox(now, self.batch, uuid.uuid4().hex)
+            for m in claimed:
+                result = await self.transport.send(m["sender"], [m["recipient"]], m["message"])
+                if result.ok:
+                    await self.store.mark_sent(m["id"], now)
+                    report.sent += 1
+                elif result.permanent or m["attempts"] + 1 >= max_attempts:
+                    await self.store.mark_unsent(m["id"], detail=result.detail, retry_at=None, now=now)
+                    report.failed += 1
+                else:
+                    backoff = dt.timedelta(minutes=min(2 ** m["attempts"], 360))
+                    await self.store.mark_unsent(m["id"], detail=result.detail, retry_at=now + backoff, now=now)
+                    report.deferred += 1
+            if len(claimed) < self.batch:
+                return

@@ -1,0 +1,322 @@
+"""The store's verbs for sequences and the outbox: enrollments, due batches, halts, suppressions, sending state.
+
+Mixed into Store. Enrollments go in and out as plain column mappings; the
+engine's dataclass is built from them by the scheduler. Due work is claimed
+with FOR UPDATE SKIP LOCKED on PostgreSQL so several daemons share it (SQLite
+runs one daemon, see Store.hold_single_daemon).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from outreach.store import tables
+
+LIVE = ("active", "blocked")
+
+
+class AlreadyLive(Exception):
+    """The address is active (or blocked) in the sequence already."""
+
+
+async def insert_event(
+    conn: AsyncConnection, record_id: str | None, kind: str, at: dt.datetime, data: Mapping[str, Any], source: str
+) -> None:
+    await conn.execute(
+        sa.insert(tables.events).values(record_id=record_id, kind=kind, at=at, data=dict(data), source=source)
+    )
+
+
+async def halt_record(conn: AsyncConnection, record_id: str, reason: str, now: dt.datetime) -> int:
+    """Stop every live enrollment of a record (in the caller's transaction). Returns how many."""
+    e = tables.enrollments
+    done = await conn.execute(
+        sa.update(e)
+        .where(e.c.record_id == record_id, e.c.status.in_(LIVE))
+        .values(status="stopped", reason=reason, ended_at=now, next_due_at=None, awaiting_task=False)
+    )
+    return int(done.rowcount or 0)
+
+
+@dataclasses.dataclass
+class Batch:
+    """Due enrollments claimed in one transaction, and the writes that apply the engine's decisions to them."""
+
+    conn: AsyncConnection
+    rows: list[dict[str, Any]]
+
+    async def save(self, values: Mapping[str, Any]) -> None:
+        e = tables.enrollments
+        data = {k: v for k, v in values.items() if k != "id" and k in e.c}
+        await self.conn.execute(sa.update(e).where(e.c.id == values["id"]).values(**data))
+
+    async def enqueue(self, message: Mapping[str, Any]) -> int:
+        result = await self.conn.execute(sa.insert(tables.outbox).values(**message))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def add_task(self, values: Mapping[str, Any]) -> int:
+        result = await self.conn.execute(sa.insert(tables.tasks).values(**values))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def event(self, record_id: str, kind: str, at: dt.datetime, data: Mapping[str, Any]) -> None:
+        await insert_event(self.conn, record_id, kind, at, data, "engine")
+
+
+class SequenceVerbs:
+    engine: AsyncEngine
+    dialect: str
+
+    # --- enrolling -------------------------------------------------------------------------
+
+    async def live_in_sequence(self, email: str, sequence: str) -> bool:
+        e = tables.enrollments
+        query = sa.select(e.c.id).where(e.c.email == email, e.c.sequence == sequence, e.c.status.in_(LIVE))
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
+    async def unsubscribed_at(self, email: str) -> dt.datetime | None:
+        s = tables.suppressions
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(s.c.at).where(s.c.email == email.lower()))).first()
+        return row[0] if row else None
+
+    async def insert_enrollment(self, values: Mapping[str, Any], *, now: dt.datetime, source: str = "cli") -> int:
+        """Store a new enrollment; raises AlreadyLive when the address is live in the sequence already."""
+        data = {k: v for k, v in values.items() if k != "id" and k in tables.enrollments.c}
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(sa.insert(tables.enrollments).values(**data))
+                new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+                await insert_event(
+                    conn,
+                    values["record_id"],
+                    "enrolled",
+                    now,
+                    {"sequence": values["sequence"], "enrollment": new_id, "by": values["enrolled_by"]},
+                    source,
+                )
+        except sa.exc.IntegrityError:
+            raise AlreadyLive(f"{values['email']} is already active in {values['sequence']}") from None
+        return new_id
+
+    async def get_enrollment(self, enrollment_id: int) -> dict[str, Any] | None:
+        e = tables.enrollments
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(e).where(e.c.id == enrollment_id))).first()
+        return dict(row._mapping) if row else None
+
+    async def enrollments(
+        self, *, record_id: str | None = None, sequence: str | None = None, live_only: bool = False
+    ) -> list[dict[str, Any]]:
+        e = tables.enrollments
+        query = sa.select(e).order_by(e.c.started_at, e.c.id)
+        if record_id is not None:
+            query = query.where(e.c.record_id == record_id)
+        if sequence is not None:
+            query = query.where(e.c.sequence == sequence)
+        if live_only:
+            query = query.where(e.c.status.in_(LIVE))
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def save_enrollment(self, values: Mapping[str, Any], *, event: tuple[str, Mapping[str, Any]] | None = None,
+                              now: dt.datetime | None = None, source: str = "cli") -> None:  # fmt: skip
+        """Write an enrollment's new state, with an event on its record when given."""
+        async with self.engine.begin() as conn:
+            await Batch(conn, []).save(values)
+            if event is not None and now is not None:
+                await insert_event(conn, values["record_id"], event[0], now, event[1], source)
+
+    async def enrolled_versions(self, sequence: str, version: str, record_ids: list[str]) -> set[str]:
+        """Which of these records were ever enrolled in this version of the sequence (auto-enrollment runs once)."""
+        e = tables.enrollments
+        query = sa.select(e.c.record_id).where(
+            e.c.sequence == sequence, e.c.sequence_hash == version, e.c.record_id.in_(record_ids)
+        )
+        async with self.engine.connect() as conn:
+            return {r[0] for r in await conn.execute(query)}
+
+    # --- events that halt --------------------------------------------------------------------------
+
+    async def record_event(
+        self,
+        record_id: str,
+        kind: str,
+        *,
+        now: dt.datetime,
+        data: Mapping[str, Any] | None = None,
+        halt: str | None = None,
+        suppress: str | None = None,
+        source: str = "engine",
+    ) -> int:
+        """Record an event on a record; with `halt`, stop its live sequences in the same transaction.
+
+        With `suppress` (e.g. "unsubscribed"), the record's address is kept off every
+        current and future sequence and campaign. Returns how many enrollments stopped.
+        """
+        r, s = tables.records, tables.suppressions
+        async with self.engine.begin() as conn:
+            await insert_event(conn, record_id, kind, now, data or {}, source)
+            if suppress is not None:
+                email = (await conn.execute(sa.select(r.c.email).where(r.c.id == record_id))).scalar()
+                if email:
+                    exists = (await conn.execute(sa.select(s.c.email).where(s.c.email == email.lower()))).first()
+                    if exists is None:
+                        await conn.execute(
+                            sa.insert(s).values(email=email.lower(), reason=suppress, at=now, source=source)
+                        )
+            return await halt_record(conn, record_id, halt, now) if halt else 0
+
+    # --- the scheduler's work ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def due_batch(self, now: dt.datetime, limit: int) -> AsyncIterator[Batch]:
+        """Active enrollments due at `now`, claimed until the block ends (its writes commit together)."""
+        e = tables.enrollments
+        query = (
+            sa.select(e)
+            .where(e.c.status == "active", e.c.awaiting_task.is_(False), e.c.next_due_at <= now)
+            .order_by(e.c.next_due_at, e.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        async with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(query)]
+            yield Batch(conn, rows)
+
+    async def next_due(self) -> dt.datetime | None:
+        """When the next active enrollment is due (the loop may sleep until then)."""
+        e = tables.enrollments
+        query = sa.select(sa.func.min(e.c.next_due_at)).where(e.c.status == "active", e.c.awaiting_task.is_(False))
+        async with self.engine.connect() as conn:
+            value: dt.datetime | None = (await conn.execute(query)).scalar()
+        return value
+
+    async def finished_step_tasks(self, limit: int) -> list[tuple[dict[str, Any], dt.datetime]]:
+        """Enrollments waiting on a task step whose task is now completed, with when it was."""
+        e, t = tables.enrollments, tables.tasks
+        query = (
+            sa.select(e, t.c.completed_at.label("task_completed_at"))
+            .join(t, sa.and_(t.c.enrollment_id == e.c.id, t.c.step_id.is_not(None)))
+            .where(e.c.status == "active", e.c.awaiting_task.is_(True), t.c.completed_at.is_not(None))
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            out = []
+            for row in await conn.execute(query):
+                values = dict(row._mapping)
+                out.append((values, values.pop("task_completed_at")))
+            return out
+
+    # --- the outbox --------------------------------------------------------------------------------
+
+    async def recover_outbox(self) -> int:
+        """After a crash: a message left in `sending` may or may not have gone out. It becomes `unknown`,
+        is never sent again by itself, and waits for an operator (outreach outbox requeue)."""
+        o = tables.outbox
+        async with self.engine.begin() as conn:
+            done = await conn.execute(sa.update(o).where(o.c.state == "sending").values(state="unknown"))
+            return int(done.rowcount or 0)
+
+    async def claim_outbox(self, now: dt.datetime, limit: int, attempt_id: str) -> list[dict[str, Any]]:
+        """Queued (or deferred and due) messages, marked `sending` with this attempt id, committed before any send."""
+        o = tables.outbox
+        query = (
+            sa.select(o.c.id, o.c.sender, o.c.recipient, o.c.message, o.c.attempts, o.c.enrollment_id, o.c.record_id)
+            .where(sa.or_(o.c.state == "queued", sa.and_(o.c.state == "deferred", o.c.next_attempt_at <= now)))
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        async with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(query)]
+            if rows:
+                await conn.execute(
+                    sa.update(o)
+                    .where(o.c.id.in_([r["id"] for r in rows]))
+                    .values(state="sending", attempt_id=attempt_id, attempts=o.c.attempts + 1)
+                )
+        return rows
+
+    async def mark_sent(self, message_id: int, now: dt.datetime) -> None:
+        o = tables.outbox
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.update(o).where(o.c.id == message_id).values(state="sent", sent_at=now))
+
+    async def mark_unsent(
+        self, message_id: int, *, detail: str, retry_at: dt.datetime | None, now: dt.datetime
+    ) -> dict[str, Any] | None:
+        """A failed send: `deferred` until retry_at, or `failed` for good (retry_at None).
+
+        A permanent failure blocks the enrollment with the server's reply; the
+        enrollment's row is returned then, so the caller can say so.
+        """
+        o, e = tables.outbox, tables.enrollments
+        state = "failed" if retry_at is None else "deferred"
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(o)
+                .where(o.c.id == message_id)
+                .values(state=state, last_error=detail[:1000], next_attempt_at=retry_at)
+            )
+            if retry_at is not None:
+                return None
+            row = (await conn.execute(sa.select(o.c.enrollment_id, o.c.record_id).where(o.c.id == message_id))).one()
+            if row.enrollment_id is None:
+                return None
+            reason = f"undeliverable: {detail}"[:500]
+            await conn.execute(
+                sa.update(e)
+                .where(e.c.id == row.enrollment_id, e.c.status.in_(LIVE))
+                .values(status="blocked", reason=reason)
+            )
+            await insert_event(
+                conn, row.record_id, "send_failed", now, {"outbox": message_id, "detail": detail}, "engine"
+            )
+            found = (await conn.execute(sa.select(e).where(e.c.id == row.enrollment_id))).first()
+            return dict(found._mapping) if found else None
+
+    async def outbox(self, *, state: str | None = None, record_id: str | None = None) -> list[dict[str, Any]]:
+        o = tables.outbox
+        query = sa.select(
+            o.c.id,
+            o.c.state,
+            o.c.recipient,
+            o.c.subject,
+            o.c.template,
+            o.c.step_id,
+            o.c.enrollment_id,
+            o.c.record_id,
+            o.c.created_at,
+            o.c.sent_at,
+            o.c.last_error,
+            o.c.message_id,
+            o.c.attempts,
+        ).order_by(o.c.id)
+        if state is not None:
+            query = query.where(o.c.state == state)
+        if record_id is not None:
+            query = query.where(o.c.record_id == record_id)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def requeue(self, message_id: int) -> None:
+        """An operator's decision: send a message in `unknown` (or `failed`) state again."""
+        o = tables.outbox
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                sa.update(o)
+                .where(o.c.id == message_id, o.c.state.in_(("unknown", "failed")))
+                .values(state="queued", next_attempt_at=None)
+            )
+        if not done.rowcount:
+            raise LookupError(f"no message {message_id} in state unknown or failed")
