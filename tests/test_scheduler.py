@@ -1,0 +1,272 @@
+"""Sequences through the store and the Maildir transport, tick by tick on a virtual clock, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from outreach import daemon as daemon_module
+from outreach import plan, scheduler
+from outreach.engine import sequences as seq
+from outreach.mail import transport as mail_transport
+from outreach.rules import model, validate
+from outreach.store import Store
+from tests.conftest import ROOT
+from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
+
+UTC = dt.UTC
+MONDAY = dt.datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+UNSUBSCRIBE = "https://t.example.com/u/abc"
+
+
+def ruleset(path: Path = ROOT / "rules") -> model.RuleSet:
+    result = validate.validate([str(path)])
+    assert result.ruleset is not None
+    return result.ruleset
+
+
+RULES = ruleset()
+PEOPLE = (
+    Row(2, "L1", "lead", "jo@example.org", {"first_name": "Jo", "owner": "anna", "company": "Fjord AS"}),
+    Row(3, "L2", "lead", "kim@example.net", {"owner": "ben"}),  # no first_name: the intro cannot be merged
+    Row(4, "W1", "lead", "mila@example.org", {"first_name": "Mila", "owner": "anna"}),
+)
+SIGN_UP = Row(5, "W2", "lead", "tom@example.net", {"first_name": "Tom", "owner": "anna", "source": "website"})
+
+
+@dataclasses.dataclass
+class World:
+    store: Store
+    scheduler: scheduler.Scheduler
+    outbox: Path
+
+    def mail(self) -> list[object]:
+        return mail_transport.read_all(self.outbox) if self.outbox.exists() else []
+
+
+@pytest.fixture
+async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterator[World]:  # noqa: F811
+    url, schema = backend
+    store = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
+    await store.import_records(rows(*PEOPLE), now=MONDAY - dt.timedelta(days=1))
+    await store.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    outbox = tmp_path / "outbox"
+    sched = scheduler.Scheduler(store, RULES, mail_transport.MaildirTransport(str(outbox)),
+                                unsubscribe_url=lambda e: UNSUBSCRIBE)  # fmt: skip
+    try:
+        yield World(store, sched, outbox)
+    finally:
+        await store.close()
+
+
+async def enroll(w: World, record_id: str, at: dt.datetime, sequence: str = "inbound-nurture") -> seq.Enrollment:
+    record = await w.store.get_record(record_id)
+    result = await w.scheduler.enroll(record, RULES.sequences[sequence], enrolled_by="anna", now=at)
+    assert isinstance(result, seq.Enrollment), result
+    return result
+
+
+async def status(w: World, enrollment_id: int) -> tuple[str, str | None, int]:
+    row = await w.store.get_enrollment(enrollment_id)
+    assert row is not None
+    return row["status"], row["reason"], row["steps_done"]
+
+
+async def test_a_sequence_runs_to_the_end_with_business_days_a_thread_and_a_task(world: World) -> None:
+    w = world
+    e = await enroll(w, "L1", MONDAY)
+    report = await w.scheduler.tick(MONDAY)
+    assert (report.queued, report.sent) == (1, 1)
+    (intro,) = w.mail()
+    assert intro["Subject"] == "Quick question, Jo" and intro["To"] == "jo@example.org"
+    assert intro["From"] == "Anna Berger <anna@example.com>" and intro["X-Outreach-Step"] == "intro"
+
+    assert str(await w.scheduler.tick(MONDAY + dt.timedelta(days=1))) == "nothing to do"  # Tuesday: waiting
+    await w.scheduler.tick(dt.datetime(2026, 11, 25, 8, 0, tzinfo=UTC))  # Wednesday 09:00 Berlin
+    nudge = w.mail()[1]
+    assert nudge["Subject"] == "Re: Quick question, Jo"
+    assert nudge["In-Reply-To"] == intro["Message-ID"] and intro["Message-ID"] in nudge["References"]
+
+    report = await w.scheduler.tick(dt.datetime(2026, 11, 26, 8, 0, tzinfo=UTC))  # Thursday: the call task
+    assert report.tasks == 1
+    (task,) = await w.store.list_tasks("L1")
+    assert task.subject == "Call the lead" and task.type == "call" and task.enrollment_id == e.id
+    assert str(await w.scheduler.tick(dt.datetime(2026, 12, 10, 8, 0, tzinfo=UTC))) == "nothing to do"  # waits
+
+    await w.store.complete_task(task.id, now=dt.datetime(2026, 12, 10, 9, 0, tzinfo=UTC))  # Thursday
+    await w.scheduler.tick(dt.datetime(2026, 12, 10, 9, 1, tzinfo=UTC))
+    assert await status(w, e.id) == ("active", None, 3)
+    report = await w.scheduler.tick(dt.datetime(2026, 12, 14, 9, 0, tzinfo=UTC))  # 2 business days: Monday
+    assert report.sent == 1 and report.completed == 1
+    promo = w.mail()[2]
+    assert promo["Subject"] == "What teams like yours do with Example" and "In-Reply-To" not in promo
+    assert promo["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
+    assert await status(w, e.id) == ("completed", None, 4)
+    kinds = [ev.kind for ev in await w.store.events("L1")]
+    assert kinds.count("sequence_email") == 3 and "enrolled" in kinds and "task_created" in kinds
+
+
+async def test_a_conversion_stops_the_sequence_and_nothing_more_is_sent(world: World) -> None:
+    w = world
+    e = await enroll(w, "L1", MONDAY)
+    await w.scheduler.tick(MONDAY)
+    await w.store.convert("L1", now=MONDAY + dt.timedelta(hours=2))
+    assert await status(w, e.id) == ("stopped", "converted", 1)
+    await w.scheduler.tick(dt.datetime(2026, 11, 30, 8, 0, tzinfo=UTC))
+    assert len(w.mail()) == 1
+
+
+async def test_a_reply_event_stops_every_live_sequence_of_the_person(world: World) -> None:
+    w = world
+    a = await enroll(w, "W1", MONDAY)
+    b = await enroll(w, "W1", MONDAY, "welcome")
+    stopped = await w.store.record_event("W1", "replied", now=MONDAY + dt.timedelta(hours=1), halt="replied")
+    assert stopped == 2
+    assert (await status(w, a.id))[:2] == ("stopped", "replied") == (await status(w, b.id))[:2]
+
+
+async def test_a_missing_merge_field_blocks_with_the_reason_and_a_retry_sends(world: World) -> None:
+    w = world
+    e = await enroll(w, "L2", MONDAY)
+    report = await w.scheduler.tick(MONDAY)
+    assert report.blocked == 1 and w.mail() == []
+    assert await status(w, e.id) == ("blocked", "missing merge field record.first_name", 0)
+    await w.store.set_fields("L2", {"first_name": "Kim"}, now=MONDAY + dt.timedelta(hours=1))
+    row = await w.store.get_enrollment(e.id)
+    assert row is not None
+    again = seq.retry(scheduler.enrollment_of(row), MONDAY + dt.timedelta(hours=1))
+    await w.store.save_enrollment(scheduler.columns_of(again))
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(hours=1))).sent == 1
+    assert w.mail()[0]["Subject"] == "Quick question, Kim"
+
+
+async def test_refusals_duplicate_and_unsubscribed(world: World) -> None:
+    w = world
+    await enroll(w, "L1", MONDAY)
+    record = await w.store.get_record("L1")
+    nurture = RULES.sequences["inbound-nurture"]
+    assert await w.scheduler.enroll(record, nurture, enrolled_by="anna", now=MONDAY) == (
+        "jo@example.org is already active in inbound-nurture"
+    )
+    await w.store.record_event("W1", "unsubscribed", now=MONDAY, halt="unsubscribed", suppress="unsubscribed")
+    mila = await w.store.get_record("W1")
+    why = await w.scheduler.enroll(mila, nurture, enrolled_by="anna", now=MONDAY + dt.timedelta(days=1))
+    assert why == "mila@example.org unsubscribed on 2026-11-23 08:00 UTC and cannot be enrolled"
+
+
+async def test_auto_enrollment_enrolls_each_record_once_per_version_as_its_owner(world: World) -> None:
+    w = world
+    assert (await w.scheduler.tick(MONDAY)).enrolled == 0
+    await w.store.set_fields("W1", {"source": "website"}, now=MONDAY + dt.timedelta(minutes=1))  # a sign-up
+    report = await w.scheduler.tick(MONDAY + dt.timedelta(minutes=2))
+    assert report.enrolled == 1
+    (welcome,) = w.mail()
+    assert welcome["To"] == "mila@example.org" and welcome["From"] == "Anna Berger <anna@example.com>"
+    (row,) = await w.store.enrollments(record_id="W1")
+    stopped = seq.stop(scheduler.enrollment_of(row), "stopped by anna", MONDAY)
+    await w.store.save_enrollment(scheduler.columns_of(stopped))
+    await w.store.set_fields("W1", {"score": 5}, now=MONDAY + dt.timedelta(minutes=5))  # changed after the last look
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=6))).enrolled == 0
+    fresh = scheduler.Scheduler(w.store, RULES, w.scheduler.transport)  # a restarted daemon looks at everything
+    assert (await fresh.tick(MONDAY + dt.timedelta(minutes=10))).enrolled == 0
+    assert len(await w.store.enrollments(record_id="W1")) == 1
+
+
+class FlakyTransport:
+    """A relay that answers with temporary failures first, then accepts; or refuses for good."""
+
+    def __init__(self, failures: int, permanent: bool = False) -> None:
+        self.failures, self.permanent, self.sent = failures, permanent, 0
+
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> mail_transport.SendResult:
+        if self.permanent:
+            return mail_transport.SendResult(False, permanent=True, detail="550 5.1.1 no such user")
+        if self.failures:
+            self.failures -= 1
+            return mail_transport.SendResult(False, detail="451 4.3.0 try again later")
+        self.sent += 1
+        return mail_transport.SendResult(True)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_temporary_failure_is_retried_later_and_a_permanent_one_blocks(world: World) -> None:
+    w = world
+    flaky = FlakyTransport(failures=1)
+    w.scheduler.transport = flaky
+    await enroll(w, "L1", MONDAY)
+    report = await w.scheduler.tick(MONDAY)
+    assert (report.queued, report.sent, report.deferred) == (1, 0, 1)
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(seconds=30))).sent == 0  # backoff: not yet
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=2))).sent == 1
+    assert [m["state"] for m in await w.store.outbox()] == ["sent"]
+
+    w.scheduler.transport = FlakyTransport(0, permanent=True)
+    e = await enroll(w, "W1", MONDAY, "welcome")
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=3))).failed == 1
+    assert await status(w, e.id) == ("blocked", "undeliverable: 550 5.1.1 no such user", 1)
+
+
+async def test_a_message_being_sent_at_a_crash_is_never_sent_twice(world: World) -> None:
+    w = world
+    await enroll(w, "L1", MONDAY)
+    await w.scheduler.run_due(MONDAY, scheduler.TickReport())
+    claimed = await w.store.claim_outbox(MONDAY, 10, "attempt-1")  # marked `sending` ... and the daemon dies here
+    assert len(claimed) == 1
+    assert await w.store.recover_outbox() == 1  # the next start
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=1))).sent == 0
+    assert w.mail() == [] and [m["state"] for m in await w.store.outbox(state="unknown")] == ["unknown"]
+    await w.store.requeue(claimed[0]["id"])  # an operator decides
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=2))).sent == 1
+
+
+async def test_next_step_edits_move_enrollments_after_their_next_step(world: World, tmp_path: Path) -> None:
+    w = world
+    e = await enroll(w, "L1", MONDAY)
+    await w.scheduler.tick(MONDAY)  # intro sent on version 1
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    path = rules / "sequences" / "inbound-nurture.yaml"
+    text = path.read_text().replace("on_edit: pin", "on_edit: next_step")
+    path.write_text(
+        text.replace(
+            "  - {id: call,  task: Call the lead, task_type: call, wait: 1 business day, due_within: 4h}\n", ""
+        )
+    )
+    edited = ruleset(rules)
+    await w.store.apply_definitions(plan.wanted(edited), now=MONDAY + dt.timedelta(hours=1))
+    w.scheduler = scheduler.Scheduler(w.store, edited, w.scheduler.transport)
+    await w.scheduler.tick(dt.datetime(2026, 11, 25, 8, 0, tzinfo=UTC))  # the nudge, then onto the new version
+    row = await w.store.get_enrollment(e.id)
+    assert row is not None and row["sequence_hash"] == edited.sequences["inbound-nurture"].source.hash
+    assert row["step_index"] == 2 and row["next_due_at"] == dt.datetime(2026, 11, 27, 8, 0, tzinfo=UTC)  # promo
+
+
+async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_invalid(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "settings.yaml").write_text((rules / "settings.yaml").read_text().replace("maildir: var/outbox",
+                                                                                      f"maildir: {tmp_path / 'out'}"))  # fmt: skip
+    clock = [MONDAY]
+    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: clock[0])
+    await d.start()
+    try:
+        assert d.store is not None
+        await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
+        report = await d.tick()
+        assert report.enrolled == 1 and report.sent == 1  # the welcome of W2
+        (rules / "sequences" / "welcome.yaml").write_text("kind: Sequence\nname: welcome\nsteps: []\n")
+        d.reload_wanted = True
+        clock[0] = MONDAY + dt.timedelta(days=3, hours=1)
+        report = await d.tick()  # the invalid reload is refused; the old rules send the check-in
+        assert report.sent == 1
+        assert d.scheduler is not None and "welcome" in d.scheduler.ruleset.sequences
+    finally:
+        await d.close()
+    assert len(mail_transport.read_all(tmp_path / "out")) == 2
