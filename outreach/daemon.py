@@ -136,8 +136,10 @@ class Daemon:
         self.reload_wanted = True
 
 
-async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float) -> int:
-    daemon = Daemon(rules_dir, db_url, tick=tick)
+async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, now: dt.datetime | None = None) -> int:
+    """Run until stopped; with `now` (only with `once`) the tick runs at that time instead of the clock's."""
+    daemon = Daemon(rules_dir, db_url, tick=tick) if now is None else \
+        Daemon(rules_dir, db_url, tick=tick, clock=lambda: now)  # fmt: skip
     daemon.install_signals()
     try:
         await daemon.run(once=once)

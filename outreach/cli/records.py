@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from outreach import records as import_files
+from outreach import scheduler
 from outreach.cli import options
+from outreach.engine import sequences as seq
 from outreach.rules import criteria, model
 from outreach.store import Store, rows
 
@@ -144,18 +146,30 @@ def _where(pairs: Sequence[str], settings: model.Settings) -> criteria.Criteria 
 @click.option("--view", "view_name", metavar="NAME", help="Only the records of a View from the rules.")
 @click.option("--type", "module", metavar="MODULE", help="Only records of this type.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--columns",
+    metavar="COLUMNS",
+    default="",
+    help="Extra columns, comma-separated: running_sequences, completed_sequences, next_email.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @options.rules_option
 @options.db_option
-def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | None, limit: int, as_json: bool,
-          rules_dir: str, db_url: str | None) -> None:  # fmt: skip
-    """List records, optionally by field values or a saved view.
+def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | None, limit: int, columns: str,
+          as_json: bool, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+    """List records, optionally by field values or a saved view, with their sequences if asked.
 
     \b
     Examples:
       outreach records list --where stage=New --where country=DE
       outreach records list --view dach-qualified --json
+      outreach records list --columns running_sequences,completed_sequences,next_email
     """
+    extra = [c for c in columns.split(",") if c]
+    unknown = set(extra) - set(_SEQUENCE_COLUMNS)
+    if unknown:
+        raise click.BadParameter(f"unknown column(s) {', '.join(sorted(unknown))} "
+                                 f"(columns: {', '.join(_SEQUENCE_COLUMNS)})", param_hint="--columns")  # fmt: skip
     ruleset = options.load_rules(rules_dir)
     where = _where(where_pairs, ruleset.settings)
     if view_name is not None:
@@ -166,21 +180,38 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
         where = criteria.All(tuple(x for x in (where, view.where) if x is not None))
         module = module or view.module
 
-    found = options.on_store(
-        db_url, ruleset, lambda s: s.list_records(where, now=options.now(), module=module, limit=limit)
-    )
+    async def go(store: Store) -> tuple[list[rows.Record], list[dict[str, Any]]]:
+        found = await store.list_records(where, now=options.now(), module=module, limit=limit)
+        enrolled = await store.enrollments(record_ids=[r.id for r in found]) if extra else []
+        return found, enrolled
+
+    found, enrolled = options.on_store(db_url, ruleset, go)
+    by_record: dict[str, dict[str, Any]] = {}
+    for r in found:
+        mine = [_enrollment(e) for e in enrolled if e["record_id"] == r.id]
+        _counts, lines = seq.widget(mine, ruleset)
+        nexts = [line.next_email for line in lines if line.next_email is not None]
+        by_record[r.id] = {
+            "running_sequences": [line.sequence for line in lines if line.status in seq.LIVE],
+            "completed_sequences": [line.sequence for line in lines if line.status is seq.Status.COMPLETED],
+            "next_email": min(nexts) if nexts else None,
+        }
     if as_json:
-        click.echo(_dumps([r.as_dict() for r in found]))
+        click.echo(_dumps([{**r.as_dict(), **{c: by_record[r.id][c] for c in extra}} for r in found]))
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(found)} record(s)")
-    for col in ("id", "type", "email", "owner", "stage", "in stage since"):
+    for col in ("id", "type", "email", "owner", "stage", "in stage since", *(c.replace("_", " ") for c in extra)):
         table.add_column(col, overflow="fold")
     for r in found:
-        table.add_row(r.id, r.type, r.email or "", r.owner or "", r.stage or "", _when(r.stage_entered_at))
+        cells = [", ".join(v) if isinstance(v, list) else _when(v) for v in (by_record[r.id][c] for c in extra)]
+        table.add_row(r.id, r.type, r.email or "", r.owner or "", r.stage or "", _when(r.stage_entered_at), *cells)
     Console().print(table)
+
+
+_SEQUENCE_COLUMNS = ("running_sequences", "completed_sequences", "next_email")
 
 
 @records.command("show")
@@ -197,13 +228,17 @@ def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> N
     """
     ruleset = options.load_rules(rules_dir)
 
-    async def go(store: Store) -> tuple[rows.Record, list[rows.Task], list[rows.Event]]:
+    async def go(store: Store) -> tuple[rows.Record, list[rows.Task], list[rows.Event], list[dict[str, Any]]]:
         record = await store.get_record(record_id)
-        return record, await store.list_tasks(record_id), await store.events(record_id)
+        return (record, await store.list_tasks(record_id), await store.events(record_id),
+                await store.enrollments(record_id=record_id))  # fmt: skip
 
-    record, tasks_, events = options.on_store(db_url, ruleset, go)
+    record, tasks_, events, enrolled = options.on_store(db_url, ruleset, go)
+    counts, lines = seq.widget([_enrollment(e) for e in enrolled], ruleset)
     if as_json:
         click.echo(_dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
+                           "sequences": {"counts": counts, "enrollments": [
+                               {**line.__dict__, "status": str(line.status)} for line in lines]},
                            "activity": [e.__dict__ for e in events]}))  # fmt: skip
         return
     from rich.console import Console
@@ -222,13 +257,27 @@ def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> N
         for t in tasks_:
             table.add_row(str(t.id), t.subject, t.type, _when(t.due_at), t.owner or "")
         console.print(table)
+    widget = Table(title=f"sequences: {counts['active']} active, {counts['blocked']} blocked, "
+                         f"{counts['completed']} completed")  # fmt: skip
+    for col in ("id", "sequence", "status", "last step", "details"):
+        widget.add_column(col, overflow="fold")
+    for line in lines:
+        widget.add_row(str(line.enrollment), line.sequence, str(line.status), line.last_step or "", line.detail)
+    console.print(widget)
     activity = Table(title="activity")
     for col in ("when", "what", "details", "source"):
         activity.add_column(col, overflow="fold")
     for e in events:
-        details = ", ".join(f"{k}={v}" for k, v in e.data.items())
-        activity.add_row(_when(e.at), e.kind.replace("_", " "), details, e.source)
+        if e.kind == "sequence_email":  # mail sent by a sequence is marked as such
+            what, details = "sequence mail", f"{e.data.get('sequence')} / {e.data.get('step')}: {e.data.get('subject')}"
+        else:
+            what, details = e.kind.replace("_", " "), ", ".join(f"{k}={v}" for k, v in e.data.items())
+        activity.add_row(_when(e.at), what, details, e.source)
     console.print(activity)
+
+
+def _enrollment(row: dict[str, Any]) -> seq.Enrollment:
+    return scheduler.enrollment_of(row)
 
 
 @records.command("set")

@@ -23,9 +23,12 @@ from outreach.store import NotFound, Store, StoreError
 @click.command()
 @click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
 @click.option("--tick", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds between ticks.")
+@click.option(
+    "--now", "at", metavar="DATETIME", help="With --once: run the tick as if it were this time (to try rules)."
+)
 @options.rules_option
 @options.db_option
-def run(once: bool, tick: float, rules_dir: str, db_url: str | None) -> None:
+def run(once: bool, tick: float, at: str | None, rules_dir: str, db_url: str | None) -> None:
     """Run the daemon: apply the rules, then every tick enroll, send due steps and hand mail to the transport.
 
     The rule directory is validated first (all or nothing). Ctrl-C or SIGTERM
@@ -37,9 +40,13 @@ def run(once: bool, tick: float, rules_dir: str, db_url: str | None) -> None:
     Examples:
       outreach run
       outreach run --once --db sqlite:///var/outreach.db
+      outreach run --once --now 2026-11-23T08:00:00Z
     """
+    if at is not None and not once:
+        raise click.UsageError("--now goes with --once: a running daemon follows the clock")
+    now = options.parse_when(at, now_=options.now()) if at else None
     daemon_module.configure_logging()
-    sys.exit(asyncio.run(daemon_module.serve(rules_dir, db_url, once=once, tick=tick)))
+    sys.exit(asyncio.run(daemon_module.serve(rules_dir, db_url, once=once, tick=tick, now=now)))
 
 
 def _applied_sequence(ruleset: model.RuleSet, name: str, applied: dict[tuple[str, str], Any]) -> model.Sequence:
@@ -70,10 +77,13 @@ def _applied_sequence(ruleset: model.RuleSet, name: str, applied: dict[tuple[str
     "--as", "as_user", required=True, metavar="USER", help="The enrolling user (mail goes out as them by default)."
 )
 @click.option("--dry-run", is_flag=True, help="Show what would happen and enroll no one.")
+@click.option(
+    "--now", "at", metavar="DATETIME", help="Enroll as of this time (default: now); the first wait counts from it."
+)
 @options.rules_option
 @options.db_option
 def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | None, where_pairs: tuple[str, ...],
-           as_user: str, dry_run: bool, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+           as_user: str, dry_run: bool, at: str | None, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
     """Enroll records in a sequence, one or many; says when the first mail goes and why anyone was refused.
 
     \b
@@ -84,7 +94,7 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
     if not (record_ids or view_name or where_pairs):
         raise click.UsageError("say whom to enroll: --record ID, --view NAME or --where FIELD=VALUE")
     ruleset = options.load_rules(rules_dir)
-    now = options.now()
+    now = options.parse_when(at, now_=options.now()) if at else options.now()
     where = _where(where_pairs, ruleset.settings)
     if view_name is not None:
         if view_name not in ruleset.views:

@@ -322,3 +322,48 @@ def follow_edit(enrollment: Enrollment, old: model.Sequence, new: model.Sequence
     ids = [s.id for s in new.steps]
     index = ids.index(finished) + 1 if finished in ids else enrollment.step_index
     return dataclasses.replace(enrollment, version=new.source.hash, step_index=min(index, len(new.steps)))
+
+
+# --- what people look at ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceLine:
+    """One sequence of a record, as the sequences widget shows it."""
+
+    enrollment: int
+    sequence: str
+    status: Status
+    last_step: str | None  # the last completed step's id
+    next_email: dt.datetime | None  # active: when the next mail goes
+    detail: str  # active: what it waits for; blocked/stopped: the reason; completed: date and steps done
+
+
+def widget_line(e: Enrollment, sequence: model.Sequence | None) -> SequenceLine:
+    steps = sequence.steps if sequence is not None and sequence.source.hash == e.version else ()
+    last = steps[e.steps_done - 1].id if 0 < e.steps_done <= len(steps) else (
+        f"step {e.steps_done}" if e.steps_done else None)  # fmt: skip
+    next_email = None
+    if e.status is Status.ACTIVE:
+        upcoming = steps[e.step_index] if e.step_index < len(steps) else None
+        if e.awaiting_task:
+            detail = "waiting for its task to be completed"
+        elif upcoming is not None and upcoming.kind is model.StepKind.TASK:
+            detail = f"task {upcoming.task!r} at {e.next_due_at:%Y-%m-%d %H:%M} UTC" if e.next_due_at else "task next"
+        else:
+            next_email = e.next_due_at
+            detail = f"next mail {e.next_due_at:%Y-%m-%d %H:%M} UTC" if e.next_due_at else ""
+    elif e.status is Status.COMPLETED:
+        detail = f"completed {e.ended_at:%Y-%m-%d} after {e.steps_done} steps" if e.ended_at else "completed"
+    else:
+        detail = e.reason or ""
+    return SequenceLine(e.id, e.sequence, e.status, last, next_email, detail)
+
+
+def widget(enrollments: list[Enrollment], ruleset: model.RuleSet) -> tuple[dict[str, int], list[SequenceLine]]:
+    """Counts of active, blocked and completed sequences, and one line per enrollment (live ones first)."""
+    counts = {s: sum(1 for e in enrollments if e.status is Status(s)) for s in ("active", "blocked", "completed")}
+    order = {Status.ACTIVE: 0, Status.BLOCKED: 1, Status.COMPLETED: 2, Status.STOPPED: 3}
+    lines = [widget_line(e, ruleset.sequences.get(e.sequence))
+             for e in sorted(enrollments, key=lambda e: (order[e.status], e.started_at))]  # fmt: skip
+    return counts, lines

@@ -173,6 +173,9 @@ def build(
             raise HeaderError(repr(name), "is not a header name")
         if name.lower() in _RESERVED or name.lower().startswith(("content-", "resent-")):
             raise HeaderError(name, "is written by build() itself and cannot be an extra header")
+        if not (value.isascii() and value.isprintable()):
+            # our own headers carry ids and names; RFC 2047 words lose spaces around them in some readers
+            raise HeaderError(name, "an extra header takes printable ASCII only")
         msg[name] = _plain(name, value)
 
     msg.set_content(text)

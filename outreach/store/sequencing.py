@@ -113,12 +113,19 @@ class SequenceVerbs:
         return dict(row._mapping) if row else None
 
     async def enrollments(
-        self, *, record_id: str | None = None, sequence: str | None = None, live_only: bool = False
+        self,
+        *,
+        record_id: str | None = None,
+        record_ids: list[str] | None = None,
+        sequence: str | None = None,
+        live_only: bool = False,
     ) -> list[dict[str, Any]]:
         e = tables.enrollments
         query = sa.select(e).order_by(e.c.started_at, e.c.id)
         if record_id is not None:
             query = query.where(e.c.record_id == record_id)
+        if record_ids is not None:
+            query = query.where(e.c.record_id.in_(record_ids))
         if sequence is not None:
             query = query.where(e.c.sequence == sequence)
         if live_only:

@@ -1,0 +1,127 @@
+"""`outreach enroll`, `run --once`, `enrollments`, `preview`, `sequences` and `outbox`, as a rep uses them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from outreach import cli
+from outreach.mail import transport as mail_transport
+from tests.conftest import ROOT
+
+CSV = (
+    "id,type,email,first_name,company,country,owner,source\n"
+    "L1,lead,jo@example.org,Jo,Fjord AS,NO,anna,\n"
+    "L2,lead,kim@example.net,,,DE,ben,\n"
+    "D1,deal,deal@example.com,Dee,,DE,anna,\n"
+)
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch working directory with the example rules and a database; var/outbox lands here."""
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "leads.csv").write_text(CSV, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert run("records", "import", "leads.csv")[0] == 0
+    assert run("apply", "rules")[0] == 0
+    return tmp_path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.main, list(args))
+    return result.exit_code, result.output
+
+
+def test_enroll_says_when_the_first_mail_goes_and_refuses_with_reasons(here: Path) -> None:
+    code, out = run("enroll", "inbound-nurture", "--record", "L1", "--record", "D1", "--record", "X9", "--as", "anna")
+    assert code == 0
+    assert "enrolled L1 (jo@example.org): first mail " in out
+    assert "refused D1: record D1 is a deal; inbound-nurture enrolls lead, contact" in out
+    assert "refused X9: no record 'X9'" in out
+    assert "inbound-nurture: 1 enrolled, 2 refused" in out
+    code, out = run("enroll", "inbound-nurture", "--record", "L1", "--as", "anna")
+    assert code == 1 and "jo@example.org is already active in inbound-nurture" in out
+
+
+def test_a_dry_run_enrolls_no_one(here: Path) -> None:
+    code, out = run("enroll", "inbound-nurture", "--where", "country=DE", "--as", "ben", "--dry-run")
+    assert code == 0 and "would enroll L2" in out and "would enroll D1" not in out
+    assert json.loads(run("enrollments", "list", "--json")[1]) == []
+
+
+def test_enroll_needs_the_applied_version(here: Path) -> None:
+    path = here / "rules" / "sequences" / "inbound-nurture.yaml"
+    path.write_text(path.read_text().replace("2 business days, thread: reply", "3 business days, thread: reply"))
+    code, out = run("enroll", "inbound-nurture", "--record", "L1", "--as", "anna")
+    assert code == 1 and "run `outreach apply` first" in out
+
+
+def test_run_once_sends_into_the_maildir_and_records_show_has_the_widget(here: Path) -> None:
+    run("enroll", "inbound-nurture", "--record", "L1", "--record", "L2", "--as", "anna",
+        "--now", "2026-11-23T19:00:00Z")  # fmt: skip
+    code, out = run("run", "--once", "--now", "2026-11-23T19:00:00Z")  # 20:00 in Berlin: outside the window
+    assert code == 0, out
+    assert not (here / "var" / "outbox").exists()
+    code, out = run("run", "--once", "--now", "2026-11-24T08:00:00Z")  # Tuesday 09:00 in Berlin
+    assert code == 0, out
+    mail = mail_transport.read_all(here / "var" / "outbox")
+    assert [m["To"] for m in mail] == ["jo@example.org"]
+    statuses = {e["record_id"]: (e["status"], e["reason"]) for e in json.loads(run("enrollments", "list", "--json")[1])}
+    assert statuses == {"L1": ("active", None), "L2": ("blocked", "missing merge field record.first_name")}
+    shown = json.loads(run("records", "show", "L1", "--json")[1])
+    assert shown["sequences"]["counts"] == {"active": 1, "blocked": 0, "completed": 0}
+    assert shown["sequences"]["enrollments"][0]["last_step"] == "intro"
+    out = run("records", "show", "L1")[1]
+    assert "sequence mail" in out and "Quick question, Jo" in out
+    cols = json.loads(run("records", "list", "--columns", "running_sequences,next_email", "--json")[1])
+    by_id = {r["id"]: r for r in cols}
+    assert by_id["L1"]["running_sequences"] == ["inbound-nurture"]
+    assert by_id["L1"]["next_email"] == "2026-11-26T08:00:00+00:00"  # 2 business days after Tuesday's intro
+    out = run("outbox", "list")[1]
+    assert "sent" in out and "jo@example.org" in out
+    assert run("run", "--now", "2026-11-24T08:00:00Z")[0] == 2  # --now needs --once
+
+
+def test_stop_and_retry(here: Path) -> None:
+    run("enroll", "inbound-nurture", "--record", "L1", "--as", "anna")
+    code, out = run("enrollments", "stop", "--record", "L1", "--sequence", "inbound-nurture", "--as", "anna")
+    assert code == 0 and "stopped" in out and "stopped by anna" in out
+    code, out = run("enrollments", "retry", "1")
+    assert code == 1 and "is stopped, not blocked" in out
+    code, out = run("enrollments", "stop", "--record", "L1", "--sequence", "inbound-nurture")
+    assert code == 1 and "no such live enrollment" in out
+    code, out = run("enrollments", "stop")
+    assert code == 2
+
+
+def test_preview_shows_every_step_and_a_missing_merge_field(here: Path) -> None:
+    code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
+    assert code == 0, out
+    assert "step 1 intro at Mon 2026-11-23 08:00 UTC" in out and "subject: Quick question, Jo" in out
+    assert "step 2 nudge at Wed 2026-11-25 08:00 UTC" in out and "subject: Re: Quick question, Jo" in out
+    assert "task for anna: Call the lead (call)" in out
+    assert "4 steps, 0 problem(s)" in out
+    code, out = run("preview", "inbound-nurture", "--record", "L2", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
+    assert code == 1 and "BLOCKED: missing merge field record.first_name" in out
+
+
+def test_sequences_list_and_stats(here: Path) -> None:
+    run("enroll", "inbound-nurture", "--record", "L1", "--as", "anna")
+    out = run("sequences", "list")[1]
+    assert "inbound-nurture" in out and "1 active" in out and "welcome" in out
+    stats = json.loads(run("sequences", "stats", "inbound-nurture", "--json")[1])
+    assert stats["enrolled"] == 1 and stats["active"] == 1 and stats["enrolled_by"] == ["anna"]
+    assert stats["steps"] == ["intro", "nudge", "call", "promo"] and stats["reply_rate"] is None
+    run("records", "convert", "L1")
+    stats = json.loads(run("sequences", "stats", "inbound-nurture", "--json")[1])
+    assert stats["stopped"] == 1 and stats["reply_rate"] == 0.0
+
+
+def test_outbox_requeue_refuses_a_message_that_is_not_unknown_or_failed(here: Path) -> None:
+    code, out = run("outbox", "requeue", "99")
+    assert code == 1 and "no message 99 in state unknown or failed" in out
