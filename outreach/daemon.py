@@ -20,6 +20,8 @@ from collections.abc import Callable
 from outreach import plan as plan_module
 from outreach import scheduler as scheduler_module
 from outreach import store as store_module
+from outreach.engine import sequences as seq
+from outreach.mail import links
 from outreach.mail import transport as mail_transport
 from outreach.rules import diagnostics, model
 from outreach.rules import validate as rules_validate
@@ -43,6 +45,23 @@ def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
     if t.type == "maildir":
         return mail_transport.MaildirTransport(t.maildir)
     raise RulesInvalid(f"the {t.type} transport is not built yet; use `transport: {{type: maildir}}`")
+
+
+def unsubscribe_links(ruleset: model.RuleSet) -> Callable[[seq.Enrollment], str | None]:
+    """Signed unsubscribe URLs for sequence mail; none without Settings.tracking and its secret.
+
+    A template that uses {{ unsubscribe_url }} then blocks with "missing merge field
+    unsubscribe_url" (the daemon warns at start), rather than send a link that cannot work.
+    """
+    tracking = ruleset.settings.tracking
+    key = links.secret(tracking)
+    if tracking is None or key is None:
+        if tracking is not None:
+            log.warning(
+                "unsubscribe links cannot be signed: %s is not set", tracking.secret_env or tracking.secret_file
+            )
+        return lambda _e: None
+    return lambda e: links.unsubscribe_url(tracking, key, e.email, f"e{e.id}")
 
 
 class Daemon:
@@ -83,7 +102,9 @@ class Daemon:
         changed = {k: len(v) for k, v in done.items() if v}
         if changed:
             log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
-        self.scheduler = scheduler_module.Scheduler(self.store, ruleset, transport_for(ruleset))
+        self.scheduler = scheduler_module.Scheduler(
+            self.store, ruleset, transport_for(ruleset), unsubscribe_url=unsubscribe_links(ruleset)
+        )
 
     async def reload(self) -> None:
         """SIGHUP: the new rule set replaces the old one only when it is valid."""
