@@ -130,7 +130,12 @@ class Daemon:
         await self.start()
         try:
             while True:
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception:  # the daemon never dies of one tick: it logs and tries again
+                    if once:
+                        raise
+                    log.exception("the tick failed; trying again in %s s", self.tick_seconds)
                 if once:
                     return
                 with contextlib.suppress(TimeoutError):

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+import sqlalchemy as sa
 
 from outreach.engine import sequences as seq
 from outreach.mail import message as mail_message
@@ -23,6 +26,8 @@ from outreach.store import Store, rows
 from outreach.store.sequencing import AlreadyLive, Batch
 
 _ENROLLMENT_FIELDS = {f.name for f in dataclasses.fields(seq.Enrollment)}
+FULL_SCAN_EVERY = dt.timedelta(hours=1)
+log = logging.getLogger("outreach")
 
 
 @dataclasses.dataclass
@@ -81,6 +86,7 @@ class Scheduler:
             (s.name, s.source.hash): s for s in ruleset.sequences.values()
         }
         self._scanned: dict[tuple[str, str], dt.datetime] = {}  # auto-enrollment's last look, per version
+        self._full_scan: dict[tuple[str, str], dt.datetime] = {}  # and its last look at every record
 
     async def version(self, name: str, digest: str) -> model.Sequence | None:
         """The sequence an enrollment runs on: the current one, or a stored older version."""
@@ -127,6 +133,8 @@ class Scheduler:
                 continue
             key = (sequence.name, sequence.source.hash)
             since = self._scanned.get(key)
+            if key not in self._full_scan or now - self._full_scan[key] >= FULL_SCAN_EVERY:
+                since = None  # criteria on time (older_than) change without the record changing
             found = await self.store.auto_enrollment_candidates(
                 sequence.enroll_when, modules=sequence.applies_to, sequence=sequence.name, version=key[1],
                 changed_since=since, now=now, limit=self.batch,
@@ -139,6 +147,8 @@ class Scheduler:
                     report.enrolled += 1
             if len(found) < self.batch:
                 self._scanned[key] = max([now, *(r.updated_at for r in found)])
+                if since is None:
+                    self._full_scan[key] = now
 
     # --- running due steps ----------------------------------------------------------------------
 
@@ -169,7 +179,14 @@ class Scheduler:
                 return 0
             records = await self.store.records_by_id(sorted({r["record_id"] for r in batch.rows}))
             for row in batch.rows:
-                await self._run_one(batch, enrollment_of(row), records.get(row["record_id"]), now, report)
+                e = enrollment_of(row)
+                try:
+                    await self._run_one(batch, e, records.get(row["record_id"]), now, report)
+                except sa.exc.SQLAlchemyError:
+                    raise  # the batch's transaction is gone; the daemon logs it and tries again next tick
+                except Exception as exc:  # one bad enrollment must not stop the others
+                    log.exception("enrollment %s failed", e.id)
+                    await self._block(batch, e, f"internal error: {type(exc).__name__}: {exc}"[:500], now, report)
             return len(batch.rows)
 
     async def _run_one(
@@ -268,7 +285,10 @@ class Scheduler:
         while True:
             claimed = await self.store.claim_outbox(now, self.batch, uuid.uuid4().hex)
             for m in claimed:
-                result = await self.transport.send(m["sender"], [m["recipient"]], m["message"])
+                try:
+                    result = await self.transport.send(m["sender"], [m["recipient"]], m["message"])
+                except Exception as exc:  # a transport bug or a dropped connection: try again later
+                    result = mail_transport.SendResult(False, detail=f"{type(exc).__name__}: {exc}")
                 if result.ok:
                     await self.store.mark_sent(m["id"], now)
                     report.sent += 1

@@ -270,3 +270,41 @@ async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_inv
     finally:
         await d.close()
     assert len(mail_transport.read_all(tmp_path / "out")) == 2
+
+
+async def test_one_enrollment_that_fails_is_blocked_and_the_others_go_on(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world
+    bad = await enroll(w, "L1", MONDAY)
+    good = await enroll(w, "W1", MONDAY)
+    real = seq.decide
+
+    def decide(e: seq.Enrollment, *args: object, **kwargs: object) -> seq.Decision:
+        if e.id == bad.id:
+            raise RuntimeError("a bug")
+        return real(e, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seq, "decide", decide)
+    report = await w.scheduler.tick(MONDAY)
+    assert report.sent == 1 and report.blocked == 1
+    assert await status(w, bad.id) == ("blocked", "internal error: RuntimeError: a bug", 0)
+    assert (await status(w, good.id))[0] == "active"
+
+
+class BrokenTransport:
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> mail_transport.SendResult:
+        raise ConnectionResetError("the relay hung up")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_transport_that_raises_defers_the_message(world: World) -> None:
+    w = world
+    w.scheduler.transport = BrokenTransport()
+    await enroll(w, "L1", MONDAY)
+    report = await w.scheduler.tick(MONDAY)
+    assert report.deferred == 1
+    (m,) = await w.store.outbox()
+    assert m["state"] == "deferred" and "ConnectionResetError: the relay hung up" in m["last_error"]

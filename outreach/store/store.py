@@ -227,7 +227,7 @@ class Store(sequencing.SequenceVerbs):
             .limit(limit)
         )  # fmt: skip
         if changed_since is not None:
-            query = query.where(r.c.updated_at > changed_since)
+            query = query.where(r.c.updated_at >= changed_since)
         async with self.engine.connect() as conn:
             return [self._record(row) for row in await conn.execute(query)]
 
