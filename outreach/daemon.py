@@ -33,6 +33,10 @@ class RulesInvalid(Exception):
     pass
 
 
+class NotBuilt(Exception):
+    """A part of the rules asks for something this version cannot do yet."""
+
+
 def load(rules_dir: str, now: dt.datetime) -> model.RuleSet:
     result = rules_validate.validate([rules_dir], now=now)
     if result.ruleset is None:
@@ -44,7 +48,7 @@ def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
     t = ruleset.settings.transport
     if t.type == "maildir":
         return mail_transport.MaildirTransport(t.maildir)
-    raise RulesInvalid(f"the {t.type} transport is not built yet; use `transport: {{type: maildir}}`")
+    raise NotBuilt(f"the {t.type} transport is not built yet; use `transport: {{type: maildir}}`")
 
 
 def unsubscribe_links(ruleset: model.RuleSet) -> Callable[[seq.Enrollment], str | None]:
@@ -87,6 +91,7 @@ class Daemon:
     async def start(self) -> None:
         now = self.clock()
         ruleset = load(self.rules_dir, now)
+        transport_for(ruleset)  # before anything changes: refuse a transport that cannot run
         url = store_module.resolve_url(self.db_url, os.environ, ruleset.settings.database_url)
         self.store = await store_module.Store.open(url, fields=ruleset.settings.fields)
         self.store.hold_single_daemon()
@@ -111,8 +116,9 @@ class Daemon:
         now = self.clock()
         try:
             ruleset = load(self.rules_dir, now)
+            transport_for(ruleset)
             await self._apply(ruleset, now)
-        except RulesInvalid as exc:
+        except (RulesInvalid, NotBuilt) as exc:
             log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
 
     async def tick(self) -> scheduler_module.TickReport:
@@ -164,15 +170,16 @@ class Daemon:
 
 async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, now: dt.datetime | None = None) -> int:
     """Run until stopped; with `now` (only with `once`) the tick runs at that time instead of the clock's."""
-    daemon = Daemon(rules_dir, db_url, tick=tick) if now is None else \
-        Daemon(rules_dir, db_url, tick=tick, clock=lambda: now)  # fmt: skip
+    at = now.astimezone(dt.UTC) if now is not None else None
+    daemon = Daemon(rules_dir, db_url, tick=tick) if at is None else \
+        Daemon(rules_dir, db_url, tick=tick, clock=lambda: at)  # fmt: skip
     daemon.install_signals()
     try:
         await daemon.run(once=once)
     except RulesInvalid as exc:
         print(f"{exc}\noutreach: {rules_dir} is not valid; not starting", file=sys.stderr)
         return 1
-    except store_module.StoreError as exc:
+    except (store_module.StoreError, NotBuilt) as exc:
         print(f"outreach: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -124,9 +124,10 @@ class Scheduler:
         return dataclasses.replace(planned, id=new_id)
 
     async def auto_enroll(self, now: dt.datetime, report: TickReport) -> None:
-        """Enroll records matching a sequence's `enroll_when`, once per record and sequence version.
+        """Enroll records matching a sequence's `enroll_when`, once per record and sequence.
 
-        They are enrolled as their owner (a record without an owner is left out).
+        An edited sequence does not enroll again those who had it. They are enrolled
+        as their owner (a record without an owner is left out).
         """
         for sequence in self.ruleset.sequences.values():
             if sequence.enroll_when is None:
@@ -136,7 +137,7 @@ class Scheduler:
             if key not in self._full_scan or now - self._full_scan[key] >= FULL_SCAN_EVERY:
                 since = None  # criteria on time (older_than) change without the record changing
             found = await self.store.auto_enrollment_candidates(
-                sequence.enroll_when, modules=sequence.applies_to, sequence=sequence.name, version=key[1],
+                sequence.enroll_when, modules=sequence.applies_to, sequence=sequence.name,
                 changed_since=since, now=now, limit=self.batch,
             )  # fmt: skip
             for record in found:
@@ -234,6 +235,8 @@ class Scheduler:
             report.tasks += 1
         elif isinstance(decision, seq.Block):
             await self._block(batch, e, decision.reason, now, report)
+        elif isinstance(decision, seq.Wait) and decision.until is not None:
+            await batch.save(columns_of(dataclasses.replace(e, next_due_at=decision.until)))
         elif isinstance(decision, seq.Complete):
             await batch.save(columns_of(dataclasses.replace(e, status=seq.Status.COMPLETED, ended_at=now,
                                                             next_due_at=None)))  # fmt: skip

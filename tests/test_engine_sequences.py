@@ -225,3 +225,11 @@ def test_a_template_with_an_unsubscribe_link_needs_one(rules: model.RuleSet, nur
     assert seq.decide(e, nurture, JO, rules, utc("2026-11-23T08:00:00")) == seq.Block(
         "missing merge field unsubscribe_url"
     )
+
+
+def test_a_step_run_after_the_window_closed_waits_for_it_to_open(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00")  # due Monday 09:00 Berlin
+    late = utc("2026-11-23T17:30:00")  # the daemon was down until 18:30 Berlin
+    assert seq.decide(e, nurture, JO, rules, late) == seq.Wait(utc("2026-11-24T07:00:00"))  # Tuesday 08:00 Berlin
+    retried = seq.retry(seq.block(e, "x"), utc("2026-11-28T22:00:00"))  # retried on a Saturday night
+    assert seq.decide(retried, nurture, JO, rules, utc("2026-11-28T22:00:00")) == seq.Wait(utc("2026-11-30T07:00:00"))

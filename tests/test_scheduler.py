@@ -308,3 +308,18 @@ async def test_a_transport_that_raises_defers_the_message(world: World) -> None:
     assert report.deferred == 1
     (m,) = await w.store.outbox()
     assert m["state"] == "deferred" and "ConnectionResetError: the relay hung up" in m["last_error"]
+
+
+async def test_an_edited_sequence_does_not_enroll_again_those_who_had_it(world: World, tmp_path: Path) -> None:
+    w = world
+    await w.store.set_fields("W1", {"source": "website"}, now=MONDAY)
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=1))).enrolled == 1
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    path = rules / "sequences" / "welcome.yaml"
+    path.write_text(path.read_text().replace("wait: 3 days", "wait: 4 days"))
+    edited = ruleset(rules)
+    await w.store.apply_definitions(plan.wanted(edited), now=MONDAY + dt.timedelta(hours=1))
+    w.scheduler = scheduler.Scheduler(w.store, edited, w.scheduler.transport)
+    assert (await w.scheduler.tick(MONDAY + dt.timedelta(hours=2))).enrolled == 0
+    assert len(w.mail()) == 1  # one welcome, not two

@@ -46,6 +46,8 @@ def test_enroll_says_when_the_first_mail_goes_and_refuses_with_reasons(here: Pat
     assert "inbound-nurture: 1 enrolled, 2 refused" in out
     code, out = run("enroll", "inbound-nurture", "--record", "L1", "--as", "anna")
     assert code == 1 and "jo@example.org is already active in inbound-nurture" in out
+    code, out = run("enroll", "inbound-nurture", "--record", "L2", "--as", "zoe")
+    assert code == 2 and "no user 'zoe'" in out
 
 
 def test_a_dry_run_enrolls_no_one(here: Path) -> None:
@@ -95,19 +97,31 @@ def test_stop_and_retry(here: Path) -> None:
     assert code == 1 and "is stopped, not blocked" in out
     code, out = run("enrollments", "stop", "--record", "L1", "--sequence", "inbound-nurture")
     assert code == 1 and "no such live enrollment" in out
+    code, out = run("enrollments", "stop", "1", "--as", "anna")
+    assert code == 1 and "enrollment 1 is stopped already; nothing to stop" in out
+    code, out = run("enrollments", "stop", "1", "--as", "zoe")
+    assert code == 2 and "no user 'zoe'" in out
     code, out = run("enrollments", "stop")
     assert code == 2
 
 
-def test_preview_shows_every_step_and_a_missing_merge_field(here: Path) -> None:
+def test_preview_shows_every_step_and_a_missing_merge_field(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
+    assert code == 1 and "BLOCKED: missing merge field unsubscribe_url" in out  # no secret to sign the link with
+    monkeypatch.setenv("OUTREACH_SECRET", "preview-secret")
     code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
     assert code == 0, out
     assert "step 1 intro at Mon 2026-11-23 08:00 UTC" in out and "subject: Quick question, Jo" in out
     assert "step 2 nudge at Wed 2026-11-25 08:00 UTC" in out and "subject: Re: Quick question, Jo" in out
     assert "task for anna: Call the lead (call)" in out
     assert "4 steps, 0 problem(s)" in out
+    assert "Unsubscribe: https://t.example.com/u/" in out
     code, out = run("preview", "inbound-nurture", "--record", "L2", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
     assert code == 1 and "BLOCKED: missing merge field record.first_name" in out
+    code, out = run("preview", "inbound-nurture", "--record", "D1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
+    assert code == 1 and "would be refused: record D1 is a deal" in out
+    code, out = run("preview", "inbound-nurture", "--record", "L1", "--start", "tomorrow")
+    assert code == 2 and "--start" in out
 
 
 def test_sequences_list_and_stats(here: Path) -> None:
@@ -119,7 +133,7 @@ def test_sequences_list_and_stats(here: Path) -> None:
     assert stats["steps"] == ["intro", "nudge", "call", "promo"] and stats["reply_rate"] is None
     run("records", "convert", "L1")
     stats = json.loads(run("sequences", "stats", "inbound-nurture", "--json")[1])
-    assert stats["stopped"] == 1 and stats["reply_rate"] == 0.0
+    assert stats["stopped"] == 1 and stats["reply_rate"] is None  # a conversion is neither a reply nor the end
 
 
 def test_outbox_requeue_refuses_a_message_that_is_not_unknown_or_failed(here: Path) -> None:

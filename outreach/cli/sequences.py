@@ -49,6 +49,11 @@ def run(once: bool, tick: float, at: str | None, rules_dir: str, db_url: str | N
     sys.exit(asyncio.run(daemon_module.serve(rules_dir, db_url, once=once, tick=tick, now=now)))
 
 
+def _check_user(ruleset: model.RuleSet, user: str | None) -> None:
+    if user is not None and user not in ruleset.settings.users:
+        raise click.BadParameter(f"no user {user!r} (users: {', '.join(ruleset.settings.users)})", param_hint="--as")
+
+
 def _applied_sequence(ruleset: model.RuleSet, name: str, applied: dict[tuple[str, str], Any]) -> model.Sequence:
     if name not in ruleset.sequences:
         raise click.BadParameter(f"no sequence {name!r} (sequences: {', '.join(ruleset.sequences) or 'none'})",
@@ -94,6 +99,7 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
     if not (record_ids or view_name or where_pairs):
         raise click.UsageError("say whom to enroll: --record ID, --view NAME or --where FIELD=VALUE")
     ruleset = options.load_rules(rules_dir)
+    _check_user(ruleset, as_user)
     now = options.parse_when(at, now_=options.now()) if at else options.now()
     where = _where(where_pairs, ruleset.settings)
     if view_name is not None:
@@ -171,7 +177,7 @@ def _json(value: object) -> object:
 def _enrollment_line(e: dict[str, Any]) -> str:
     state = e["status"]
     if state == "active":
-        detail = "waiting for its task" if e["awaiting_task"] else f"next send {_when(e['next_due_at'])}"
+        detail = "waiting for its task" if e["awaiting_task"] else f"next step {_when(e['next_due_at'])}"
     elif state == "completed":
         detail = f"completed {_when(e['ended_at'])}, {e['steps_done']} steps done"
     else:
@@ -192,6 +198,7 @@ def enrollments_stop(enrollment_id: int | None, record_id: str | None, sequence_
     if enrollment_id is None and not (record_id and sequence_name):
         raise click.UsageError("give an ENROLLMENT_ID, or --record ID --sequence NAME")
     ruleset = options.load_rules(rules_dir)
+    _check_user(ruleset, as_user)
     now = options.now()
     reason = f"stopped by {as_user}" if as_user else "stopped by hand"
 
@@ -203,6 +210,9 @@ def enrollments_stop(enrollment_id: int | None, record_id: str | None, sequence_
             rows_ = await store.enrollments(record_id=record_id, sequence=sequence_name, live_only=True)
         if not rows_:
             raise NotFound("no such live enrollment")
+        ended = [r for r in rows_ if r["status"] not in seq.LIVE]
+        if ended:
+            raise StoreError(f"enrollment {ended[0]['id']} is {ended[0]['status']} already; nothing to stop")
         out = []
         for row in rows_:
             stopped = seq.stop(scheduler_module.enrollment_of(row), reason, now)
@@ -261,10 +271,28 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
     if sequence_name not in ruleset.sequences:
         raise click.BadParameter(f"no sequence {sequence_name!r}", param_hint="SEQUENCE")
     sequence = ruleset.sequences[sequence_name]
-    now = options.parse_when(start, now_=options.now()) if start else options.now()
-    record = options.on_store(db_url, ruleset, lambda s: s.get_record(record_id))
+    try:
+        now = options.parse_when(start, now_=options.now()) if start else options.now()
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="--start") from None
+    _check_user(ruleset, as_user)
+
+    async def facts(store: Store) -> tuple[Any, str | None]:
+        record = await store.get_record(record_id)
+        email = record.email or ""
+        refused = seq.refusal(
+            scheduler_module.recipient_of(record), sequence,
+            live_in_sequence=bool(email) and await store.live_in_sequence(email, sequence_name),
+            unsubscribed_at=await store.unsubscribed_at(email) if email else None,
+        )  # fmt: skip
+        return record, refused
+
+    record, refused = options.on_store(db_url, ruleset, facts)
+    if refused:
+        click.echo(f"enrolling {record_id} would be refused: {refused}")
     who = scheduler_module.recipient_of(record)
     user = as_user or record.owner or ""
+    links = daemon_module.unsubscribe_links(ruleset)
     e = dataclasses.replace(seq.enroll(0, dataclasses.replace(who, email=who.email or "-"), sequence,
                                        ruleset.settings, enrolled_by=user, now=now), email=who.email or "")  # fmt: skip
     problems = 0
@@ -272,7 +300,7 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
         assert e.next_due_at is not None
         at = e.next_due_at
         step = sequence.steps[e.step_index]
-        decision = seq.decide(e, sequence, who, ruleset, at, unsubscribe_url="https://…/unsubscribe")
+        decision = seq.decide(e, sequence, who, ruleset, at, unsubscribe_url=links(e))
         click.echo(f"\nstep {e.step_index + 1} {step.id} at {at.strftime('%a %Y-%m-%d %H:%M UTC')}")
         if isinstance(decision, seq.SendEmail):
             click.echo(f"  email from {decision.sender.name} <{decision.sender.email}> to {decision.to}")
@@ -289,8 +317,12 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
             problems += 1
             click.echo(f"  BLOCKED: {decision.reason}")
             e = seq.after_step(e, sequence, who, ruleset.settings, at)
+        elif isinstance(decision, seq.Wait) and decision.until is not None:
+            e = dataclasses.replace(e, next_due_at=decision.until)  # outside the send window: later
+            continue
         else:
             break
+    problems += bool(refused)
     click.echo(f"\n{sequence_name} for {record_id}: {len(sequence.steps)} steps, {problems} problem(s)")
     sys.exit(1 if problems else 0)
 
@@ -310,7 +342,7 @@ async def _stats(store: Store, name: str) -> dict[str, Any]:
     rows_ = await store.enrollments(sequence=name)
     by = {s: sum(1 for r in rows_ if r["status"] == s) for s in ("active", "blocked", "completed", "stopped")}
     replied = sum(1 for r in rows_ if r["status"] == "stopped" and r["reason"] == "replied")
-    ended = by["completed"] + by["stopped"]
+    ended = by["completed"] + replied  # who got to the end, or replied on the way (as Zendesk Sell counts)
     return {"sequence": name, "enrolled": len(rows_), **by, "replied": replied,
             "reply_rate": round(replied / ended, 3) if ended else None,
             "enrolled_by": sorted({r["enrolled_by"] for r in rows_})}  # fmt: skip
@@ -338,7 +370,7 @@ def sequences_list(rules_dir: str, db_url: str | None) -> None:
 @options.rules_option
 @options.db_option
 def sequences_stats(name: str, as_json: bool, rules_dir: str, db_url: str | None) -> None:
-    """Active, completed, reply rate (replies among ended enrollments, with the count), enrolled, steps."""
+    """Active, completed, reply rate (repliers among those who completed or replied, with the count), enrolled, steps."""
     ruleset = options.load_rules(rules_dir)
     if name not in ruleset.sequences:
         raise click.BadParameter(f"no sequence {name!r}", param_hint="NAME")

@@ -221,6 +221,11 @@ def decide(
             due_at = calendar.add_wait(now, due, cal, zone(recipient, sequence, settings)) if due.is_business \
                 else now + due.as_timedelta()  # fmt: skip
         return CreateTask(step, step.task or "", step.task_type, due_at, sender.id)
+    window_opens = calendar.next_send_time(
+        now, settings.calendar(sequence.calendar), zone(recipient, sequence, settings)
+    )
+    if window_opens > now:  # due inside the window but run after it closed, or retried at night
+        return Wait(window_opens)
     template = ruleset.templates.get(step.template or "")
     if template is None:
         return Block(f"template {step.template!r} no longer exists")

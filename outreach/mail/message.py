@@ -181,6 +181,8 @@ def build(
     msg.set_content(text)
     if html is not None:
         msg.add_alternative(html, subtype="html")
+        for part in msg.iter_parts():
+            del part["MIME-Version"]  # belongs to the message, not to its parts
         # The generator would pick a random boundary; one made from the content keeps build() pure. "=_" never
         # occurs in quoted-printable or base64, and a 7-bit part could only contain it by inverting sha256.
         digest = hashlib.sha256("\0".join((message_id, text, html)).encode()).hexdigest()

@@ -141,15 +141,6 @@ class SequenceVerbs:
             if event is not None and now is not None:
                 await insert_event(conn, values["record_id"], event[0], now, event[1], source)
 
-    async def enrolled_versions(self, sequence: str, version: str, record_ids: list[str]) -> set[str]:
-        """Which of these records were ever enrolled in this version of the sequence (auto-enrollment runs once)."""
-        e = tables.enrollments
-        query = sa.select(e.c.record_id).where(
-            e.c.sequence == sequence, e.c.sequence_hash == version, e.c.record_id.in_(record_ids)
-        )
-        async with self.engine.connect() as conn:
-            return {r[0] for r in await conn.execute(query)}
-
     # --- events that halt --------------------------------------------------------------------------
 
     async def record_event(

@@ -208,17 +208,18 @@ class Store(sequencing.SequenceVerbs):
         *,
         modules: tuple[str, ...],
         sequence: str,
-        version: str,
         changed_since: dt.datetime | None,
         now: dt.datetime,
         limit: int,
     ) -> list[rows.Record]:
-        """Live records with an email that match, of the given types, never enrolled in this version.
+        """Live records with an email that match, of the given types, never enrolled in this sequence.
 
-        With `changed_since`, only records updated after it (the scheduler's last look).
+        Never: not in this version nor an earlier one, so that editing a sequence does
+        not send it again to people who had it. With `changed_since`, only records
+        updated since then (the scheduler's last look).
         """
         r, e = tables.records, tables.enrollments
-        enrolled = sa.exists().where(e.c.record_id == r.c.id, e.c.sequence == sequence, e.c.sequence_hash == version)
+        enrolled = sa.exists().where(e.c.record_id == r.c.id, e.c.sequence == sequence)
         query = (
             sa.select(r)
             .where(sql_criteria.compile_criteria(where, self.fields, now), r.c.type.in_(modules),
