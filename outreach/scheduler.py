@@ -129,10 +129,16 @@ class Scheduler:
         An edited sequence does not enroll again those who had it. They are enrolled
         as their owner (a record without an owner is left out).
         """
-        for sequence in self.ruleset.sequences.values():
-            if sequence.enroll_when is None:
-                continue
+        automatic = [s for s in self.ruleset.sequences.values() if s.enroll_when is not None]
+        if not automatic:
+            return
+        changed = await self.store.last_record_change()
+        for sequence in automatic:
+            assert sequence.enroll_when is not None
             key = (sequence.name, sequence.source.hash)
+            full_due = key not in self._full_scan or now - self._full_scan[key] >= FULL_SCAN_EVERY
+            if not full_due and (changed is None or changed < self._scanned.get(key, now)):
+                continue  # no record changed since the last look
             since = self._scanned.get(key)
             if key not in self._full_scan or now - self._full_scan[key] >= FULL_SCAN_EVERY:
                 since = None  # criteria on time (older_than) change without the record changing

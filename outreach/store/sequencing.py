@@ -190,6 +190,13 @@ class SequenceVerbs:
             rows = [dict(r._mapping) for r in await conn.execute(query)]
             yield Batch(conn, rows)
 
+    async def last_record_change(self) -> dt.datetime | None:
+        """When a record was last changed (an index lookup): auto-enrollment need not look before then."""
+        r = tables.records
+        async with self.engine.connect() as conn:
+            value: dt.datetime | None = (await conn.execute(sa.select(sa.func.max(r.c.updated_at)))).scalar()
+        return value
+
     async def next_due(self) -> dt.datetime | None:
         """When the next active enrollment is due (the loop may sleep until then)."""
         e = tables.enrollments
@@ -204,7 +211,7 @@ class SequenceVerbs:
         query = (
             sa.select(e, t.c.completed_at.label("task_completed_at"))
             .join(t, sa.and_(t.c.enrollment_id == e.c.id, t.c.step_id.is_not(None)))
-            .where(e.c.status == "active", e.c.awaiting_task.is_(True), t.c.completed_at.is_not(None))
+            .where(e.c.awaiting_task == sa.true(), e.c.status == "active", t.c.completed_at.is_not(None))
             .limit(limit)
         )
         async with self.engine.connect() as conn:

@@ -120,6 +120,7 @@ enrollments = sa.Table(
     sa.Column("thread_subject", sa.String(1000)),
     sa.Column("awaiting_task", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(None, "status", "next_due_at"),
+    sa.Index(None, "awaiting_task", "status"),  # task steps waiting: found without reading every enrollment
     sa.Index(None, "record_id"),
     sa.Index(None, "sequence", "status"),
     # one live enrollment per address and sequence
