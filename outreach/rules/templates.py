@@ -166,10 +166,3 @@ def problems(analysis: Analysis, record_fields: frozenset[str] | None) -> list[T
 def check(source: str, record_fields: frozenset[str] | None) -> list[TemplateProblem]:
     """Syntax errors, unknown merge names, filters and tests in one template text."""
     return problems(analyze(source), record_fields)
-
-
-def merge_fields(source: str) -> set[str]:
-    """The dotted merge names a template uses (`record.first_name`, `unsubscribe_url`)."""
-    a = analyze(source)
-    used = {f"{obj}.{attr}" for obj, attr, _ in a.attributes if obj in TOP_LEVEL}
-    return used | ({"unsubscribe_url"} & {n for n, _ in a.names})

@@ -197,14 +197,6 @@ class SequenceVerbs:
             value: dt.datetime | None = (await conn.execute(sa.select(sa.func.max(r.c.updated_at)))).scalar()
         return value
 
-    async def next_due(self) -> dt.datetime | None:
-        """When the next active enrollment is due (the loop may sleep until then)."""
-        e = tables.enrollments
-        query = sa.select(sa.func.min(e.c.next_due_at)).where(e.c.status == "active", e.c.awaiting_task.is_(False))
-        async with self.engine.connect() as conn:
-            value: dt.datetime | None = (await conn.execute(query)).scalar()
-        return value
-
     async def finished_step_tasks(self, limit: int) -> list[tuple[dict[str, Any], dt.datetime]]:
         """Enrollments waiting on a task step whose task is now completed, with when it was."""
         e, t = tables.enrollments, tables.tasks
