@@ -187,12 +187,14 @@ class Scheduler:
             records = await self.store.records_by_id(sorted({r["record_id"] for r in batch.rows}))
             for row in batch.rows:
                 e = enrollment_of(row)
+                mark = (len(batch.saves), len(batch.messages), len(batch.events))
                 try:
                     await self._run_one(batch, e, records.get(row["record_id"]), now, report)
                 except sa.exc.SQLAlchemyError:
                     raise  # the batch's transaction is gone; the daemon logs it and tries again next tick
                 except Exception as exc:  # one bad enrollment must not stop the others
                     log.exception("enrollment %s failed", e.id)
+                    del batch.saves[mark[0] :], batch.messages[mark[1] :], batch.events[mark[2] :]
                     await self._block(batch, e, f"internal error: {type(exc).__name__}: {exc}"[:500], now, report)
             return len(batch.rows)
 
@@ -213,7 +215,7 @@ class Scheduler:
             except mail_message.HeaderError as exc:
                 await self._block(batch, e, str(exc), now, report)
                 return
-            outbox_id = await batch.enqueue({
+            await batch.enqueue({
                 "enrollment_id": e.id, "record_id": e.record_id, "template": decision.step.template,
                 "step_id": decision.step.id, "sender": decision.sender.email, "recipient": decision.to,
                 "subject": decision.rendered.subject, "message_id": message_id, "message": data, "state": "queued",
@@ -221,7 +223,7 @@ class Scheduler:
             })  # fmt: skip
             await batch.event(e.record_id, "sequence_email", now, {
                 "sequence": e.sequence, "step": decision.step.id, "subject": decision.rendered.subject,
-                "outbox": outbox_id, "enrollment": e.id,
+                "message_id": message_id, "enrollment": e.id,
             })  # fmt: skip
             done = seq.after_step(e, sequence, who, self.ruleset.settings, now, message_id=message_id,
                                   subject=decision.rendered.subject)  # fmt: skip

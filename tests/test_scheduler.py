@@ -323,3 +323,19 @@ async def test_an_edited_sequence_does_not_enroll_again_those_who_had_it(world: 
     w.scheduler = scheduler.Scheduler(w.store, edited, w.scheduler.transport)
     assert (await w.scheduler.tick(MONDAY + dt.timedelta(hours=2))).enrolled == 0
     assert len(w.mail()) == 1  # one welcome, not two
+
+
+async def test_an_enrollment_that_fails_half_way_leaves_no_message_behind(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world
+    e = await enroll(w, "L1", MONDAY)
+
+    def after_step(*args: object, **kwargs: object) -> seq.Enrollment:
+        raise RuntimeError("after the message was queued")
+
+    monkeypatch.setattr(seq, "after_step", after_step)
+    report = await w.scheduler.tick(MONDAY)
+    assert report.blocked == 1 and report.sent == 0
+    assert await w.store.outbox() == [] and w.mail() == []
+    assert (await status(w, e.id))[1] == "internal error: RuntimeError: after the message was queued"

@@ -47,26 +47,53 @@ async def halt_record(conn: AsyncConnection, record_id: str, reason: str, now: d
 
 @dataclasses.dataclass
 class Batch:
-    """Due enrollments claimed in one transaction, and the writes that apply the engine's decisions to them."""
+    """Due enrollments claimed in one transaction, and the writes that apply the engine's decisions to them.
+
+    Enrollment updates, outbox messages and events are collected and written with
+    one statement each at `flush` (per-row statements cost more than SQLite's own
+    work); tasks are written at once, since their ids go into events.
+    """
 
     conn: AsyncConnection
     rows: list[dict[str, Any]]
+    saves: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     async def save(self, values: Mapping[str, Any]) -> None:
-        e = tables.enrollments
-        data = {k: v for k, v in values.items() if k != "id" and k in e.c}
-        await self.conn.execute(sa.update(e).where(e.c.id == values["id"]).values(**data))
+        self.saves.append({k: v for k, v in values.items() if k in tables.enrollments.c})
 
-    async def enqueue(self, message: Mapping[str, Any]) -> int:
-        result = await self.conn.execute(sa.insert(tables.outbox).values(**message))
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+    async def enqueue(self, message: Mapping[str, Any]) -> None:
+        self.messages.append(dict(message))
 
     async def add_task(self, values: Mapping[str, Any]) -> int:
         result = await self.conn.execute(sa.insert(tables.tasks).values(**values))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     async def event(self, record_id: str, kind: str, at: dt.datetime, data: Mapping[str, Any]) -> None:
-        await insert_event(self.conn, record_id, kind, at, data, "engine")
+        self.events.append({"record_id": record_id, "kind": kind, "at": at, "data": dict(data), "source": "engine"})
+
+    async def flush(self) -> None:
+        e = tables.enrollments
+        for shape, group in _by_shape(self.saves).items():
+            columns = [c for c in shape if c != "id"]
+            statement = (
+                sa.update(e).where(e.c.id == sa.bindparam("b_id")).values({c: sa.bindparam(f"b_{c}") for c in columns})
+            )
+            await self.conn.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in group])
+        for group in _by_shape(self.messages).values():
+            await self.conn.execute(sa.insert(tables.outbox), group)
+        if self.events:
+            await self.conn.execute(sa.insert(tables.events), self.events)
+        self.saves, self.messages, self.events = [], [], []
+
+
+def _by_shape(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Rows grouped by their keys: one executemany needs one shape."""
+    out: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(tuple(sorted(row)), []).append(row)
+    return out
 
 
 class SequenceVerbs:
@@ -137,7 +164,9 @@ class SequenceVerbs:
                               now: dt.datetime | None = None, source: str = "cli") -> None:  # fmt: skip
         """Write an enrollment's new state, with an event on its record when given."""
         async with self.engine.begin() as conn:
-            await Batch(conn, []).save(values)
+            batch = Batch(conn, [])
+            await batch.save(values)
+            await batch.flush()
             if event is not None and now is not None:
                 await insert_event(conn, values["record_id"], event[0], now, event[1], source)
 
@@ -188,7 +217,9 @@ class SequenceVerbs:
             query = query.with_for_update(skip_locked=True)
         async with self.engine.begin() as conn:
             rows = [dict(r._mapping) for r in await conn.execute(query)]
-            yield Batch(conn, rows)
+            batch = Batch(conn, rows)
+            yield batch
+            await batch.flush()
 
     async def last_record_change(self) -> dt.datetime | None:
         """When a record was last changed (an index lookup): auto-enrollment need not look before then."""
