@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import click
 
+from outreach import records as import_files
 from outreach import store as store_module
-from outreach.rules import diagnostics, model, timing
+from outreach.rules import criteria, diagnostics, model, timing
 from outreach.rules import validate as rules_validate
 
 T = TypeVar("T")
@@ -110,3 +112,34 @@ def on_store(
         return run(go())
     except store_module.StoreError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def when(value: dt.datetime | None) -> str:
+    """A time as the tables show it."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def dumps(value: object) -> str:
+    """JSON for the --json options (datetimes as ISO text)."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=2)
+
+
+def where_from_pairs(pairs: Sequence[str], settings: model.Settings) -> criteria.Criteria | None:
+    """--where FIELD=VALUE options as criteria (equality, values typed like CSV cells)."""
+    leaves: list[criteria.Criteria] = []
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or field not in settings.fields:
+            raise click.BadParameter(f"{pair!r}: use FIELD=VALUE with a known field", param_hint="--where")
+        try:
+            value = import_files.convert_text(settings.fields[field], text)
+        except ValueError as exc:
+            raise click.BadParameter(f"{pair!r}: {exc}", param_hint="--where") from None
+        leaves.append(criteria.Leaf(field, criteria.Op.EQ, value))
+    return criteria.All(tuple(leaves)) if leaves else None

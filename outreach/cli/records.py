@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -14,22 +13,8 @@ from outreach import records as import_files
 from outreach import scheduler
 from outreach.cli import options
 from outreach.engine import sequences as seq
-from outreach.rules import criteria, model
+from outreach.rules import criteria
 from outreach.store import Store, rows
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=2)
-
-
-def _when(value: dt.datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
 @click.group()
@@ -121,20 +106,6 @@ def _count_rows(path: str) -> int | None:
     return max(lines - (1 if path.endswith(".csv") else 0), 0)
 
 
-def _where(pairs: Sequence[str], settings: model.Settings) -> criteria.Criteria | None:
-    leaves: list[criteria.Criteria] = []
-    for pair in pairs:
-        field, sep, text = pair.partition("=")
-        if not sep or field not in settings.fields:
-            raise click.BadParameter(f"{pair!r}: use FIELD=VALUE with a known field", param_hint="--where")
-        try:
-            value = import_files.convert_text(settings.fields[field], text)
-        except ValueError as exc:
-            raise click.BadParameter(f"{pair!r}: {exc}", param_hint="--where") from None
-        leaves.append(criteria.Leaf(field, criteria.Op.EQ, value))
-    return criteria.All(tuple(leaves)) if leaves else None
-
-
 @records.command("list")
 @click.option(
     "--where",
@@ -171,7 +142,7 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
         raise click.BadParameter(f"unknown column(s) {', '.join(sorted(unknown))} "
                                  f"(columns: {', '.join(_SEQUENCE_COLUMNS)})", param_hint="--columns")  # fmt: skip
     ruleset = options.load_rules(rules_dir)
-    where = _where(where_pairs, ruleset.settings)
+    where = options.where_from_pairs(where_pairs, ruleset.settings)
     if view_name is not None:
         if view_name not in ruleset.views:
             raise click.BadParameter(f"no view {view_name!r} (views: {', '.join(ruleset.views) or 'none'})",
@@ -188,7 +159,7 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
     found, enrolled = options.on_store(db_url, ruleset, go)
     by_record: dict[str, dict[str, Any]] = {}
     for r in found:
-        mine = [_enrollment(e) for e in enrolled if e["record_id"] == r.id]
+        mine = [scheduler.enrollment_of(e) for e in enrolled if e["record_id"] == r.id]
         _counts, lines = seq.widget(mine, ruleset)
         nexts = [line.next_email for line in lines if line.next_email is not None]
         by_record[r.id] = {
@@ -197,7 +168,7 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
             "next_email": min(nexts) if nexts else None,
         }
     if as_json:
-        click.echo(_dumps([{**r.as_dict(), **{c: by_record[r.id][c] for c in extra}} for r in found]))
+        click.echo(options.dumps([{**r.as_dict(), **{c: by_record[r.id][c] for c in extra}} for r in found]))
         return
     from rich.console import Console
     from rich.table import Table
@@ -206,8 +177,10 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
     for col in ("id", "type", "email", "owner", "stage", "in stage since", *(c.replace("_", " ") for c in extra)):
         table.add_column(col, overflow="fold")
     for r in found:
-        cells = [", ".join(v) if isinstance(v, list) else _when(v) for v in (by_record[r.id][c] for c in extra)]
-        table.add_row(r.id, r.type, r.email or "", r.owner or "", r.stage or "", _when(r.stage_entered_at), *cells)
+        cells = [", ".join(v) if isinstance(v, list) else options.when(v) for v in (by_record[r.id][c] for c in extra)]
+        table.add_row(
+            r.id, r.type, r.email or "", r.owner or "", r.stage or "", options.when(r.stage_entered_at), *cells
+        )
     Console().print(table)
 
 
@@ -234,9 +207,9 @@ def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> N
                 await store.enrollments(record_id=record_id))  # fmt: skip
 
     record, tasks_, events, enrolled = options.on_store(db_url, ruleset, go)
-    counts, lines = seq.widget([_enrollment(e) for e in enrolled], ruleset)
+    counts, lines = seq.widget([scheduler.enrollment_of(e) for e in enrolled], ruleset)
     if as_json:
-        click.echo(_dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
+        click.echo(options.dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
                            "sequences": {"counts": counts, "enrollments": [
                                {**line.__dict__, "status": str(line.status)} for line in lines]},
                            "activity": [e.__dict__ for e in events]}))  # fmt: skip
@@ -248,14 +221,14 @@ def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> N
     fields = Table(title=f"record {record.id}", show_header=False)
     for name, value in record.as_dict().items():
         if value is not None:
-            fields.add_row(name, _when(value) if isinstance(value, dt.datetime) else str(value))
+            fields.add_row(name, options.when(value) if isinstance(value, dt.datetime) else str(value))
     console.print(fields)
     if tasks_:
         table = Table(title="open tasks")
         for col in ("id", "subject", "type", "due", "owner"):
             table.add_column(col)
         for t in tasks_:
-            table.add_row(str(t.id), t.subject, t.type, _when(t.due_at), t.owner or "")
+            table.add_row(str(t.id), t.subject, t.type, options.when(t.due_at), t.owner or "")
         console.print(table)
     widget = Table(title=f"sequences: {counts['active']} active, {counts['blocked']} blocked, "
                          f"{counts['completed']} completed")  # fmt: skip
@@ -272,12 +245,8 @@ def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> N
             what, details = "sequence mail", f"{e.data.get('sequence')} / {e.data.get('step')}: {e.data.get('subject')}"
         else:
             what, details = e.kind.replace("_", " "), ", ".join(f"{k}={v}" for k, v in e.data.items())
-        activity.add_row(_when(e.at), what, details, e.source)
+        activity.add_row(options.when(e.at), what, details, e.source)
     console.print(activity)
-
-
-def _enrollment(row: dict[str, Any]) -> seq.Enrollment:
-    return scheduler.enrollment_of(row)
 
 
 @records.command("set")
@@ -387,7 +356,9 @@ def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: 
             record_id, subject, type=task_type, priority=priority, owner=owner, due_at=due_at, now=now
         ),
     )
-    click.echo(f"task {task.id} added to record {record_id}" + (f", due {_when(task.due_at)}" if task.due_at else ""))
+    click.echo(
+        f"task {task.id} added to record {record_id}" + (f", due {options.when(task.due_at)}" if task.due_at else "")
+    )
 
 
 @tasks.command("list")
@@ -402,7 +373,7 @@ def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_d
 
     found = options.on_store(db_url, ruleset, lambda s: s.list_tasks(record_id, open_only=not include_done))
     if as_json:
-        click.echo(_dumps([t.__dict__ for t in found]))
+        click.echo(options.dumps([t.__dict__ for t in found]))
         return
     from rich.console import Console
     from rich.table import Table
@@ -411,7 +382,15 @@ def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_d
     for col in ("id", "record", "subject", "type", "due", "owner", "done"):
         table.add_column(col, overflow="fold")
     for t in found:
-        table.add_row(str(t.id), t.record_id, t.subject, t.type, _when(t.due_at), t.owner or "", _when(t.completed_at))
+        table.add_row(
+            str(t.id),
+            t.record_id,
+            t.subject,
+            t.type,
+            options.when(t.due_at),
+            t.owner or "",
+            options.when(t.completed_at),
+        )
     Console().print(table)
 
 
@@ -450,4 +429,4 @@ def appointments_add(record_id: str, starts: str, subject: str, rules_dir: str, 
     starts_at = options.parse_when(starts, now_=now)
 
     appointment = options.on_store(db_url, ruleset, lambda s: s.add_appointment(record_id, starts_at, subject, now=now))
-    click.echo(f"appointment {appointment.id} with record {record_id} at {_when(appointment.starts_at)}")
+    click.echo(f"appointment {appointment.id} with record {record_id} at {options.when(appointment.starts_at)}")

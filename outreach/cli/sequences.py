@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import json
 import sys
 from typing import Any
@@ -14,7 +13,6 @@ import click
 from outreach import daemon as daemon_module
 from outreach import scheduler as scheduler_module
 from outreach.cli import options
-from outreach.cli.records import _when, _where
 from outreach.engine import sequences as seq
 from outreach.rules import criteria, model
 from outreach.store import NotFound, Store, StoreError
@@ -101,7 +99,7 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
     ruleset = options.load_rules(rules_dir)
     _check_user(ruleset, as_user)
     now = options.parse_when(at, now_=options.now()) if at else options.now()
-    where = _where(where_pairs, ruleset.settings)
+    where = options.where_from_pairs(where_pairs, ruleset.settings)
     if view_name is not None:
         if view_name not in ruleset.views:
             raise click.BadParameter(f"no view {view_name!r}", param_hint="--view")
@@ -130,7 +128,7 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
     refused = [(rid, r) for rid, r in results if isinstance(r, str)]
     verb = "would enroll" if dry_run else "enrolled"
     for rid, e in done:
-        click.echo(f"{verb} {rid} ({e.email}): first mail {_when(e.next_due_at)}")
+        click.echo(f"{verb} {rid} ({e.email}): first mail {options.when(e.next_due_at)}")
     for rid, why in refused:
         click.echo(f"refused {rid}: {why}", err=True)
     click.echo(f"{sequence_name}: {len(done)} {verb}, {len(refused)} refused")
@@ -162,24 +160,18 @@ def enrollments_list(record_id: str | None, sequence_name: str | None, as_json: 
     ruleset = options.load_rules(rules_dir)
     found = options.on_store(db_url, ruleset, lambda s: s.enrollments(record_id=record_id, sequence=sequence_name))
     if as_json:
-        click.echo(json.dumps(found, default=_json, indent=2))
+        click.echo(options.dumps(found))
         return
     for e in found:
         click.echo(_enrollment_line(e))
 
 
-def _json(value: object) -> object:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
-
-
 def _enrollment_line(e: dict[str, Any]) -> str:
     state = e["status"]
     if state == "active":
-        detail = "waiting for its task" if e["awaiting_task"] else f"next step {_when(e['next_due_at'])}"
+        detail = "waiting for its task" if e["awaiting_task"] else f"next step {options.when(e['next_due_at'])}"
     elif state == "completed":
-        detail = f"completed {_when(e['ended_at'])}, {e['steps_done']} steps done"
+        detail = f"completed {options.when(e['ended_at'])}, {e['steps_done']} steps done"
     else:
         detail = e["reason"] or ""
     return f"{e['id']:>6}  {e['record_id']:<12} {e['sequence']:<24} {state:<10} step {e['steps_done']}  {detail}"
@@ -310,7 +302,7 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
                                subject=decision.rendered.subject)  # fmt: skip
         elif isinstance(decision, seq.CreateTask):
             click.echo(
-                f"  task for {decision.owner}: {decision.subject} ({decision.type}), due {_when(decision.due_at)}"
+                f"  task for {decision.owner}: {decision.subject} ({decision.type}), due {options.when(decision.due_at)}"
             )
             e = seq.after_step(e, sequence, who, ruleset.settings, at)
         elif isinstance(decision, seq.Block):
@@ -405,7 +397,7 @@ def outbox_list(state: str | None, record_id: str | None, rules_dir: str, db_url
     """List messages with their state (unknown: being sent when the daemon stopped; not re-sent by itself)."""
     ruleset = options.load_rules(rules_dir)
     for m in options.on_store(db_url, ruleset, lambda s: s.outbox(state=state, record_id=record_id)):
-        when = _when(m["sent_at"] or m["created_at"])
+        when = options.when(m["sent_at"] or m["created_at"])
         click.echo(f"{m['id']:>6}  {m['state']:<9} {when}  {m['recipient']:<28} {m['subject']}"
                    + (f"  [{m['last_error']}]" if m["last_error"] else ""))  # fmt: skip
 
