@@ -91,7 +91,7 @@ class Daemon:
     async def start(self) -> None:
         now = self.clock()
         ruleset = load(self.rules_dir, now)
-        transport_for(ruleset)  # before anything changes: refuse a transport that cannot run
+        transport = transport_for(ruleset)  # before anything changes: refuse a transport that cannot run
         url = store_module.resolve_url(self.db_url, os.environ, ruleset.settings.database_url)
         self.store = await store_module.Store.open(url, fields=ruleset.settings.fields)
         self.store.hold_single_daemon()
@@ -99,16 +99,16 @@ class Daemon:
         if unknown:
             log.warning("%d message(s) were being sent when the daemon stopped; they are now `unknown` and will "
                         "not be sent again unless requeued (outreach outbox list --state unknown)", unknown)  # fmt: skip
-        await self._apply(ruleset, now)
+        await self._apply(ruleset, now, transport)
 
-    async def _apply(self, ruleset: model.RuleSet, now: dt.datetime) -> None:
+    async def _apply(self, ruleset: model.RuleSet, now: dt.datetime, transport: mail_transport.Transport) -> None:
         assert self.store is not None
         done = await self.store.apply_definitions(plan_module.wanted(ruleset), now=now)
         changed = {k: len(v) for k, v in done.items() if v}
         if changed:
             log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
         self.scheduler = scheduler_module.Scheduler(
-            self.store, ruleset, transport_for(ruleset), unsubscribe_url=unsubscribe_links(ruleset)
+            self.store, ruleset, transport, unsubscribe_url=unsubscribe_links(ruleset)
         )
 
     async def reload(self) -> None:
@@ -116,8 +116,7 @@ class Daemon:
         now = self.clock()
         try:
             ruleset = load(self.rules_dir, now)
-            transport_for(ruleset)
-            await self._apply(ruleset, now)
+            await self._apply(ruleset, now, transport_for(ruleset))
         except (RulesInvalid, NotBuilt) as exc:
             log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
 
