@@ -170,3 +170,21 @@ def test_daemon_py_runs_a_tick_on_the_example_rules(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "rules applied: 15 added" in proc.stderr
     assert (tmp_path / "var" / "outreach.db").is_file()
+
+
+def test_every_command_and_subcommand_has_help_with_an_example() -> None:
+    import click
+
+    def walk(cmd: click.Command, path: list[str]) -> list[list[str]]:
+        found = [path]
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                found += walk(sub, [*path, name])
+        return found
+
+    for path in walk(cli.main, []):
+        code, out = run(*path, "--help")
+        assert code == 0, path
+        assert "outreach" in out.split("Options:")[0].split("\n", 2)[-1], (
+            f"`outreach {' '.join(path)} --help` shows no example"
+        )

@@ -342,7 +342,12 @@ def tasks() -> None:
 @options.db_option
 def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: str | None, owner: str | None,
               rules_dir: str, db_url: str | None) -> None:  # fmt: skip
-    """Add a task for a record (this also stops reminders for an overdue lead)."""
+    """Add a task for a record (this also stops reminders for an overdue lead).
+
+    \b
+    Example:
+      outreach tasks add --record L7 --subject "Call Jo" --type call --due 4h --owner anna
+    """
     ruleset = options.load_rules(rules_dir)
     now = options.now()
     due_at = options.parse_when(due, now_=now) if due else None
@@ -368,7 +373,12 @@ def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: 
 @options.rules_option
 @options.db_option
 def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_dir: str, db_url: str | None) -> None:
-    """List open tasks (by due date)."""
+    """List open tasks (by due date).
+
+    \b
+    Example:
+      outreach tasks list --record L7 --all
+    """
     ruleset = options.load_rules(rules_dir)
 
     found = options.on_store(db_url, ruleset, lambda s: s.list_tasks(record_id, open_only=not include_done))
@@ -399,7 +409,12 @@ def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_d
 @options.rules_option
 @options.db_option
 def tasks_complete(task_id: int, rules_dir: str, db_url: str | None) -> None:
-    """Mark a task done (a sequence waiting on it moves on)."""
+    """Mark a task done (a sequence waiting on it moves on).
+
+    \b
+    Example:
+      outreach tasks complete 12
+    """
     ruleset = options.load_rules(rules_dir)
 
     task = options.on_store(db_url, ruleset, lambda s: s.complete_task(task_id, now=options.now()))
@@ -423,7 +438,12 @@ def appointments() -> None:
 @options.rules_option
 @options.db_option
 def appointments_add(record_id: str, starts: str, subject: str, rules_dir: str, db_url: str | None) -> None:
-    """Enter an appointment for a record."""
+    """Enter an appointment for a record.
+
+    \b
+    Example:
+      outreach appointments add --record L7 --starts 2026-12-01T10:00:00+01:00 --subject Demo
+    """
     ruleset = options.load_rules(rules_dir)
     now = options.now()
     starts_at = options.parse_when(starts, now_=now)

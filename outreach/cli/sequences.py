@@ -156,7 +156,12 @@ def enrollments() -> None:
 @options.db_option
 def enrollments_list(record_id: str | None, sequence_name: str | None, as_json: bool, rules_dir: str,
                      db_url: str | None) -> None:  # fmt: skip
-    """List enrollments with their status, step and next send or reason."""
+    """List enrollments with their status, step and next send or reason.
+
+    \b
+    Example:
+      outreach enrollments list --sequence inbound-nurture
+    """
     ruleset = options.load_rules(rules_dir)
     found = options.on_store(db_url, ruleset, lambda s: s.enrollments(record_id=record_id, sequence=sequence_name))
     if as_json:
@@ -186,7 +191,12 @@ def _enrollment_line(e: dict[str, Any]) -> str:
 @options.db_option
 def enrollments_stop(enrollment_id: int | None, record_id: str | None, sequence_name: str | None,
                      as_user: str | None, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
-    """Stop an enrollment at once: nothing further is sent."""
+    """Stop an enrollment at once: nothing further is sent.
+
+    \b
+    Example:
+      outreach enrollments stop --record L7 --sequence inbound-nurture --as anna
+    """
     if enrollment_id is None and not (record_id and sequence_name):
         raise click.UsageError("give an ENROLLMENT_ID, or --record ID --sequence NAME")
     ruleset = options.load_rules(rules_dir)
@@ -223,7 +233,12 @@ def enrollments_stop(enrollment_id: int | None, record_id: str | None, sequence_
 @options.rules_option
 @options.db_option
 def enrollments_retry(enrollment_id: int, rules_dir: str, db_url: str | None) -> None:
-    """Retry a blocked enrollment's step at the next tick."""
+    """Retry a blocked enrollment's step at the next tick.
+
+    \b
+    Example:
+      outreach enrollments retry 17
+    """
     ruleset = options.load_rules(rules_dir)
     now = options.now()
 
@@ -344,7 +359,12 @@ async def _stats(store: Store, name: str) -> dict[str, Any]:
 @options.rules_option
 @options.db_option
 def sequences_list(rules_dir: str, db_url: str | None) -> None:
-    """Every sequence with its steps and enrollment counts."""
+    """Every sequence with its steps and enrollment counts.
+
+    \b
+    Example:
+      outreach sequences list
+    """
     ruleset = options.load_rules(rules_dir)
 
     async def go(store: Store) -> list[dict[str, Any]]:
@@ -362,7 +382,12 @@ def sequences_list(rules_dir: str, db_url: str | None) -> None:
 @options.rules_option
 @options.db_option
 def sequences_stats(name: str, as_json: bool, rules_dir: str, db_url: str | None) -> None:
-    """Active, completed, reply rate (repliers among those who completed or replied, with the count), enrolled, steps."""
+    """Active, completed, reply rate (repliers among those who completed or replied, with the count), enrolled, steps.
+
+    \b
+    Example:
+      outreach sequences stats inbound-nurture --json
+    """
     ruleset = options.load_rules(rules_dir)
     if name not in ruleset.sequences:
         raise click.BadParameter(f"no sequence {name!r}", param_hint="NAME")
@@ -394,7 +419,12 @@ def outbox() -> None:
 @options.rules_option
 @options.db_option
 def outbox_list(state: str | None, record_id: str | None, rules_dir: str, db_url: str | None) -> None:
-    """List messages with their state (unknown: being sent when the daemon stopped; not re-sent by itself)."""
+    """List messages with their state (unknown: being sent when the daemon stopped; not re-sent by itself).
+
+    \b
+    Example:
+      outreach outbox list --state unknown
+    """
     ruleset = options.load_rules(rules_dir)
     for m in options.on_store(db_url, ruleset, lambda s: s.outbox(state=state, record_id=record_id)):
         when = options.when(m["sent_at"] or m["created_at"])
@@ -407,7 +437,12 @@ def outbox_list(state: str | None, record_id: str | None, rules_dir: str, db_url
 @options.rules_option
 @options.db_option
 def outbox_requeue(message_id: int, rules_dir: str, db_url: str | None) -> None:
-    """Send a message in state unknown or failed again (an operator's decision: it may arrive twice)."""
+    """Send a message in state unknown or failed again (an operator's decision: it may arrive twice).
+
+    \b
+    Example:
+      outreach outbox requeue 42
+    """
     ruleset = options.load_rules(rules_dir)
 
     async def go(store: Store) -> None:

@@ -30,7 +30,12 @@ def db() -> None:
 @options.db_option
 @options.rules_option
 def upgrade(db_url: str | None, rules_dir: str) -> None:
-    """Bring the database schema to this version of outreach (Alembic migrations)."""
+    """Bring the database schema to this version of outreach (Alembic migrations).
+
+    \b
+    Example:
+      outreach db upgrade --db postgresql://outreach@db.internal/outreach
+    """
 
     revision = options.on_store(db_url, _rules_if_any(rules_dir), lambda s: s.revision(), upgrade=True)
     click.echo(f"database at revision {revision} (head {migrate.head()})")
@@ -40,7 +45,12 @@ def upgrade(db_url: str | None, rules_dir: str) -> None:
 @options.db_option
 @options.rules_option
 def current(db_url: str | None, rules_dir: str) -> None:
-    """Print the database's schema revision and the one this outreach needs."""
+    """Print the database's schema revision and the one this outreach needs.
+
+    \b
+    Example:
+      outreach db current
+    """
 
     async def go(store: Store) -> tuple[str, str | None]:
         return store.url, await store.revision()
