@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from outreach.mail import message
 from outreach.rules import model
+from tests import mail_oracle
 
 BERLIN_WINTER = dt.timezone(dt.timedelta(hours=1))
 DATE = dt.datetime(2026, 3, 2, 9, 30, tzinfo=BERLIN_WINTER)
@@ -348,3 +349,69 @@ def test_any_merge_text_round_trips_and_every_line_stays_ascii_crlf_and_short(
 def test_an_extra_header_takes_printable_ascii_only() -> None:
     with pytest.raises(message.HeaderError, match="X-Outreach-Step header: an extra header takes printable ASCII only"):
         build(extra_headers={"X-Outreach-Step": "schöner schritt"})
+
+
+# --- the same message as the standard email package's EmailMessage builds it ------------------------------------
+
+local_part = st.from_regex(r"[a-z0-9][a-z0-9.+_'-]{0,20}[a-z0-9]", fullmatch=True).filter(lambda s: ".." not in s)
+addresses = st.one_of(
+    st.builds("{}@{}".format, local_part, st.sampled_from(["example.org", "mail.example.co.uk", "bücher.example"])),
+    st.sampled_from(['"jo doe"@example.org', "jo@localhost", "o'brien+x@example.org"]),
+)
+message_ids = st.builds("<{}@{}>".format, st.from_regex(r"[A-Za-z0-9.$-]{1,90}", fullmatch=True),
+                        st.sampled_from(["example.com", "mail.example.com"]))  # fmt: skip
+
+
+def seen_by_a_reader(data: bytes) -> dict[str, object]:
+    """What a mail reader takes from a message: decoded headers, addresses, the parts' types and texts."""
+    msg = parse(data)
+    seen: dict[str, object] = {
+        name: words(str(msg[name])) for name in ("To", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To",
+                                                 "References", "List-Unsubscribe", "List-Unsubscribe-Post",
+                                                 "X-Outreach-Step", "MIME-Version") if msg[name] is not None
+    }  # fmt: skip
+    (sender,) = msg["From"].addresses
+    seen["From"] = ("".join(sender.display_name.split()), sender.addr_spec)
+    seen["type"] = msg.get_content_type()
+    seen["parts"] = [(p.get_content_type(), p.get_content_charset(), content(p)) for p in (msg.iter_parts()
+                     if msg.is_multipart() else [msg])]  # fmt: skip
+    seen["defects"] = [type(d).__name__ for p in msg.walk() for d in p.defects]
+    return seen
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subject=header_text, name=header_text, to=addresses, body=st.text(), html=st.none() | st.text(),
+    reply=st.none() | message_ids, refs=st.lists(message_ids, max_size=4), step=ascii_words,
+    unsubscribe=st.booleans(),
+)  # fmt: skip
+def test_a_reader_sees_the_same_message_as_the_standard_email_package_builds(
+    subject: str, name: str, to: str, body: str, html: str | None, reply: str | None, refs: list[str], step: str,
+    unsubscribe: bool,
+) -> None:  # fmt: skip
+    args: dict[str, Any] = {
+        "sender": (name, "ana@example.com"), "to": to, "subject": subject, "text": body, "html": html,
+        "message_id": MESSAGE_ID, "date": DATE, "in_reply_to": reply, "references": refs,
+        "extra_headers": {"X-Outreach-Step": step}, "unsubscribe": (UNSUBSCRIBE_URL, None) if unsubscribe else None,
+    }  # fmt: skip
+
+    ours = message.build(**args)
+
+    assert ours.isascii()
+    assert all(len(line) <= 998 for line in ours.split(b"\r\n"))
+    assert seen_by_a_reader(ours) == seen_by_a_reader(mail_oracle.build_with_email_message(**args))
+
+
+def test_text_that_looks_like_an_encoded_word_reaches_the_reader_as_written() -> None:
+    msg = parse(build(subject="Price =?utf-8?q?free?= today", sender=("=?utf-8?q?Boss?=", "ana@example.com")))
+
+    assert str(msg["Subject"]) == "Price =?utf-8?q?free?= today"
+    assert msg["From"].addresses[0].display_name == "=?utf-8?q?Boss?="
+
+
+def test_a_long_ascii_subject_is_folded_at_spaces_and_unfolds_to_exactly_what_was_written() -> None:
+    subject = "A  rather long subject line, " * 8 + "the end"
+    data = build(subject=subject, html=None)
+
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+    assert raw_header(data, "Subject") == subject
