@@ -52,6 +52,11 @@ def zone_for(record_timezone: str | None, calendar: model.Calendar, default_tz: 
     return timing.zone(calendar.timezone or default_tz)
 
 
+# The functions below are pure, and a tick asks them the same questions for every enrollment due at the same
+# `now` in the same calendar and zone: the answers for a day are kept (a few thousand days and instants).
+
+
+@functools.lru_cache(maxsize=8192)
 def is_working_day(day: dt.date, calendar: model.Calendar) -> bool:
     """A weekday of the calendar's workdays that is not a public holiday of its country."""
     if day.weekday() not in calendar.workdays:
@@ -69,12 +74,9 @@ def next_send_time(t: dt.datetime, calendar: model.Calendar, tz: zoneinfo.ZoneIn
         return t
     day = t.astimezone(tz).date()
     for _ in range(_SEARCH_DAYS):
-        if is_working_day(day, calendar):
-            midnight = dt.datetime.combine(day, dt.time())
-            opens = _first_instant(dt.datetime.combine(day, window.start), tz)
-            closes = _first_instant(midnight + dt.timedelta(minutes=window.end_minutes), tz)
-            if t < closes and opens < closes:
-                return max(t, opens)
+        opens, closes = _window_on(day, window, tz)
+        if t < closes and opens < closes and is_working_day(day, calendar):
+            return max(t, opens)
         day += dt.timedelta(days=1)
     raise ValueError(f"calendar {calendar.name!r} has no working day in {_SEARCH_DAYS} days after {t:%Y-%m-%d}")
 
@@ -96,12 +98,21 @@ def add_wait(start: dt.datetime, wait: timing.Duration, calendar: model.Calendar
     return next_send_time(due, calendar, tz)
 
 
+@functools.lru_cache(maxsize=8192)
+def _window_on(day: dt.date, window: timing.Window, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """The instants (UTC) at which the send window opens and closes on a local day."""
+    midnight = dt.datetime.combine(day, dt.time())
+    opens = _first_instant(dt.datetime.combine(day, window.start), tz)
+    return opens, _first_instant(midnight + dt.timedelta(minutes=window.end_minutes), tz)
+
+
 def _utc(t: dt.datetime) -> dt.datetime:
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"{t.isoformat()} has no time zone: the calendar needs aware datetimes")
     return t.astimezone(dt.UTC)
 
 
+@functools.lru_cache(maxsize=8192)
 def _working_day_after(day: dt.date, count: int, calendar: model.Calendar) -> dt.date:
     """The count-th working day after day (count >= 1)."""
     if not calendar.workdays:
@@ -131,6 +142,7 @@ def _holidays_on_workdays(after: dt.date, through: dt.date, calendar: model.Cale
     return sum(1 for d in found if d.weekday() in calendar.workdays)
 
 
+@functools.lru_cache(maxsize=8192)
 def _first_instant(wall: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     """The first instant (UTC) at which the local clock in tz shows the naive wall time or a later one."""
     first = wall.replace(tzinfo=tz, fold=0).astimezone(dt.UTC)
@@ -141,6 +153,7 @@ def _first_instant(wall: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     return _transition(wall.replace(tzinfo=tz, fold=1).astimezone(dt.UTC), first, tz)
 
 
+@functools.lru_cache(maxsize=8192)
 def _wall_clock(t: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     """The naive local time business days count from: what the clock shows, but never going back.
 

@@ -25,7 +25,8 @@ from outreach.rules import validate as rules_validate
 from outreach.store import Store, rows
 from outreach.store.sequencing import AlreadyLive, Batch
 
-_ENROLLMENT_FIELDS = {f.name for f in dataclasses.fields(seq.Enrollment)}
+_ENROLLMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(seq.Enrollment))
+_ENROLLMENT_COLUMNS = tuple(f.name for f in dataclasses.fields(seq.Enrollment) if f.name not in ("version", "status"))
 FULL_SCAN_EVERY = dt.timedelta(hours=1)
 log = logging.getLogger("outreach")
 
@@ -59,7 +60,7 @@ def enrollment_of(row: dict[str, Any]) -> seq.Enrollment:
 
 
 def columns_of(e: seq.Enrollment) -> dict[str, Any]:
-    values = {k: v for k, v in dataclasses.asdict(e).items() if k != "version"}
+    values = {name: getattr(e, name) for name in _ENROLLMENT_COLUMNS}  # shallow: every field is a plain value
     values["sequence_hash"] = e.version
     values["status"] = str(e.status)
     return values

@@ -422,3 +422,51 @@ async def test_a_file_error_in_the_middle_of_an_import_leaves_nothing_behind(sto
     with pytest.raises(ValueError, match="quoted field"):
         await store.import_records(broken(), now=NOW)
     assert await store.list_records(now=NOW) == []
+
+
+# --- the scheduler's batch writes ------------------------------------------------------------------------
+
+
+async def test_a_due_batch_writes_what_sqlalchemy_reads_back_unchanged_and_only_the_columns_that_changed(
+    store: Store,
+) -> None:
+    await imported(store)
+    due = NOW - dt.timedelta(minutes=1)
+    enrollment = {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
+                  "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": due,
+                  "started_at": due, "awaiting_task": False}  # fmt: skip
+    first = await store.insert_enrollment(enrollment, now=due)
+    second = await store.insert_enrollment({**enrollment, "record_id": "L2", "email": "kim@example.net"}, now=due)
+    later = dt.datetime(2026, 11, 25, 9, 30, 15, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    message = {"enrollment_id": first, "record_id": "L1", "template": "intro", "step_id": "intro",
+               "sender": "anna@example.com", "recipient": "jo@example.org", "subject": "Grüße",
+               "message_id": "<m1@example.com>", "message": b"From: a\r\n\r\nhi\r\n\x00\xff", "state": "queued",
+               "attempts": 0, "created_at": NOW}  # fmt: skip
+
+    async with store.due_batch(NOW, 10) as batch:
+        assert sorted(r["id"] for r in batch.rows) == [first, second]
+        claimed = {r["id"]: r for r in batch.rows}
+        await batch.save({**claimed[first], "step_index": 1, "steps_done": 1, "next_due_at": later,
+                          "last_step_at": NOW, "thread_message_id": "<m1@example.com>", "awaiting_task": True})  # fmt: skip
+        await batch.save(dict(claimed[second]))  # nothing changed: nothing written
+        await batch.enqueue(message)
+        await batch.event("L1", "sequence_email", NOW, {"step": "intro", "subject": "Grüße", "enrollment": first})
+        assert batch.saves == [{"id": first, "step_index": 1, "steps_done": 1, "next_due_at": later,
+                                "last_step_at": NOW, "thread_message_id": "<m1@example.com>",
+                                "awaiting_task": True}]  # fmt: skip
+
+    e, o, ev = tables.enrollments, tables.outbox, tables.events
+    async with store.engine.connect() as conn:
+        saved = (await conn.execute(sa.select(e).where(e.c.id == first))).one()._mapping
+        untouched = (await conn.execute(sa.select(e).where(e.c.id == second))).one()._mapping
+        queued = (await conn.execute(sa.select(o))).one()._mapping
+        event = (await conn.execute(sa.select(ev).where(ev.c.kind == "sequence_email"))).one()._mapping
+    assert (saved["step_index"], saved["steps_done"], saved["awaiting_task"]) == (1, 1, True)
+    assert saved["next_due_at"] == later and saved["next_due_at"].tzinfo is not None
+    assert saved["last_step_at"] == NOW and saved["started_at"] == due
+    assert (saved["status"], saved["email"], saved["thread_message_id"]) == ("active", "jo@example.org",
+                                                                           "<m1@example.com>")  # fmt: skip
+    assert (untouched["step_index"], untouched["next_due_at"], untouched["awaiting_task"]) == (0, due, False)
+    assert {k: queued[k] for k in message} == message
+    assert (event["record_id"], event["at"], event["source"]) == ("L1", NOW, "engine")
+    assert event["data"] == {"step": "intro", "subject": "Grüße", "enrollment": first}

@@ -76,11 +76,16 @@ def context(
         "record": _Merge("record", record),
         "sender": _Merge("sender", person(sender) or {}),
         "owner": _Merge("owner", person(owner) or {}),
-        "organization": _Merge("organization", dataclasses.asdict(organization) if organization else {}),
+        "organization": _Merge("organization", _organization(organization) if organization else {}),
     }
     if unsubscribe_url is not None:
         out["unsubscribe_url"] = unsubscribe_url
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _organization(organization: model.Organization) -> dict[str, Any]:
+    return {f.name: getattr(organization, f.name) for f in dataclasses.fields(organization)}
 
 
 @functools.cache
@@ -97,15 +102,33 @@ def _compiled(source: str, html: bool) -> jinja2.Template:
 def render(template: model.Template, merge: Mapping[str, Any]) -> Rendered:
     """Render subject, text and html; raises RenderError with the block reason."""
     try:
-        subject = _compiled(template.subject, False).render(merge).strip()
-        text = _compiled(template.text, False).render(merge)
-        html = _compiled(template.html, True).render(merge) if template.html else None
+        subject = _render(_compiled(template.subject, False), merge).strip()
+        text = _render(_compiled(template.text, False), merge)
+        html = _render(_compiled(template.html, True), merge) if template.html else None
     except RenderError:
         raise
     except jinja2.TemplateError as exc:  # a sandbox refusal or a filter failing on a value
         raise RenderError(f"template {template.name} cannot be rendered: {exc}") from None
     check_header("subject", subject)
     return Rendered(subject, text, html)
+
+
+def _render(template: jinja2.Template, merge: Mapping[str, Any]) -> str:
+    """What `template.render(merge)` does, without copying the environment's globals for every message.
+
+    Jinja builds each render's context from a fresh dict of its globals and the merge values (two thirds of the
+    time of rendering a short template); the globals are copied once per template here instead.
+    """
+    context = template.new_context({**_globals(template), **merge}, shared=True)
+    try:
+        return template.environment.concat(template.root_render_func(context))
+    except Exception:
+        return template.environment.handle_exception()
+
+
+@functools.lru_cache(maxsize=2048)
+def _globals(template: jinja2.Template) -> dict[str, Any]:
+    return dict(template.globals)
 
 
 def check_header(name: str, value: str) -> None:

@@ -259,12 +259,12 @@ def after_step(
 ) -> Enrollment:
     """The enrollment once its current step is done (an email sent, or a step's task completed)."""
     index = enrollment.step_index + 1
-    moved = dataclasses.replace(
-        enrollment, step_index=index, steps_done=enrollment.steps_done + 1, last_step_at=done_at, awaiting_task=False
-    )
+    changes: dict[str, Any] = {"step_index": index, "steps_done": enrollment.steps_done + 1, "last_step_at": done_at,
+                               "awaiting_task": False}  # fmt: skip
     if message_id is not None:
-        moved = dataclasses.replace(moved, thread_message_id=message_id, thread_subject=_bare_subject(subject or ""))
-    return schedule_next(moved, sequence, recipient, settings, done_at)
+        changes.update(thread_message_id=message_id, thread_subject=_bare_subject(subject or ""))
+    changes.update(_next_run(index, sequence, recipient, settings, done_at))
+    return dataclasses.replace(enrollment, **changes)
 
 
 def schedule_next(
@@ -275,12 +275,17 @@ def schedule_next(
     done_at: dt.datetime,
 ) -> Enrollment:
     """When the enrollment's step `step_index` runs: its wait after `done_at`; completed past the last step."""
-    index = enrollment.step_index
+    return dataclasses.replace(enrollment, **_next_run(enrollment.step_index, sequence, recipient, settings, done_at))
+
+
+def _next_run(
+    index: int, sequence: model.Sequence, recipient: Recipient, settings: model.Settings, done_at: dt.datetime
+) -> dict[str, Any]:
     if index >= len(sequence.steps):
-        return dataclasses.replace(enrollment, status=Status.COMPLETED, next_due_at=None, ended_at=done_at)
+        return {"status": Status.COMPLETED, "next_due_at": None, "ended_at": done_at}
     cal = settings.calendar(sequence.calendar)
-    due = calendar.add_wait(done_at, sequence.steps[index].wait, cal, zone(recipient, sequence, settings))
-    return dataclasses.replace(enrollment, next_due_at=due)
+    return {"next_due_at": calendar.add_wait(done_at, sequence.steps[index].wait, cal,
+                                             zone(recipient, sequence, settings))}  # fmt: skip
 
 
 def _bare_subject(subject: str) -> str:

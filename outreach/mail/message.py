@@ -126,7 +126,7 @@ def build(
     if reply_to is not None:
         head.append(_text("Reply-To", _address("Reply-To", reply_to)))
     head.append(_text("Subject", _plain("Subject", subject)))
-    head.append(f"Date: {email.utils.format_datetime(date)}{_CRLF}")
+    head.append(f"Date: {_date(date, date.utcoffset())}{_CRLF}")
     head.append(_verbatim("Message-ID", _message_id("Message-ID", message_id)))
     if in_reply_to is not None:
         head.append(_verbatim("In-Reply-To", _message_id("In-Reply-To", in_reply_to)))
@@ -165,6 +165,12 @@ def build(
         *head, f"--{boundary}{_CRLF}", _part("plain", text), f"{_CRLF}--{boundary}{_CRLF}", _part("html", html),
         f"{_CRLF}--{boundary}--{_CRLF}",
     )).encode("ascii")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)  # the messages of a tick share their Date
+def _date(date: dt.datetime, offset: dt.timedelta | None) -> str:
+    """RFC 5322 date-time; the offset is part of the key, as equal instants in other zones compare equal."""
+    return email.utils.format_datetime(date)
 
 
 def _part(subtype: str, body: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from outreach.store import tables
+from outreach.store import bulk, tables
 
 LIVE = ("active", "blocked")
 
@@ -45,13 +45,18 @@ async def halt_record(conn: AsyncConnection, record_id: str, reason: str, now: d
     return int(done.rowcount or 0)
 
 
+_ENROLLMENT_COLUMNS = frozenset(tables.enrollments.c.keys())
+
+
 @dataclasses.dataclass
 class Batch:
     """Due enrollments claimed in one transaction, and the writes that apply the engine's decisions to them.
 
     Enrollment updates, outbox messages and events are collected and written with
     one statement each at `flush` (per-row statements cost more than SQLite's own
-    work); tasks are written at once, since their ids go into events.
+    work); tasks are written at once, since their ids go into events. An update
+    names only the columns that changed from the claimed row, so that indexes on
+    the others are left alone.
     """
 
     conn: AsyncConnection
@@ -59,9 +64,19 @@ class Batch:
     saves: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    _claimed: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._claimed = {row["id"]: row for row in self.rows}
 
     async def save(self, values: Mapping[str, Any]) -> None:
-        self.saves.append({k: v for k, v in values.items() if k in tables.enrollments.c})
+        claimed = self._claimed.get(values["id"])
+        if claimed is None:
+            self.saves.append({k: v for k, v in values.items() if k in _ENROLLMENT_COLUMNS})
+            return
+        changed = {k: v for k, v in values.items() if k in _ENROLLMENT_COLUMNS and claimed.get(k, v) != v}
+        if changed:
+            self.saves.append({"id": values["id"], **changed})
 
     async def enqueue(self, message: Mapping[str, Any]) -> None:
         self.messages.append(dict(message))
@@ -74,26 +89,21 @@ class Batch:
         self.events.append({"record_id": record_id, "kind": kind, "at": at, "data": dict(data), "source": "engine"})
 
     async def flush(self) -> None:
-        e = tables.enrollments
-        for shape, group in _by_shape(self.saves).items():
-            columns = [c for c in shape if c != "id"]
-            statement = (
-                sa.update(e).where(e.c.id == sa.bindparam("b_id")).values({c: sa.bindparam(f"b_{c}") for c in columns})
-            )
-            await self.conn.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in group])
-        for group in _by_shape(self.messages).values():
-            await self.conn.execute(sa.insert(tables.outbox), group)
-        if self.events:
-            await self.conn.execute(sa.insert(tables.events), self.events)
+        for group in _by_shape(self.saves):
+            await bulk.update(self.conn, tables.enrollments, "id", group)
+        for group in _by_shape(self.messages):
+            await bulk.insert(self.conn, tables.outbox, group)
+        for group in _by_shape(self.events):
+            await bulk.insert(self.conn, tables.events, group)
         self.saves, self.messages, self.events = [], [], []
 
 
-def _by_shape(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    """Rows grouped by their keys: one executemany needs one shape."""
+def _by_shape(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by the columns they name (in that order): one executemany needs one shape."""
     out: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        out.setdefault(tuple(sorted(row)), []).append(row)
-    return out
+        out.setdefault(tuple(row), []).append(row)
+    return list(out.values())
 
 
 class SequenceVerbs:

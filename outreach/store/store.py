@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outreach.rules import criteria as rules_criteria
 from outreach.rules.criteria import FieldType
+from outreach.store import bulk, migrate, rows, sequencing, tables
 from outreach.store import criteria as sql_criteria
-from outreach.store import migrate, rows, sequencing, tables
 
 DEFAULT_URL = "sqlite:///var/outreach.db"
 IMPORT_BATCH = 2000
@@ -367,16 +367,7 @@ class Store(sequencing.SequenceVerbs):
         if self.dialect != "sqlite":
             await conn.execute(sa.insert(tables.records), inserts)
             return
-        stamps: dict[dt.datetime, str] = {}
-
-        def stamp(value: dt.datetime | None) -> str | None:
-            if value is None:
-                return None
-            text = stamps.get(value)
-            if text is None:
-                text = stamps[value] = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-            return text
-
+        stamp = bulk.sqlite_stamp  # the same text as SQLAlchemy writes, kept for the repeated `now`
         await conn.exec_driver_sql(
             _SQLITE_INSERT_RECORDS,
             [

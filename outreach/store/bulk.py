@@ -1,0 +1,97 @@
+"""Many rows written with one statement: SQLAlchemy's executemany, or on SQLite the driver's own.
+
+SQLAlchemy converts every value of an executemany in Python (bind processors,
+parameter dictionaries), which costs more than SQLite's own work on the
+scheduler's batches and on large imports. On SQLite the values here go to the
+driver exactly as SQLAlchemy's types would store them: UTCDateTime and DateTime
+as `YYYY-MM-DD HH:MM:SS.ffffff` UTC text, JSON as `json.dumps`, Boolean as 0/1
+(tests/test_store.py reads them back through SQLAlchemy on both backends).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from outreach.store import tables
+
+
+@functools.lru_cache(maxsize=4096)  # a batch writes the same `now` many times
+def sqlite_stamp(value: dt.datetime | None) -> str | None:
+    """An aware datetime as SQLAlchemy's SQLite DATETIME keeps it (naive UTC text)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("the store keeps aware datetimes only")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _flag(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+def _converter(column: sa.Column[Any]) -> Callable[[Any], Any]:
+    kind = column.type
+    if isinstance(kind, tables.UTCDateTime):
+        return sqlite_stamp
+    if isinstance(kind, sa.JSON):
+        return json.dumps
+    if isinstance(kind, sa.Boolean):
+        return _flag
+    return _as_is
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(table: sa.Table, columns: tuple[str, ...], key: str | None) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
+    quote = sqlite.dialect().identifier_preparer.quote
+    if key is None:
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))})")  # fmt: skip
+        order = columns
+    else:
+        sets = [c for c in columns if c != key]
+        sql = f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = ?' for c in sets)} WHERE {quote(key)} = ?"
+        order = (*sets, key)
+    return sql, tuple(_converter(table.c[c]) for c in order)
+
+
+async def insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows that all name the same columns."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        await conn.execute(sa.insert(table), list(rows))
+        return
+    columns = tuple(rows[0])
+    sql, convert = _plan(table, columns, None)
+    await conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(convert, columns, strict=True)) for row in rows])
+
+
+async def update(conn: AsyncConnection, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Update rows by their `key` column; every row names the same columns (the key among them)."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    if conn.dialect.name != "sqlite":
+        sets = [c for c in columns if c != key]
+        statement = (
+            sa.update(table)
+            .where(table.c[key] == sa.bindparam(f"b_{key}"))
+            .values({c: sa.bindparam(f"b_{c}") for c in sets})
+        )
+        await conn.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+        return
+    sql, convert = _plan(table, columns, key)
+    order = (*(c for c in columns if c != key), key)
+    await conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(convert, order, strict=True)) for row in rows])
