@@ -17,11 +17,12 @@ import signal
 import sys
 from collections.abc import Callable
 
+from outreach import credentials
 from outreach import plan as plan_module
 from outreach import scheduler as scheduler_module
 from outreach import store as store_module
 from outreach.engine import sequences as seq
-from outreach.mail import links
+from outreach.mail import links, smtp
 from outreach.mail import transport as mail_transport
 from outreach.rules import diagnostics, model
 from outreach.rules import validate as rules_validate
@@ -45,10 +46,13 @@ def load(rules_dir: str, now: dt.datetime) -> model.RuleSet:
 
 
 def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
+    """The transport Settings name; credentials.MissingSecret when a secret it names is not there."""
     t = ruleset.settings.transport
     if t.type == "maildir":
         return mail_transport.MaildirTransport(t.maildir)
-    raise NotBuilt(f"the {t.type} transport is not built yet; use `transport: {{type: maildir}}`")
+    if t.type == "smtp" and t.smtp is not None:
+        return smtp.SmtpTransport(t.smtp)
+    raise NotBuilt(f"the {t.type} transport is not built; use `transport: {{type: maildir}}` or smtp")
 
 
 def unsubscribe_links(ruleset: model.RuleSet) -> Callable[[seq.Enrollment], str | None]:
@@ -107,9 +111,12 @@ class Daemon:
         changed = {k: len(v) for k, v in done.items() if v}
         if changed:
             log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
+        old = self.scheduler.transport if self.scheduler is not None else None
         self.scheduler = scheduler_module.Scheduler(
             self.store, ruleset, transport, unsubscribe_url=unsubscribe_links(ruleset)
         )
+        if old is not None and old is not transport:
+            await old.close()  # a reload replaces the transport: the old one's connections are let go
 
     async def reload(self) -> None:
         """SIGHUP: the new rule set replaces the old one only when it is valid."""
@@ -117,7 +124,7 @@ class Daemon:
         try:
             ruleset = load(self.rules_dir, now)
             await self._apply(ruleset, now, transport_for(ruleset))
-        except (RulesInvalid, NotBuilt) as exc:
+        except (RulesInvalid, NotBuilt, credentials.MissingSecret) as exc:
             log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
 
     async def tick(self) -> scheduler_module.TickReport:
@@ -178,7 +185,7 @@ async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, 
     except RulesInvalid as exc:
         print(f"{exc}\noutreach: {rules_dir} is not valid; not starting", file=sys.stderr)
         return 1
-    except (store_module.StoreError, NotBuilt) as exc:
+    except (store_module.StoreError, NotBuilt, credentials.MissingSecret) as exc:
         print(f"outreach: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -8,9 +8,11 @@ tick, and `outreach run --once` and the tests pass it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +25,7 @@ from outreach.mail import transport as mail_transport
 from outreach.rules import model
 from outreach.rules import validate as rules_validate
 from outreach.store import Store, rows
-from outreach.store.sequencing import AlreadyLive, Batch
+from outreach.store.sequencing import AlreadyLive, Batch, SendOutcome
 
 _ENROLLMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(seq.Enrollment))
 _ENROLLMENT_COLUMNS = tuple(f.name for f in dataclasses.fields(seq.Enrollment) if f.name not in ("version", "status"))
@@ -76,9 +78,13 @@ class Scheduler:
         transport: mail_transport.Transport | None,
         *,
         batch: int = 500,
+        send_batch: int = 100,
         unsubscribe_url: Callable[[seq.Enrollment], str | None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
+        self.send_batch = send_batch
+        self.rng = rng or random.Random()
         self.ruleset = ruleset
         self.transport = transport
         self.batch = batch
@@ -290,26 +296,41 @@ class Scheduler:
     # --- sending --------------------------------------------------------------------------------
 
     async def dispatch(self, now: dt.datetime, report: TickReport) -> None:
-        """Hand queued messages to the transport. Each is marked `sending` (committed) before it is sent."""
+        """Hand queued messages to the transport, `send_batch` at a time and concurrently (the transport's pool
+        bounds how many are in flight). Each group is marked `sending` (committed) before any of it is sent, so
+        a crash leaves at most one group `unknown`; what became of them is written in one transaction after."""
         if self.transport is None:
             return
         max_attempts = self.ruleset.settings.limits.max_attempts
         while True:
-            claimed = await self.store.claim_outbox(now, self.batch, uuid.uuid4().hex)
-            for m in claimed:
-                try:
-                    result = await self.transport.send(m["sender"], [m["recipient"]], m["message"])
-                except Exception as exc:  # a transport bug or a dropped connection: try again later
-                    result = mail_transport.SendResult(False, detail=f"{type(exc).__name__}: {exc}")
+            claimed = await self.store.claim_outbox(now, self.send_batch, uuid.uuid4().hex)
+            results = await asyncio.gather(*(self._send(m) for m in claimed))
+            done = []
+            for m, result in zip(claimed, results, strict=True):
                 if result.ok:
-                    await self.store.mark_sent(m["id"], now)
+                    done.append(SendOutcome(m["id"], True, result.detail))
                     report.sent += 1
                 elif result.permanent or m["attempts"] + 1 >= max_attempts:
-                    await self.store.mark_unsent(m["id"], detail=result.detail, retry_at=None, now=now)
+                    done.append(SendOutcome(m["id"], False, result.detail))
                     report.failed += 1
                 else:
-                    backoff = dt.timedelta(minutes=min(2 ** m["attempts"], 360))
-                    await self.store.mark_unsent(m["id"], detail=result.detail, retry_at=now + backoff, now=now)
+                    done.append(SendOutcome(m["id"], False, result.detail, now + self.backoff(m["attempts"])))
                     report.deferred += 1
-            if len(claimed) < self.batch:
+            await self.store.finish_sends(done, now)
+            if len(claimed) < self.send_batch:
                 return
+
+    async def _send(self, m: dict[str, Any]) -> mail_transport.SendResult:
+        assert self.transport is not None
+        try:
+            return await self.transport.send(m["sender"], [m["recipient"]], m["message"])
+        except Exception as exc:  # a transport bug: try again later, never lose the message
+            log.exception("the transport failed on outbox message %s", m["id"])
+            return mail_transport.SendResult(False, detail=f"{type(exc).__name__}: {exc}")
+
+    def backoff(self, attempts: int) -> dt.timedelta:
+        """How long a message waits after its attempts-th temporary failure (0-based): 1, 2, 4 ... minutes,
+        at most 6 hours, of which a random half ("equal jitter"), so that deferred messages do not return
+        to a recovering relay all at once."""
+        ceiling = min(2**attempts, 360) * 60.0
+        return dt.timedelta(seconds=ceiling / 2 + self.rng.uniform(0, ceiling / 2))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -104,6 +104,31 @@ def _by_shape(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     for row in rows:
         out.setdefault(tuple(row), []).append(row)
     return list(out.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class SendOutcome:
+    """How one claimed message went: ok, or not with the reply and when to try again (None: never)."""
+
+    outbox_id: int
+    ok: bool
+    detail: str = ""
+    retry_at: dt.datetime | None = None
+
+
+async def _fail(conn: AsyncConnection, outbox_id: int, detail: str, now: dt.datetime) -> None:
+    o, e = tables.outbox, tables.enrollments
+    await conn.execute(
+        sa.update(o).where(o.c.id == outbox_id).values(state="failed", last_error=detail[:1000], next_attempt_at=None)
+    )
+    row = (await conn.execute(sa.select(o.c.enrollment_id, o.c.record_id).where(o.c.id == outbox_id))).one()
+    if row.enrollment_id is not None:
+        await conn.execute(
+            sa.update(e)
+            .where(e.c.id == row.enrollment_id, e.c.status.in_(LIVE))
+            .values(status="blocked", reason=f"undeliverable: {detail}"[:500])
+        )
+    await insert_event(conn, row.record_id, "send_failed", now, {"outbox": outbox_id, "detail": detail}, "engine")
 
 
 class SequenceVerbs:
@@ -285,43 +310,26 @@ class SequenceVerbs:
                 )
         return rows
 
-    async def mark_sent(self, message_id: int, now: dt.datetime) -> None:
-        o = tables.outbox
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.update(o).where(o.c.id == message_id).values(state="sent", sent_at=now))
+    async def finish_sends(self, done: Sequence[SendOutcome], now: dt.datetime) -> None:
+        """What became of claimed messages, written in one transaction: sent, deferred until a retry, or failed.
 
-    async def mark_unsent(
-        self, message_id: int, *, detail: str, retry_at: dt.datetime | None, now: dt.datetime
-    ) -> dict[str, Any] | None:
-        """A failed send: `deferred` until retry_at, or `failed` for good (retry_at None).
-
-        A permanent failure blocks the enrollment with the server's reply; the
-        enrollment's row is returned then, so the caller can say so.
+        A failed message (refused for good, or out of attempts) blocks its enrollment with the server's reply
+        and adds a `send_failed` event to the record.
         """
-        o, e = tables.outbox, tables.enrollments
-        state = "failed" if retry_at is None else "deferred"
+        if not done:
+            return
+        o = tables.outbox
+        sent = [{"id": d.outbox_id, "state": "sent", "sent_at": now, "last_error": None} for d in done if d.ok]
+        deferred = [
+            {"id": d.outbox_id, "state": "deferred", "last_error": d.detail[:1000], "next_attempt_at": d.retry_at}
+            for d in done if not d.ok and d.retry_at is not None
+        ]  # fmt: skip
         async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.update(o)
-                .where(o.c.id == message_id)
-                .values(state=state, last_error=detail[:1000], next_attempt_at=retry_at)
-            )
-            if retry_at is not None:
-                return None
-            row = (await conn.execute(sa.select(o.c.enrollment_id, o.c.record_id).where(o.c.id == message_id))).one()
-            if row.enrollment_id is None:
-                return None
-            reason = f"undeliverable: {detail}"[:500]
-            await conn.execute(
-                sa.update(e)
-                .where(e.c.id == row.enrollment_id, e.c.status.in_(LIVE))
-                .values(status="blocked", reason=reason)
-            )
-            await insert_event(
-                conn, row.record_id, "send_failed", now, {"outbox": message_id, "detail": detail}, "engine"
-            )
-            found = (await conn.execute(sa.select(e).where(e.c.id == row.enrollment_id))).first()
-            return dict(found._mapping) if found else None
+            await bulk.update(conn, o, "id", sent)
+            await bulk.update(conn, o, "id", deferred)
+            for d in done:
+                if not d.ok and d.retry_at is None:
+                    await _fail(conn, d.outbox_id, d.detail, now)
 
     async def outbox(self, *, state: str | None = None, record_id: str | None = None) -> list[dict[str, Any]]:
         o = tables.outbox
@@ -339,6 +347,8 @@ class SequenceVerbs:
             o.c.last_error,
             o.c.message_id,
             o.c.attempts,
+            o.c.next_attempt_at,
+            o.c.sender,
         ).order_by(o.c.id)
         if state is not None:
             query = query.where(o.c.state == state)
