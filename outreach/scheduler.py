@@ -40,6 +40,7 @@ class TickReport:
     tasks: int = 0
     blocked: int = 0
     completed: int = 0
+    held: int = 0  # by a sender's daily limit
     sent: int = 0
     deferred: int = 0
     failed: int = 0
@@ -94,6 +95,7 @@ class Scheduler:
         }
         self._scanned: dict[tuple[str, str], dt.datetime] = {}  # auto-enrollment's last look, per version
         self._full_scan: dict[tuple[str, str], dt.datetime] = {}  # and its last look at every record
+        self._usage: dict[str, tuple[int, dt.datetime]] = {}  # mail per sender address in the last 24 hours
 
     async def version(self, name: str, digest: str) -> model.Sequence | None:
         """The sequence an enrollment runs on: the current one, or a stored older version."""
@@ -192,6 +194,8 @@ class Scheduler:
             if not batch.rows:
                 return 0
             records = await self.store.records_by_id(sorted({r["record_id"] for r in batch.rows}))
+            if any(u.daily_limit is not None for u in self.ruleset.settings.users.values()):
+                self._usage = await self.store.daily_usage(now - seq.DAY)
             for row in batch.rows:
                 e = enrollment_of(row)
                 mark = (len(batch.saves), len(batch.messages), len(batch.events))
@@ -217,6 +221,20 @@ class Scheduler:
         who = recipient_of(record)
         decision = seq.decide(e, sequence, who, self.ruleset, now, unsubscribe_url=self.unsubscribe_url(e))
         if isinstance(decision, seq.SendEmail):
+            if decision.sender.daily_limit is not None:
+                used, oldest = self._usage.get(decision.sender.email, (0, None))
+                hold = seq.quota_hold(e, sequence, who, self.ruleset.settings, decision.sender, used=used,
+                                      oldest=oldest, now=now)  # fmt: skip
+                if isinstance(hold, seq.Block):
+                    await self._block(batch, e, hold.reason, now, report)
+                    return
+                if hold is not None:
+                    if hold.reason != e.reason:
+                        log.info("enrollment %s of %s: %s", e.id, e.sequence, hold.reason)
+                    await batch.save(columns_of(dataclasses.replace(e, next_due_at=hold.until, reason=hold.reason)))
+                    report.held += 1
+                    return
+                self._usage[decision.sender.email] = (used + 1, oldest or now)
             try:
                 data, message_id = self._message(e, sequence, decision, now)
             except mail_message.HeaderError as exc:

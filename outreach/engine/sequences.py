@@ -103,6 +103,7 @@ class Block:
 @dataclasses.dataclass(frozen=True)
 class Wait:
     until: dt.datetime | None  # None: until the step's task is completed
+    reason: str | None = None  # what it waits for when not its schedule, e.g. the sender's daily limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +248,47 @@ def decide(
     return SendEmail(step, sender, recipient.email, rendered, in_reply_to)
 
 
+DAY = dt.timedelta(days=1)
+
+
+def quota_hold(
+    enrollment: Enrollment,
+    sequence: model.Sequence,
+    recipient: Recipient,
+    settings: model.Settings,
+    sender: model.User,
+    *,
+    used: int,
+    oldest: dt.datetime | None,
+    now: dt.datetime,
+) -> Wait | Block | None:
+    """Whether the sender's daily limit holds a due email back (None: it may go).
+
+    The limit counts the sender's mail queued in the 24 hours before `now` (a rolling window, as HubSpot
+    counts); `used` is that count and `oldest` the oldest of them, whose 24 hours end first. A held step
+    waits until a slot frees; if it could not go within a day of when it was due, it is blocked.
+    """
+    limit = sender.daily_limit
+    if limit is None or used < limit:
+        return None
+    frees_at = max(now, (oldest or now) + DAY)
+    why = f"daily limit of {sender.id} reached ({used}/{limit})"
+    if frees_at - scheduled_at(enrollment, sequence, recipient, settings) > DAY:
+        return Block(f"quota exceeded: {why}")
+    return Wait(frees_at, f"waiting: {why}")
+
+
+def scheduled_at(
+    enrollment: Enrollment, sequence: model.Sequence, recipient: Recipient, settings: model.Settings
+) -> dt.datetime:
+    """When the enrollment's current step was due by its schedule (its wait after the last step or the start)."""
+    if enrollment.step_index == 0 or enrollment.last_step_at is None:
+        return first_due(recipient, sequence, settings, enrollment.started_at)
+    step = sequence.steps[min(enrollment.step_index, len(sequence.steps) - 1)]
+    cal = settings.calendar(sequence.calendar)
+    return calendar.add_wait(enrollment.last_step_at, step.wait, cal, zone(recipient, sequence, settings))
+
+
 def after_step(
     enrollment: Enrollment,
     sequence: model.Sequence,
@@ -260,7 +302,7 @@ def after_step(
     """The enrollment once its current step is done (an email sent, or a step's task completed)."""
     index = enrollment.step_index + 1
     changes: dict[str, Any] = {"step_index": index, "steps_done": enrollment.steps_done + 1, "last_step_at": done_at,
-                               "awaiting_task": False}  # fmt: skip
+                               "awaiting_task": False, "reason": None}  # fmt: skip
     if message_id is not None:
         changes.update(thread_message_id=message_id, thread_subject=_bare_subject(subject or ""))
     changes.update(_next_run(index, sequence, recipient, settings, done_at))
@@ -363,6 +405,8 @@ def widget_line(e: Enrollment, sequence: model.Sequence | None) -> SequenceLine:
         else:
             next_email = e.next_due_at
             detail = f"next mail {e.next_due_at:%Y-%m-%d %H:%M} UTC" if e.next_due_at else ""
+            if e.reason:  # held back, e.g. "waiting: daily limit of anna reached (300/300)"
+                detail = f"{e.reason}; {detail}" if detail else e.reason
     elif e.status is Status.COMPLETED:
         detail = f"completed {e.ended_at:%Y-%m-%d} after {e.steps_done} steps" if e.ended_at else "completed"
     else:

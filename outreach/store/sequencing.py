@@ -116,6 +116,14 @@ class SendOutcome:
     retry_at: dt.datetime | None = None
 
 
+def _aware(value: Any) -> dt.datetime:
+    """min() of a UTCDateTime column comes back untyped on SQLite: text or a naive datetime in UTC."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 async def _fail(conn: AsyncConnection, outbox_id: int, detail: str, now: dt.datetime) -> None:
     o, e = tables.outbox, tables.enrollments
     await conn.execute(
@@ -309,6 +317,17 @@ class SequenceVerbs:
                     .values(state="sending", attempt_id=attempt_id, attempts=o.c.attempts + 1)
                 )
         return rows
+
+    async def daily_usage(self, since: dt.datetime) -> dict[str, tuple[int, dt.datetime]]:
+        """Mail per sender address queued after `since` (all but what failed): (how many, the oldest's time)."""
+        o = tables.outbox
+        query = (
+            sa.select(o.c.sender, sa.func.count(), sa.func.min(o.c.created_at))
+            .where(o.c.created_at > since, o.c.state != "failed")
+            .group_by(o.c.sender)
+        )
+        async with self.engine.connect() as conn:
+            return {row[0]: (int(row[1]), _aware(row[2])) for row in await conn.execute(query)}
 
     async def finish_sends(self, done: Sequence[SendOutcome], now: dt.datetime) -> None:
         """What became of claimed messages, written in one transaction: sent, deferred until a retry, or failed.

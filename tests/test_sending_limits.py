@@ -1,0 +1,111 @@
+"""A sender's daily limit over a rolling 24 hours: held steps wait for a free slot, and are blocked ("quota
+exceeded") when they could not go within a day of when they were due. Engine and store, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from outreach import plan, scheduler
+from outreach.engine import sequences as seq
+from outreach.mail import transport as mail_transport
+from outreach.rules import model
+from outreach.store import Store
+from tests.test_scheduler import MONDAY, RULES
+from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
+
+UTC = dt.UTC
+PEOPLE = tuple(
+    Row(n + 2, f"L{n}", "lead", f"p{n}@example.org", {"first_name": f"P{n}", "owner": "anna"}) for n in range(4)
+)
+
+
+def limited(limit: int) -> model.RuleSet:
+    users = dict(RULES.settings.users)
+    users["anna"] = dataclasses.replace(users["anna"], daily_limit=limit)
+    return dataclasses.replace(RULES, settings=dataclasses.replace(RULES.settings, users=users))
+
+
+@pytest.fixture
+async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:  # noqa: F811
+    url, schema = backend
+    s = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
+    await s.import_records(rows(*PEOPLE), now=MONDAY - dt.timedelta(days=1))
+    await s.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def enroll(sched: scheduler.Scheduler, store: Store, record_id: str, at: dt.datetime) -> int:
+    record = await store.get_record(record_id)
+    result = await sched.enroll(record, sched.ruleset.sequences["inbound-nurture"], enrolled_by="anna", now=at)
+    assert isinstance(result, seq.Enrollment), result
+    return result.id
+
+
+async def test_steps_over_the_daily_limit_wait_for_a_free_slot_and_say_why(store: Store, tmp_path: Path) -> None:
+    sched = scheduler.Scheduler(store, limited(2), mail_transport.MaildirTransport(str(tmp_path / "outbox")))
+    ids = [await enroll(sched, store, f"L{n}", MONDAY) for n in range(4)]
+
+    report = await sched.tick(MONDAY)
+
+    assert (report.queued, report.held) == (2, 2)
+    held = [await store.get_enrollment(i) for i in ids[2:]]
+    for row in held:
+        assert row is not None and row["status"] == "active"
+        assert row["reason"] == "waiting: daily limit of anna reached (2/2)"
+        assert row["next_due_at"] == MONDAY + dt.timedelta(days=1)  # when the first of the two turns 24 hours old
+    line = seq.widget_line(scheduler.enrollment_of(held[0]), RULES.sequences["inbound-nurture"])  # type: ignore[arg-type]
+    assert line.detail == "waiting: daily limit of anna reached (2/2); next mail 2026-11-24 08:00 UTC"
+
+    assert str(await sched.tick(MONDAY + dt.timedelta(hours=23))) == "nothing to do"
+    report = await sched.tick(MONDAY + dt.timedelta(days=1))
+
+    assert report.queued == 2
+    for i in ids[2:]:
+        row = await store.get_enrollment(i)
+        assert row is not None and row["steps_done"] == 1 and row["reason"] is None
+    assert len(await store.outbox()) == 4
+
+
+async def test_a_step_that_cannot_go_within_a_day_of_its_due_time_is_blocked_with_quota_exceeded(
+    store: Store, tmp_path: Path
+) -> None:
+    sched = scheduler.Scheduler(store, limited(1), mail_transport.MaildirTransport(str(tmp_path / "outbox")))
+    sunday = MONDAY - dt.timedelta(days=1)
+    first = await enroll(sched, store, "L1", sunday)  # both due when the window opens: Monday 07:00 UTC
+    late = await enroll(sched, store, "L0", sunday)
+
+    report = await sched.tick(MONDAY)  # the daemon was down until 08:00: L1 takes the one slot
+
+    assert (report.queued, report.blocked) == (1, 1)
+    row = await store.get_enrollment(late)
+    assert row is not None and row["status"] == "blocked"
+    # the slot frees Tuesday 08:00 UTC, 25 hours after L0 was due
+    assert row["reason"] == "quota exceeded: daily limit of anna reached (1/1)"
+    taken = await store.get_enrollment(first)
+    assert taken is not None and taken["steps_done"] == 1
+
+
+def test_quota_hold_lets_mail_go_under_the_limit_and_without_one() -> None:
+    sequence = RULES.sequences["inbound-nurture"]
+    who = seq.Recipient("L0", "lead", "p0@example.org", "anna", None, {})
+    e = seq.enroll(1, who, sequence, RULES.settings, enrolled_by="anna", now=MONDAY)
+    anna = RULES.settings.users["anna"]
+
+    def hold(limit: int | None, used: int) -> seq.Wait | seq.Block | None:
+        user = dataclasses.replace(anna, daily_limit=limit)
+        return seq.quota_hold(e, sequence, who, RULES.settings, user, used=used, oldest=MONDAY, now=MONDAY)
+
+    assert hold(None, 10_000) is None
+    assert hold(300, 299) is None
+    assert hold(300, 300) == seq.Wait(MONDAY + dt.timedelta(days=1), "waiting: daily limit of anna reached (300/300)")
+    late = seq.quota_hold(e, sequence, who, RULES.settings, dataclasses.replace(anna, daily_limit=300), used=300,
+                          oldest=MONDAY + dt.timedelta(hours=1), now=MONDAY + dt.timedelta(hours=1))  # fmt: skip
+    assert late == seq.Block("quota exceeded: daily limit of anna reached (300/300)")
