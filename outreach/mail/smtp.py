@@ -153,6 +153,11 @@ class SmtpTransport:
         if start > now:
             await self._sleep(start - now)
 
+    async def check(self) -> None:
+        """Connect, say EHLO (STARTTLS, log in) and QUIT, sending nothing; raises what the relay or network said."""
+        conn = await self._connection()
+        await conn.quit()
+
     async def close(self) -> None:
         """QUIT every pooled connection."""
         idle, self._idle = self._idle, []

@@ -318,6 +318,26 @@ class SequenceVerbs:
                 )
         return rows
 
+    async def outbox_counts(self) -> dict[str, int]:
+        """Messages by state."""
+        o = tables.outbox
+        async with self.engine.connect() as conn:
+            return {row[0]: int(row[1]) for row in await conn.execute(
+                sa.select(o.c.state, sa.func.count()).group_by(o.c.state))}  # fmt: skip
+
+    async def blocked_reasons(self, limit: int = 10) -> list[tuple[str, int]]:
+        """The commonest reasons enrollments are blocked, with how many each."""
+        e = tables.enrollments
+        query = (
+            sa.select(e.c.reason, sa.func.count().label("n"))
+            .where(e.c.status == "blocked")
+            .group_by(e.c.reason)
+            .order_by(sa.desc("n"), e.c.reason)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [(row[0] or "", int(row[1])) for row in await conn.execute(query)]
+
     async def daily_usage(self, since: dt.datetime) -> dict[str, tuple[int, dt.datetime]]:
         """Mail per sender address queued after `since` (all but what failed): (how many, the oldest's time)."""
         o = tables.outbox

@@ -1,0 +1,119 @@
+"""`outreach doctor`: secrets, transport, schema, and the mail and enrollments that need an operator."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from outreach import cli
+from outreach.store import Store, tables
+from tests.conftest import ROOT
+from tests.mailservers import SmtpServers
+
+# Both users' mailboxes, with their secrets in one variable the tests set.
+MAILBOXES = {user: {"host": "imap.example.com", "username": user, "password_env": "DOCTOR_IMAP_PASSWORD"}
+             for user in ("anna", "ben")}  # fmt: skip
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.main, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    monkeypatch.chdir(tmp_path)
+    for name in ("ANNA_IMAP_USER", "BEN_IMAP_USER", "BEN_IMAP_PASSWORD", "OUTREACH_SECRET", "DOCTOR_SMTP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def settings(here: Path, **changes: object) -> None:
+    path = here / "rules" / "settings.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def test_missing_secrets_are_problems_named_without_their_values(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANNA_IMAP_USER", "anna")
+    monkeypatch.setenv("BEN_IMAP_USER", "ben")
+    monkeypatch.setenv("BEN_IMAP_PASSWORD", "hunter2")
+
+    code, out = run("doctor")
+
+    assert code == 1
+    assert "problem  secret       IMAP password of mailbox anna: cannot read /run/credentials/" in out
+    assert "ok       secret       IMAP password of mailbox ben: set" in out
+    assert "warning  secret       tracking secret (signs unsubscribe links): the environment variable " \
+           "OUTREACH_SECRET is not set" in out  # fmt: skip
+    assert "hunter2" not in out
+    assert "ok       transport    maildir var/outbox is writable" in out
+    assert "ok       store        schema at revision" in out
+
+
+async def _unknown_message(url: str) -> None:
+    store = await Store.open(url)
+    try:
+        async with store.engine.begin() as conn:
+            now = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+            await conn.execute(tables.outbox.insert().values(
+                sender="anna@example.com", recipient="jo@example.org", subject="Quick question, Jo",
+                message_id="<u1@example.com>", message=b"x", state="unknown", attempts=1, created_at=now))  # fmt: skip
+    finally:
+        await store.close()
+
+
+def test_the_relay_is_reached_and_mail_in_doubt_is_a_problem_with_what_to_do(
+    here: Path, smtp_server: SmtpServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtp_server(auth=("anna", "pw-1"))
+    monkeypatch.setenv("OUTREACH_SECRET", "s3cret")
+    monkeypatch.setenv("DOCTOR_IMAP_PASSWORD", "imap-pw")
+    settings(here, mailboxes=MAILBOXES, transport={"type": "smtp", "smtp": {
+        "host": "127.0.0.1", "port": server.port, "security": "none", "username": "anna",
+        "password_env": "DOCTOR_SMTP_PASSWORD"}})  # fmt: skip
+    monkeypatch.setenv("DOCTOR_SMTP_PASSWORD", "pw-1")
+    assert run("apply", "rules")[0] == 0
+
+    code, out = run("doctor", "--connect")
+    assert code == 0, out
+    assert f"ok       transport    SMTP relay 127.0.0.1:{server.port} answers, logged in as anna" in out
+    assert "0 problem(s)" in out and server.messages == []
+
+    asyncio.run(_unknown_message(f"sqlite:///{here / 'var' / 'outreach.db'}"))
+    code, out = run("doctor", "--json")
+    findings = json.loads(out)
+    assert code == 1
+    [doubt] = [f for f in findings if f["level"] == "problem"]
+    assert doubt["what"] == "outbox" and "outreach outbox requeue 1" in doubt["detail"]
+    assert "jo@example.org" in doubt["detail"]
+
+
+def test_a_wrong_relay_password_is_a_problem(
+    here: Path, smtp_server: SmtpServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtp_server(auth=("anna", "pw-1"))
+    monkeypatch.setenv("OUTREACH_SECRET", "s3cret")
+    monkeypatch.setenv("DOCTOR_IMAP_PASSWORD", "imap-pw")
+    settings(here, mailboxes=MAILBOXES, transport={"type": "smtp", "smtp": {
+        "host": "127.0.0.1", "port": server.port, "security": "none", "username": "anna",
+        "password_env": "DOCTOR_SMTP_PASSWORD"}})  # fmt: skip
+    monkeypatch.setenv("DOCTOR_SMTP_PASSWORD", "wrong")
+
+    code, out = run("doctor", "--connect")
+
+    assert code == 1
+    assert f"problem  transport    SMTP relay 127.0.0.1:{server.port}: SMTPAuthenticationError" in out
