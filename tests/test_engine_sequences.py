@@ -11,6 +11,7 @@ import datetime as dt
 
 import pytest
 
+from outreach.engine import render, unsubscribe
 from outreach.engine import sequences as seq
 from outreach.rules import model, validate
 from tests.conftest import ROOT
@@ -233,3 +234,49 @@ def test_a_step_run_after_the_window_closed_waits_for_it_to_open(rules: model.Ru
     assert seq.decide(e, nurture, JO, rules, late) == seq.Wait(utc("2026-11-24T07:00:00"))  # Tuesday 08:00 Berlin
     retried = seq.retry(seq.block(e, "x"), utc("2026-11-28T22:00:00"))  # retried on a Saturday night
     assert seq.decide(retried, nurture, JO, rules, utc("2026-11-28T22:00:00")) == seq.Wait(utc("2026-11-30T07:00:00"))
+
+
+# --- the unsubscribe footer --------------------------------------------------------------------
+
+
+def test_a_rule_with_an_unsubscribe_link_adds_the_footer_in_its_language(
+    rules: model.RuleSet, nurture: model.Sequence
+) -> None:
+    assert nurture.unsubscribe_language == "de"
+    decision, _ = run_step(rules, nurture, enrolled(rules, nurture, "2026-11-23T08:00:00"))
+
+    assert isinstance(decision, seq.SendEmail)
+    assert decision.rendered.text.endswith(
+        f"\n\n--\nSie möchten diese E-Mails nicht mehr erhalten? Abmelden: {UNSUBSCRIBE}\n"
+    )
+    assert decision.rendered.text.count(UNSUBSCRIBE) == 1
+
+
+def test_the_footer_is_not_added_twice_nor_without_a_link_nor_without_the_rule(
+    rules: model.RuleSet, nurture: model.Sequence
+) -> None:
+    promo = dataclasses.replace(enrolled(rules, nurture, "2026-11-23T08:00:00"), step_index=3, steps_done=3)
+    shown = seq.decide(promo, nurture, JO, rules, utc("2026-11-23T08:00:00"), unsubscribe_url=UNSUBSCRIBE)
+    assert isinstance(shown, seq.SendEmail)
+    assert shown.rendered.text.count(UNSUBSCRIBE) == 1  # the template shows the link itself
+    assert "Abmelden" not in shown.rendered.text
+
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00")
+    unsigned = seq.decide(e, nurture, JO, rules, utc("2026-11-23T08:00:00"), unsubscribe_url=None)
+    assert isinstance(unsigned, seq.SendEmail) and "Abmelden" not in unsigned.rendered.text
+
+    plain = dataclasses.replace(nurture, unsubscribe_language=None)
+    without = seq.decide(e, plain, JO, rules, utc("2026-11-23T08:00:00"), unsubscribe_url=UNSUBSCRIBE)
+    assert isinstance(without, seq.SendEmail) and UNSUBSCRIBE not in without.rendered.text
+
+
+@pytest.mark.parametrize(("language", "words"), [("en", "Unsubscribe"), ("fr", "Se désabonner"), ("ja", "配信停止")])
+def test_the_html_footer_goes_before_the_end_of_the_body_with_an_escaped_link(language: str, words: str) -> None:
+    url = "https://t.example.com/u/a&b"
+    html = "<html><body><p>Hi</p></BODY></html>"
+    out = unsubscribe.add_footer(render.Rendered("s", "Hi\n", html), language, url)
+
+    assert out.html is not None
+    assert out.html.startswith("<html><body><p>Hi</p><p style=")
+    assert out.html.endswith(f'<a href="https://t.example.com/u/a&amp;b">{words}</a></p></BODY></html>')
+    assert out.text == f"Hi\n\n--\n{unsubscribe.FOOTERS[language][0]} {words}: {url}\n"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from outreach import calendar
-from outreach.engine import render
+from outreach.engine import render, unsubscribe
 from outreach.rules import model
 
 
@@ -245,6 +245,8 @@ def decide(
         in_reply_to = enrollment.thread_message_id
         subject = enrollment.thread_subject or rendered.subject
         rendered = dataclasses.replace(rendered, subject=subject if subject.startswith("Re: ") else f"Re: {subject}")
+    if sequence.unsubscribe_language is not None and unsubscribe_url is not None:
+        rendered = unsubscribe.add_footer(rendered, sequence.unsubscribe_language, unsubscribe_url)
     return SendEmail(step, sender, recipient.email, rendered, in_reply_to)
 
 

@@ -1,0 +1,43 @@
+"""The unsubscribe footer a rule with `unsubscribe_link: {language: L}` adds to its mail, in that language.
+
+The footer goes under the text and, for HTML, into a small paragraph before `</body>`. A template that already
+shows the link itself (`{{ unsubscribe_url }}`) gets no second one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import markupsafe
+
+from outreach.engine import render
+
+# (the sentence before the link, the link's words): short, plain, and what a reader of each language expects.
+FOOTERS: dict[str, tuple[str, str]] = {
+    "en": ("Don't want these emails?", "Unsubscribe"),
+    "de": ("Sie möchten diese E-Mails nicht mehr erhalten?", "Abmelden"),
+    "fr": ("Vous ne souhaitez plus recevoir ces e-mails ?", "Se désabonner"),
+    "es": ("¿No quiere recibir más estos correos?", "Darse de baja"),
+    "it": ("Non vuoi più ricevere queste email?", "Annulla l'iscrizione"),
+    "ja": ("今後このメールの配信を希望されない場合:", "配信停止"),
+    "nl": ("Wilt u deze e-mails niet meer ontvangen?", "Afmelden"),
+    "pt": ("Não quer receber mais estes e-mails?", "Cancelar a inscrição"),
+}
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def add_footer(rendered: render.Rendered, language: str, url: str) -> render.Rendered:
+    """The message with the footer link added to each part that does not show the link yet."""
+    sentence, words = FOOTERS.get(language, FOOTERS["en"])
+    text = rendered.text
+    if url not in text:
+        text = f"{text.rstrip()}\n\n--\n{sentence} {words}: {url}\n"
+    html = rendered.html
+    if html is not None and url not in html:
+        footer = markupsafe.Markup('<p style="font-size:small;color:#666666">{} <a href="{}">{}</a></p>').format(
+            sentence, url, words
+        )
+        ends = list(_BODY_END.finditer(html))
+        html = f"{html[: ends[-1].start()]}{footer}{html[ends[-1].start() :]}" if ends else f"{html}\n{footer}\n"
+    return dataclasses.replace(rendered, text=text, html=html)
