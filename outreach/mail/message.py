@@ -234,6 +234,7 @@ def _verbatim(name: str, value: str) -> str:
     return folded
 
 
+@functools.lru_cache(maxsize=1024)  # the senders of a batch are few
 def _mailbox(header: str, addr_spec: str, display_name: str | None) -> str:
     """`Name <address>`, the name quoted or RFC 2047 encoded as it needs, or the bare address."""
     address = _address(header, addr_spec)
