@@ -22,7 +22,7 @@ from outreach import plan as plan_module
 from outreach import scheduler as scheduler_module
 from outreach import store as store_module
 from outreach.engine import sequences as seq
-from outreach.mail import links, smtp
+from outreach.mail import imap, links, smtp
 from outreach.mail import transport as mail_transport
 from outreach.rules import diagnostics, model
 from outreach.rules import validate as rules_validate
@@ -82,11 +82,14 @@ class Daemon:
         *,
         tick: float = 5.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        read_mail: bool = True,
     ) -> None:
         self.rules_dir = rules_dir
         self.db_url = db_url
         self.tick_seconds = tick
         self.clock = clock
+        self.read_mail = read_mail  # read Settings.mailboxes: a task per mailbox, or one look each with --once
+        self.inbox: imap.Inbox | None = None
         self.stopping = asyncio.Event()
         self.reload_wanted = False
         self.store: store_module.Store | None = None
@@ -126,6 +129,9 @@ class Daemon:
             await self._apply(ruleset, now, transport_for(ruleset))
         except (RulesInvalid, NotBuilt, credentials.MissingSecret) as exc:
             log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
+            return
+        if self.inbox is not None:
+            await self.inbox.update(ruleset.settings)  # pollers of changed mailboxes (or secrets) start anew
 
     async def tick(self) -> scheduler_module.TickReport:
         assert self.scheduler is not None
@@ -141,6 +147,12 @@ class Daemon:
     async def run(self, *, once: bool = False) -> None:
         await self.start()
         try:
+            assert self.store is not None and self.scheduler is not None
+            if self.read_mail and once:  # before the tick: a reply stops the step that would go out now
+                await imap.Inbox(self.store, clock=self.clock).poll_once(self.scheduler.ruleset.settings)
+            elif self.read_mail:
+                self.inbox = imap.Inbox(self.store, clock=self.clock)
+                await self.inbox.update(self.scheduler.ruleset.settings)
             while True:
                 try:
                     await self.tick()
@@ -159,6 +171,9 @@ class Daemon:
             await self.close()
 
     async def close(self) -> None:
+        if self.inbox is not None:
+            await self.inbox.close()
+            self.inbox = None
         if self.scheduler is not None and self.scheduler.transport is not None:
             await self.scheduler.transport.close()
         if self.store is not None:
@@ -175,10 +190,11 @@ class Daemon:
 
 
 async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, now: dt.datetime | None = None) -> int:
-    """Run until stopped; with `now` (only with `once`) the tick runs at that time instead of the clock's."""
+    """Run until stopped; with `now` (only with `once`) the tick runs at that time instead of the clock's, and no
+    mailbox is read (the mail in it is real, the time is not)."""
     at = now.astimezone(dt.UTC) if now is not None else None
     daemon = Daemon(rules_dir, db_url, tick=tick) if at is None else \
-        Daemon(rules_dir, db_url, tick=tick, clock=lambda: at)  # fmt: skip
+        Daemon(rules_dir, db_url, tick=tick, clock=lambda: at, read_mail=False)  # fmt: skip
     daemon.install_signals()
     try:
         await daemon.run(once=once)
@@ -194,6 +210,7 @@ async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("aioimaplib").setLevel(logging.WARNING)  # it logs every untagged response it drops at INFO
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="daemon.py", description="Run the outreach daemon on a rule directory.")
     parser.add_argument("--rules", default="rules", help="the rule directory (default: rules)")
     parser.add_argument("--db", default=None, help="database URL (default: $OUTREACH_DB, Settings, var/outreach.db)")
-    parser.add_argument("--once", action="store_true", help="run one tick and exit")
+    parser.add_argument("--once", action="store_true", help="read each mailbox once, run one tick and exit")
     parser.add_argument("--tick", type=float, default=5.0, help="seconds between ticks (default 5)")
     args = parser.parse_args(argv)
     configure_logging()

@@ -19,7 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from outreach import reminding
 from outreach.engine import sequences as seq
+from outreach.mail import limits
 from outreach.mail import message as mail_message
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
@@ -40,7 +42,8 @@ class TickReport:
     tasks: int = 0
     blocked: int = 0
     completed: int = 0
-    held: int = 0  # by a sender's daily limit
+    reminders: int = 0  # reminder mails queued (a digest is one)
+    held: int = 0  # by a sender's daily limit or a recipient domain's cap
     sent: int = 0
     deferred: int = 0
     failed: int = 0
@@ -86,6 +89,7 @@ class Scheduler:
         self.store = store
         self.send_batch = send_batch
         self.rng = rng or random.Random()
+        self.domain_caps = limits.DomainCaps(ruleset.settings.limits.domains)
         self.ruleset = ruleset
         self.transport = transport
         self.batch = batch
@@ -95,6 +99,7 @@ class Scheduler:
         }
         self._scanned: dict[tuple[str, str], dt.datetime] = {}  # auto-enrollment's last look, per version
         self._full_scan: dict[tuple[str, str], dt.datetime] = {}  # and its last look at every record
+        self.reminders = reminding.Reminders(store, ruleset)
         self._usage: dict[str, tuple[int, dt.datetime]] = {}  # mail per sender address in the last 24 hours
 
     async def version(self, name: str, digest: str) -> model.Sequence | None:
@@ -174,8 +179,13 @@ class Scheduler:
         await self.resume_tasks(now)
         while await self.run_due(now, report) >= self.batch:
             pass
+        await self.run_reminders(now, report)
         await self.dispatch(now, report)
         return report
+
+    async def run_reminders(self, now: dt.datetime, report: TickReport) -> None:
+        """Stage-duration reminders of every process with reminders on, at its daily run (outreach.reminding)."""
+        report.reminders += await self.reminders.run(now)
 
     async def resume_tasks(self, now: dt.datetime) -> None:
         """Task steps whose task was completed: the next step's wait starts at the completion."""
@@ -322,9 +332,16 @@ class Scheduler:
         max_attempts = self.ruleset.settings.limits.max_attempts
         while True:
             claimed = await self.store.claim_outbox(now, self.send_batch, uuid.uuid4().hex)
-            results = await asyncio.gather(*(self._send(m) for m in claimed))
-            done = []
-            for m, result in zip(claimed, results, strict=True):
+            done, going = [], []
+            for m in claimed:
+                free_at = self.domain_caps.take(m["recipient"], now)
+                if free_at is None:
+                    going.append(m)
+                else:  # not an attempt: it waits for its turn
+                    done.append(SendOutcome(m["id"], False, self.domain_caps.why(m["recipient"]), free_at, False))
+                    report.held += 1
+            results = await asyncio.gather(*(self._send(m) for m in going))
+            for m, result in zip(going, results, strict=True):
                 if result.ok:
                     done.append(SendOutcome(m["id"], True, result.detail))
                     report.sent += 1

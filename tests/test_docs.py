@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import logging
 import re
+import shlex
+import shutil
 from pathlib import Path
 
 import click
@@ -10,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from outreach import cli
+from outreach import daemon as daemon_module
 from outreach.rules import loader, schemas, validate
 from outreach.rules.diagnostics import Code
 from tests.conftest import ROOT
@@ -137,3 +142,87 @@ def test_the_output_examples_of_cli_md_are_real(fmt: str, tmp_path: Path, monkey
     assert result.exit_code == 1
     shown = _cli_md_output(text, "outreach " + " ".join(args), first_line="" if fmt != "text" else "rules/welcome")
     assert result.output == shown
+
+
+_LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", re.M)  # the real time a log line was written
+_MESSAGE_ID = re.compile(r"<[0-9a-f]{32}@")
+
+
+def _transcript(text: str, section: str) -> list[tuple[str, str]]:
+    """(command, output) of every `$ ` line in the ```text blocks of a section."""
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    out: list[tuple[str, str]] = []
+    for block in re.findall(r"^```text\n(.*?)^```", body, re.S | re.M):
+        for line in block.splitlines(keepends=True):
+            if line.startswith("$ "):
+                out.append((line[2:].rstrip("\n"), ""))
+            else:
+                out[-1] = (out[-1][0], out[-1][1] + line)
+    return out
+
+
+def _same(expected: str, actual: str) -> bool:
+    """The output as the page shows it: a line `...` stands for lines left out."""
+
+    def normal(text: str) -> str:
+        return _MESSAGE_ID.sub("<@", _LOG_TIME.sub("", text))
+
+    chunks = [normal(c) for c in expected.split("...\n")]
+    actual = normal(actual)
+    if len(chunks) == 1:
+        return actual == chunks[0]
+    at = 0
+    for chunk in chunks:
+        found = actual.find(chunk, at)
+        if found < 0:
+            return False
+        at = found + len(chunk)
+    return True
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record) + "\n")
+
+
+def test_the_worked_example_of_reminders_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command of the worked example, run again in a copy of the rules: the page shows its real output.
+
+    A `cat` of a file that does not exist yet writes the file from the page (the example's input).
+    """
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    monkeypatch.chdir(tmp_path)
+    for name in ("OUTREACH_SECRET", "OUTREACH_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(daemon_module, "configure_logging", lambda: None)
+    log = logging.getLogger("outreach")
+    handler = _Lines()
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    steps = _transcript(_read("reminders.md"), "A worked example")
+    assert len(steps) > 10
+    try:
+        for command, expected in steps:
+            args = shlex.split(command)
+            if args[0] == "cat":
+                paths = sorted(glob.glob(args[1]))
+                if not paths:
+                    Path(args[1]).write_text(expected, encoding="utf-8")
+                    continue
+                actual = "".join(Path(p).read_text(encoding="utf-8") for p in paths)
+            else:
+                assert args[0] == "outreach", command
+                handler.lines.clear()
+                result = CliRunner().invoke(cli.main, args[1:])
+                assert result.exit_code == 0, f"{command}: {result.output}"
+                actual = result.output + "".join(handler.lines)
+            assert _same(expected, actual), f"`{command}` printed\n{actual}\nbut docs/reminders.md shows\n{expected}"
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)

@@ -473,11 +473,6 @@ def test_a_lead_without_an_owner_is_not_reminded_and_is_caught_up_once_it_has_on
 # --- digests and several processes ------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class DigestPolicy(model.ReminderPolicy):
-    digest: bool = True  # the field the rule model is to get
-
-
 def owners_book() -> list[reminders.Entry]:
     """At Tuesday 24 November 07:00: anna has two leads due, one overdue since today, one stopped; bob one due."""
     task = reminders.Activity(tasks_created_at=(utc("2026-11-23T12:00:00"),))
@@ -499,10 +494,7 @@ def test_without_digest_each_due_lead_is_its_own_mail() -> None:
 
 def test_a_digest_is_one_mail_per_owner_per_run_listing_their_overdue_leads() -> None:
     p = process()
-    policy = p.follow_up
-    p = dataclasses.replace(
-        p, follow_up=DigestPolicy(**{f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)})
-    )
+    p = dataclasses.replace(p, follow_up=dataclasses.replace(p.follow_up, digest=True))
     result = reminders.run(p, owners_book(), utc("2026-11-24T07:00:00"))
     assert [(m.to, [r.record_id for r in m.reminders], [o.record_id for o in m.also_overdue])
             for m in result.mails] == [("anna", ["L1", "L2"], ["L3"]), ("bob", ["L5"], [])]  # fmt: skip

@@ -280,3 +280,17 @@ def test_the_html_footer_goes_before_the_end_of_the_body_with_an_escaped_link(la
     assert out.html.startswith("<html><body><p>Hi</p><p style=")
     assert out.html.endswith(f'<a href="https://t.example.com/u/a&amp;b">{words}</a></p></BODY></html>')
     assert out.text == f"Hi\n\n--\n{unsubscribe.FOOTERS[language][0]} {words}: {url}\n"
+
+
+def test_a_template_cannot_change_what_the_next_message_sees(rules: model.RuleSet, nurture: model.Sequence) -> None:
+    intro = rules.templates[nurture.steps[0].template or ""]
+    meddling = dataclasses.replace(intro, text="{{ sender.update({'name': 'Mallory'}) }}" + intro.text)
+    changed = dataclasses.replace(rules, templates={**rules.templates, intro.name: meddling})
+    e = enrolled(rules, nurture, "2026-11-23T08:00:00")
+
+    blocked = seq.decide(e, nurture, JO, changed, utc("2026-11-23T08:00:00"))
+    after = seq.decide(e, nurture, JO, rules, utc("2026-11-23T08:00:00"))
+
+    assert blocked == seq.Block("a template tried to change sender; merge values are read-only")
+    assert isinstance(after, seq.SendEmail) and "Mallory" not in after.rendered.text
+    assert after.sender.name == "Anna Berger"

@@ -12,6 +12,7 @@ import pytest
 
 from outreach import plan, scheduler
 from outreach.engine import sequences as seq
+from outreach.mail import limits
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
 from outreach.store import Store
@@ -109,3 +110,39 @@ def test_quota_hold_lets_mail_go_under_the_limit_and_without_one() -> None:
     late = seq.quota_hold(e, sequence, who, RULES.settings, dataclasses.replace(anna, daily_limit=300), used=300,
                           oldest=MONDAY + dt.timedelta(hours=1), now=MONDAY + dt.timedelta(hours=1))  # fmt: skip
     assert late == seq.Block("quota exceeded: daily limit of anna reached (300/300)")
+
+
+def capped(caps: dict[str, int]) -> model.RuleSet:
+    settings = RULES.settings
+    return dataclasses.replace(RULES, settings=dataclasses.replace(
+        settings, limits=dataclasses.replace(settings.limits, domains=caps)))  # fmt: skip
+
+
+async def test_mail_over_a_domains_hourly_cap_waits_in_the_outbox_without_using_an_attempt(
+    store: Store, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+    sched = scheduler.Scheduler(store, capped({"EXAMPLE.org": 2}), mail_transport.MaildirTransport(str(outbox)))
+    for n in range(4):
+        await enroll(sched, store, f"L{n}", MONDAY)
+
+    report = await sched.tick(MONDAY)
+
+    assert (report.queued, report.sent, report.held) == (4, 2, 2)
+    waiting = [m for m in await store.outbox() if m["state"] == "deferred"]
+    assert [m["last_error"] for m in waiting] == ["waiting: at most 2 messages an hour to example.org"] * 2
+    assert [m["attempts"] for m in waiting] == [0, 0]
+    assert [m["next_attempt_at"] for m in waiting] == [MONDAY + dt.timedelta(hours=1)] * 2
+    assert (await sched.tick(MONDAY + dt.timedelta(minutes=59))).sent == 0
+    assert (await sched.tick(MONDAY + dt.timedelta(hours=1))).sent == 2
+    assert len(mail_transport.read_all(outbox)) == 4
+
+
+def test_domain_caps_count_a_sliding_hour_per_domain() -> None:
+    caps = limits.DomainCaps({"gmail.com": 2})
+    assert caps.take("a@gmail.com", MONDAY) is None
+    assert caps.take("b@GMAIL.com", MONDAY + dt.timedelta(minutes=10)) is None
+    assert caps.take("c@gmail.com", MONDAY + dt.timedelta(minutes=20)) == MONDAY + dt.timedelta(hours=1)
+    assert caps.take("d@example.org", MONDAY) is None  # no cap on other domains
+    assert caps.take("c@gmail.com", MONDAY + dt.timedelta(hours=1)) is None  # the first left the hour
+    assert caps.take("e@gmail.com", MONDAY + dt.timedelta(hours=1)) == MONDAY + dt.timedelta(minutes=70)

@@ -265,6 +265,19 @@ async def test_update_matches_by_id_or_by_email_and_records_a_stage_change(store
     assert [e.kind for e in await store.events("L1")] == ["stage_changed", "updated"]
 
 
+async def test_an_update_without_an_email_keeps_the_address_and_a_given_stage_time(store: Store) -> None:
+    await imported(store)
+    entered = NOW - dt.timedelta(days=3)
+    result = await store.import_records(
+        rows(Row(2, "L1", "lead", None, {"stage": "Qualified", "stage_entered_at": entered})), now=NOW, update=True
+    )
+    assert result.updated == 1
+    jo = await store.get_record("L1")
+    assert (jo.email, jo.stage, jo.stage_entered_at) == ("jo@example.org", "Qualified", entered)
+    await store.import_records(rows(Row(2, "L1", "lead", None, {"stage": "Qualified"})), now=NOW, update=True)
+    assert (await store.get_record("L1")).stage_entered_at == entered  # the same stage again is no change
+
+
 def leaf(field: str, op: Op, value: Any) -> criteria.Leaf:
     return criteria.Leaf(field, op, value)
 

@@ -171,6 +171,7 @@ def schema(kind: str | None, draft: str, write_dir: str | None) -> None:
 
 
 from outreach.cli import doctor as _doctor_command  # noqa: E402 - commands of the group defined above
+from outreach.cli import processes as _process_commands  # noqa: E402
 from outreach.cli import records as _record_commands  # noqa: E402
 from outreach.cli import sequences as _sequence_commands  # noqa: E402
 from outreach.cli import store as _store_commands  # noqa: E402
@@ -185,6 +186,7 @@ main.add_command(_doctor_command.doctor)
 for _command in (_sequence_commands.run, _sequence_commands.enroll, _sequence_commands.enrollments,
                  _sequence_commands.preview, _sequence_commands.sequences, _sequence_commands.outbox):  # fmt: skip
     main.add_command(_command)
+main.add_command(_process_commands.processes)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from outreach import records as import_files
-from outreach import scheduler
+from outreach import reminding, scheduler
 from outreach.cli import options
+from outreach.cli import processes as process_commands
 from outreach.engine import sequences as seq
 from outreach.rules import criteria
 from outreach.store import Store, rows
@@ -189,29 +190,36 @@ _SEQUENCE_COLUMNS = ("running_sequences", "completed_sequences", "next_email")
 
 @records.command("show")
 @click.argument("record_id")
+@click.option("--now", "at", metavar="DATETIME", help="Judge stage durations as of this time (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @options.rules_option
 @options.db_option
-def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> None:
-    """Show one record: its fields, open tasks and activity.
+def show(record_id: str, at: str | None, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+    """Show one record: its fields, open tasks, sequences, stage durations and activity.
 
     \b
-    Example:
+    Examples:
       outreach records show L7
+      outreach records show L7 --now 2026-11-24T12:00:00Z
     """
     ruleset = options.load_rules(rules_dir)
+    now = options.parse_when(at, now_=options.now()) if at else options.now()
 
-    async def go(store: Store) -> tuple[rows.Record, list[rows.Task], list[rows.Event], list[dict[str, Any]]]:
+    async def go(store: Store) -> tuple[rows.Record, list[rows.Task], list[rows.Event], list[dict[str, Any]],
+                                        list[reminding.Standing]]:  # fmt: skip
         record = await store.get_record(record_id)
+        standing = [s for p in ruleset.processes.values()
+                    for s in await reminding.standings(store, ruleset, p, now, record_ids=[record_id], everyone=True)]  # fmt: skip
         return (record, await store.list_tasks(record_id), await store.events(record_id),
-                await store.enrollments(record_id=record_id))  # fmt: skip
+                await store.enrollments(record_id=record_id), standing)  # fmt: skip
 
-    record, tasks_, events, enrolled = options.on_store(db_url, ruleset, go)
+    record, tasks_, events, enrolled, standing = options.on_store(db_url, ruleset, go)
     counts, lines = seq.widget([scheduler.enrollment_of(e) for e in enrolled], ruleset)
     if as_json:
         click.echo(options.dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
                            "sequences": {"counts": counts, "enrollments": [
                                {**line.__dict__, "status": str(line.status)} for line in lines]},
+                           "stage_durations": [process_commands.overdue_json(s, now) for s in standing],
                            "activity": [e.__dict__ for e in events]}))  # fmt: skip
         return
     from rich.console import Console
@@ -237,12 +245,23 @@ def show(record_id: str, as_json: bool, rules_dir: str, db_url: str | None) -> N
     for line in lines:
         widget.add_row(str(line.enrollment), line.sequence, str(line.status), line.last_step or "", line.detail)
     console.print(widget)
+    if standing:  # the record follows a sales process
+        durations = Table(title="stage durations")
+        durations.add_column("process", no_wrap=True)
+        for col in ("stage", "in stage", "max", "overdue since", "next reminder"):
+            durations.add_column(col, overflow="fold")
+        for row in process_commands.stage_durations(standing, now):
+            durations.add_row(*row)
+        console.print(durations)
     activity = Table(title="activity")
     for col in ("when", "what", "details", "source"):
         activity.add_column(col, overflow="fold")
     for e in events:
         if e.kind == "sequence_email":  # mail sent by a sequence is marked as such
             what, details = "sequence mail", f"{e.data.get('sequence')} / {e.data.get('step')}: {e.data.get('subject')}"
+        elif e.kind == "reminder_sent":
+            what = "reminder"
+            details = f"{e.data.get('process')} / {e.data.get('stage')}: reminder {e.data.get('reminder')} to {e.data.get('to')}"
         else:
             what, details = e.kind.replace("_", " "), ", ".join(f"{k}={v}" for k, v in e.data.items())
         activity.add_row(options.when(e.at), what, details, e.source)

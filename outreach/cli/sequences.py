@@ -19,10 +19,13 @@ from outreach.store import NotFound, Store, StoreError
 
 
 @click.command()
-@click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
+@click.option("--once", is_flag=True, help="Read each mailbox once, run one tick and exit (for cron and tests).")
 @click.option("--tick", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds between ticks.")
 @click.option(
-    "--now", "at", metavar="DATETIME", help="With --once: run the tick as if it were this time (to try rules)."
+    "--now",
+    "at",
+    metavar="DATETIME",
+    help="With --once: run the tick as if it were this time (to try rules); no mailbox is read.",
 )
 @options.rules_option
 @options.db_option
@@ -32,7 +35,9 @@ def run(once: bool, tick: float, at: str | None, rules_dir: str, db_url: str | N
     The rule directory is validated first (all or nothing). Ctrl-C or SIGTERM
     stops it after the current tick; SIGHUP reloads the rules (an invalid set
     is reported and the old one keeps running). With the maildir transport,
-    mail appears as files in var/outbox.
+    mail appears as files in var/outbox. Each mailbox of Settings.mailboxes is
+    read for replies and bounces by a task of its own (IDLE, or every
+    poll_every); with --once each is read once, before the tick.
 
     \b
     Examples:

@@ -5,7 +5,7 @@ instant) and return decisions. The scheduler loads each record of a process's
 module with its stored `ReminderState` and its `Activity`, calls `run`, stores
 the states it gets back and renders the mails. Behaviour: RULES-LANGUAGE.md,
 "kind: SalesProcess"; the timing rules with a worked example:
-docs/reminders-timing.md.
+docs/reminders.md.
 
 Timing in short. A record is overdue once it has stayed in its stage longer
 than the stage's `max` (`2 days` is 48 hours; business days count on the
@@ -228,6 +228,20 @@ def first_reminder_at(process: model.SalesProcess, since: dt.datetime) -> dt.dat
     return _first_run_on(policy.at, policy.timezone, _day(since, policy) + _DAY)
 
 
+def next_run(process: model.SalesProcess, after: dt.datetime) -> dt.datetime | None:
+    """The first daily run after `after` that can send a reminder (the first run of a day); None: never again.
+
+    Reminders fall due only at these times, so a caller that looked at every record at `after`
+    need not look again before it (unless records changed).
+    """
+    policy = process.follow_up
+    day = _day(after, policy)
+    found = _first_run_on(policy.at, policy.timezone, day)
+    if found is not None and found <= after:
+        found = _first_run_on(policy.at, policy.timezone, day + _DAY)
+    return found
+
+
 def next_due(process: model.SalesProcess, state: ReminderState) -> dt.datetime | None:
     """When the state's next reminder is due; None when none will be (off, stopped, single one sent)."""
     policy = process.follow_up
@@ -342,13 +356,13 @@ def run(
 ) -> Run:
     """One tick of one process over the records of its module: new states and the mails to send.
 
-    `digest` None reads `follow_up.digest` (False when the rule model has no such field).
+    `digest` None reads `follow_up.digest`.
     """
     outcomes = tuple(
         tick(process, e.record, e.state, now, activity=e.activity, matches=matches, settings=settings) for e in entries
     )
     if digest is None:
-        digest = bool(getattr(process.follow_up, "digest", False))
+        digest = process.follow_up.digest
     return Run(outcomes, mails(process, outcomes, digest=digest))
 
 

@@ -8,8 +8,9 @@ enrollment is blocked with that reason (unless the template gives a default).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import jinja2
@@ -28,11 +29,20 @@ class RenderError(Exception):
 
 
 class _Merge(dict[str, Any]):
-    """A merge object (record, sender, owner, organization) that knows its own name for error messages."""
+    """A merge object (record, sender, owner, organization) that knows its own name for error messages.
+
+    Read-only, so that one template cannot change what the next one sees (the sandbox lets a template call a
+    dict's methods); that also lets the merges of users and the organization be made once and shared.
+    """
 
     def __init__(self, name: str, values: Mapping[str, Any]) -> None:
         super().__init__((k, v) for k, v in values.items() if v is not None)  # an empty field is a missing one
         self.merge_name = name
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RenderError(f"a template tried to change {self.merge_name}; merge values are read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = __ior__ = _read_only
 
 
 class _Missing(jinja2.StrictUndefined):
@@ -74,13 +84,75 @@ def context(
     """The merge names a template sees. Absent parts make their fields missing, not empty."""
     out: dict[str, Any] = {
         "record": _Merge("record", record),
-        "sender": _Merge("sender", person(sender) or {}),
-        "owner": _Merge("owner", person(owner) or {}),
-        "organization": _Merge("organization", _organization(organization) if organization else {}),
+        "sender": _user_merge("sender", sender),
+        "owner": _user_merge("owner", owner),
+        "organization": _organization_merge(organization),
     }
     if unsubscribe_url is not None:
         out["unsubscribe_url"] = unsubscribe_url
     return out
+
+
+def reminder_item(
+    record: Mapping[str, Any],
+    *,
+    owner: model.User | None,
+    stage: str,
+    in_stage: str,
+    max: str,
+    overdue_since: str,
+    reminder: int,
+) -> dict[str, Any]:
+    """One overdue record as a reminder mail shows it (an item of `records`)."""
+    return _Merge("records[]", {
+        "record": _Merge("record", record), "owner": _Merge("owner", person(owner) or {}), "stage": stage,
+        "in_stage": in_stage, "max": max, "overdue_since": overdue_since, "reminder": reminder,
+    })  # fmt: skip
+
+
+def reminder_context(
+    *,
+    recipient: model.User,
+    organization: model.Organization | None,
+    records: Sequence[Mapping[str, Any]],
+    also_overdue: Sequence[Mapping[str, Any]] = (),
+    digest: bool = False,
+) -> dict[str, Any]:
+    """The merge names of a reminder mail: the reminded user, the records it reminds of, and the organization.
+
+    Without `digest` the mail is about one record, whose item names (record, owner, stage, in_stage, max,
+    overdue_since, reminder) are also at the top level. `also_overdue` lists a digest's other overdue records.
+    """
+    out: dict[str, Any] = {
+        "recipient": _Merge("recipient", person(recipient) or {}),
+        "organization": _Merge("organization", _organization(organization) if organization else {}),
+        "records": list(records),
+        "also_overdue": list(also_overdue),
+    }
+    if not digest:
+        (item,) = records
+        out.update(item)
+    return out
+
+
+def human_duration(length: dt.timedelta) -> str:
+    """A length as a person says it, rounded down: `5 days`, `1 day`, `20 hours`, `45 minutes`."""
+    seconds = max(0, int(length.total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "less than a minute"
+
+
+@functools.lru_cache(maxsize=1024)
+def _user_merge(name: str, user: model.User | None) -> _Merge:
+    return _Merge(name, person(user) or {})
+
+
+@functools.lru_cache(maxsize=16)
+def _organization_merge(organization: model.Organization | None) -> _Merge:
+    return _Merge("organization", _organization(organization) if organization else {})
 
 
 @functools.lru_cache(maxsize=16)

@@ -119,6 +119,7 @@ class Limits:
     campaigns_per_slot: int = 5
     campaign_freeze: timing.Duration = timing.Duration(seconds=15 * 60)
     max_attempts: int = 8
+    domains: Mapping[str, int] = dataclasses.field(default_factory=dict)  # recipient domain -> mail per hour
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +325,7 @@ class ReminderPolicy:
     timezone: str = "UTC"
     to: Who = Who("record_owner")
     template: str | None = None
+    digest: bool = False  # one mail per reminded user and run, listing their records
 
 
 @dataclasses.dataclass(frozen=True)

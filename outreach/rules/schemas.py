@@ -410,6 +410,13 @@ def _settings() -> Schema:
                         "minimum": 1,
                         "description": "Delivery attempts on temporary failures (default 8).",
                     },
+                    "domains": {
+                        "type": "object",
+                        "description": "At most this many messages an hour to a recipient domain, e.g. "
+                        "{gmail.com: 500}; more wait in the outbox.",
+                        "propertyNames": {"pattern": "^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"},
+                        "additionalProperties": {"type": "integer", "minimum": 1},
+                    },
                 },
                 desc="Engine limits.",
             ),
@@ -583,6 +590,11 @@ def _sales_process() -> Schema:
                     "timezone": _ref("timezone", "Zone of the cron time (default UTC)."),
                     "to": _ref("userRef", "Who gets the reminders (default record_owner)."),
                     "template": _str("Template of the reminder mail."),
+                    "digest": {
+                        "type": "boolean",
+                        "description": "One mail per reminded user and run, listing all their overdue records "
+                        "(default false: one mail per record).",
+                    },
                 },
                 required=("enabled",),
                 desc="Reminder mail to the owner of an overdue record.",

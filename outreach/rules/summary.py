@@ -72,6 +72,7 @@ def rows(rs: model.RuleSet) -> list[Row]:
     for p in rs.processes.values():
         fu = p.follow_up
         rem = f"reminders every {fu.every or 'once'} at {fu.at!r} {fu.timezone}" if fu.enabled else "no reminders"
+        rem += ", as a digest" if fu.enabled and fu.digest else ""
         out.append(
             Row(
                 "SalesProcess",

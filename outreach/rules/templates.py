@@ -13,7 +13,10 @@ import jinja2.sandbox
 # What each merge object offers besides record fields (which come from Settings).
 PERSON_FIELDS = frozenset({"id", "name", "email", "title", "phone", "signature"})
 ORGANIZATION_FIELDS = frozenset({"name", "email", "address", "website", "phone"})
-TOP_LEVEL = ("record", "sender", "owner", "organization", "unsubscribe_url")
+# What only reminder mail (a SalesProcess's follow_up) has: the reminded user, the overdue record's stage and
+# times, and with `digest: true` the list of records (docs/reminders.md).
+REMINDER_NAMES = ("recipient", "stage", "in_stage", "max", "overdue_since", "reminder", "records", "also_overdue")
+TOP_LEVEL = ("record", "sender", "owner", "organization", "unsubscribe_url", *REMINDER_NAMES)
 _BLOCK_TAGS = frozenset({"if", "for", "macro", "call", "filter", "with", "autoescape", "raw", "block"})
 
 
@@ -134,11 +137,14 @@ def problems(analysis: Analysis, record_fields: frozenset[str] | None) -> list[T
         if name not in TOP_LEVEL:
             out.append(TemplateProblem(
                 line, "merge-field-unknown",
-                f"unknown merge name {name!r}: use record.*, sender.*, owner.*, organization.* or unsubscribe_url",
+                f"unknown merge name {name!r}: use record.*, sender.*, owner.*, organization.* or unsubscribe_url "
+                "(reminder mail also has recipient.*, stage, in_stage, max, overdue_since, reminder, records and "
+                "also_overdue)",
                 name,
             ))  # fmt: skip
     allowed: Mapping[str, frozenset[str] | None] = {
         "record": record_fields, "sender": PERSON_FIELDS, "owner": PERSON_FIELDS, "organization": ORGANIZATION_FIELDS,
+        "recipient": PERSON_FIELDS,
     }  # fmt: skip
     for obj, attr, line in analysis.attributes:
         known = allowed.get(obj)

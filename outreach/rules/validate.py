@@ -485,7 +485,10 @@ class _Checker:
         lim = data.get("limits", {})
         freeze = self.duration(doc, ("limits", "campaign_freeze"), lim.get("campaign_freeze"), plain=True)
         limits = model.Limits(
-            lim.get("campaigns_per_slot", 5), freeze or model.Limits().campaign_freeze, lim.get("max_attempts", 8)
+            lim.get("campaigns_per_slot", 5),
+            freeze or model.Limits().campaign_freeze,
+            lim.get("max_attempts", 8),
+            {domain.lower(): cap for domain, cap in lim.get("domains", {}).items()},
         )
         db = data.get("database", {})
         return model.Settings(
@@ -916,6 +919,7 @@ class _Checker:
             timezone=self.timezone(doc, (*p, "timezone"), fu.get("timezone", "UTC")) or "UTC",
             to=self.who(doc, (*p, "to"), fu.get("to")),
             template=fu.get("template"),
+            digest=fu.get("digest", False),
         )
         return model.SalesProcess(
             source=self.source(doc),
@@ -1124,6 +1128,46 @@ class _Checker:
                     f"{c.name!r} is number {items.index((doc, c)) + 1} "
                     f"(others: {', '.join(x.name for _, x in items if x is not c)})",
                 )
+        self._merge_names_by_use(built)
+
+    def _merge_names_by_use(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
+        """Merge names that only one use of a template has: a template is checked alone, its uses here."""
+        by_name: dict[str, model.Template] = {t.name: t for _doc, t in built.get("Template", [])}
+
+        def used(name: str | None) -> set[str]:
+            t = by_name.get(name) if name is not None else None
+            found: set[str] = set()
+            for source in (t.subject, t.text, t.html) if t is not None else ():
+                if source:
+                    found |= {n for n, _line in (self.ahead.analyses.get(source) or templates.analyze(source)).names}
+            return found
+
+        reminder_only = set(templates.REMINDER_NAMES)
+        uses: list[tuple[Document, Path, str | None]] = []
+        for doc, s in built.get("Sequence", []):
+            uses += [(doc, ("steps", i, "email"), step.template) for i, step in enumerate(s.steps)]
+        for doc, c in built.get("Campaign", []):
+            uses.append((doc, ("template",), c.template))
+            uses += [(doc, ("follow_ups", i, "template"), f.template) for i, f in enumerate(c.follow_ups)]
+        for doc, path, name in uses:
+            wrong = sorted(used(name) & reminder_only)
+            if wrong:
+                self.error(doc, path, Code.MERGE_FIELD_UNKNOWN, f"template {name!r} uses {_listed(wrong)}, which only "
+                           "reminder mail (a SalesProcess's follow_up) has")  # fmt: skip
+        for doc, p in built.get("SalesProcess", []):
+            names = used(p.follow_up.template)
+            path = ("follow_up", "template")
+            wrong = sorted(names & {"sender", "unsubscribe_url"})
+            if wrong:
+                self.error(doc, path, Code.MERGE_FIELD_UNKNOWN,
+                           f"template {p.follow_up.template!r} uses {_listed(wrong)}: reminder mail goes to a user "
+                           "from the organization's address; use recipient.* and organization.*")  # fmt: skip
+            single = sorted(names & {"record", "owner", "stage", "in_stage", "max", "overdue_since", "reminder"})
+            if p.follow_up.digest and single:
+                self.error(doc, path, Code.MERGE_FIELD_UNKNOWN,
+                           f"template {p.follow_up.template!r} uses {_listed(single)}, but with `digest: true` a mail "
+                           "lists several records: loop over them, {% for r in records %}{{ r.record.email }} "
+                           "{{ r.stage }}{% endfor %}")  # fmt: skip
 
     def _warnings(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
         # from every document, not only the valid ones: a typo elsewhere must not make a template look unused
@@ -1155,6 +1199,10 @@ class _Checker:
                     f"reminders every {every} are sent at the daily run only; an interval under a day "
                     "behaves like 1 day",
                 )
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
 
 
 def _templates_named(data: Mapping[str, Any]) -> set[str]:

@@ -114,6 +114,7 @@ class SendOutcome:
     ok: bool
     detail: str = ""
     retry_at: dt.datetime | None = None
+    attempted: bool = True  # False: held back before sending (a domain's cap); the claim's attempt is given back
 
 
 def _aware(value: Any) -> dt.datetime:
@@ -363,9 +364,12 @@ class SequenceVerbs:
             {"id": d.outbox_id, "state": "deferred", "last_error": d.detail[:1000], "next_attempt_at": d.retry_at}
             for d in done if not d.ok and d.retry_at is not None
         ]  # fmt: skip
+        held = [d.outbox_id for d in done if not d.attempted]
         async with self.engine.begin() as conn:
             await bulk.update(conn, o, "id", sent)
             await bulk.update(conn, o, "id", deferred)
+            if held:
+                await conn.execute(sa.update(o).where(o.c.id.in_(held)).values(attempts=o.c.attempts - 1))
             for d in done:
                 if not d.ok and d.retry_at is None:
                     await _fail(conn, d.outbox_id, d.detail, now)

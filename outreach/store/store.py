@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outreach.rules import criteria as rules_criteria
 from outreach.rules.criteria import FieldType
-from outreach.store import bulk, migrate, rows, sequencing, tables
+from outreach.store import bulk, migrate, reminding, rows, sequencing, tables
 from outreach.store import criteria as sql_criteria
+from outreach.store import inbound as inbound_verbs
 
 DEFAULT_URL = "sqlite:///var/outreach.db"
 IMPORT_BATCH = 2000
@@ -78,7 +79,7 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
     raise StoreError(f"the database URL {url!r} names {backend!r}; outreach uses sqlite or postgresql")
 
 
-class Store(sequencing.SequenceVerbs):
+class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs):
     """Domain verbs over one database. Open with `await Store.open(url)`; close with `await store.close()`."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
@@ -382,11 +383,15 @@ class Store(sequencing.SequenceVerbs):
     ) -> None:
         new = _record_values(x, now)
         new.pop("created_at")
+        if new["email"] is None:
+            del new["email"]  # a file without the address (or an empty cell) leaves it as it is
         merged_fields = {**dict(old.fields or {}), **new["fields"]}
         new["fields"] = merged_fields
         stage_changed = "stage" in new and new["stage"] != old.stage
         if stage_changed and "stage_entered_at" not in x.fields:
             new["stage_entered_at"] = now
+        elif not stage_changed and "stage_entered_at" not in x.fields:
+            new.pop("stage_entered_at", None)  # the same stage again: the record stays where it was since then
         await conn.execute(sa.update(tables.records).where(tables.records.c.id == old.id).values(**new))
         if stage_changed:
             await self._event(conn, old.id, "stage_changed", now, {"from": old.stage, "to": new["stage"]}, source)

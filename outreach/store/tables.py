@@ -64,7 +64,7 @@ records = sa.Table(
     _ts("converted_at"),
     _ts("deleted_at"),
     sa.Index(None, "email"),
-    sa.Index(None, "type", "stage"),
+    sa.Index(None, "type", "stage", "stage_entered_at"),  # overdue records of a stage: one range
     sa.Index(None, "owner"),
     sa.Index(None, "updated_at"),  # auto-enrollment looks only at records changed since its last look
 )
@@ -143,6 +143,7 @@ outbox = sa.Table(
     sa.Column("record_id", sa.String(64)),
     sa.Column("template", sa.String(200)),
     sa.Column("step_id", sa.String(200)),
+    sa.Column("process", sa.String(200)),  # reminder mail: the SalesProcess that sent it
     sa.Column("sender", sa.String(320), nullable=False),
     sa.Column("recipient", sa.String(320), nullable=False),
     sa.Column("subject", sa.String(1000), nullable=False),
@@ -240,6 +241,10 @@ reminder_state = sa.Table(
     _ts("last_sent_at"),
     _ts("next_due_at"),
     sa.Column("sent", sa.Integer, nullable=False),
+    _ts("stage_entered_at", nullable=False),  # with stage and overdue_since: which overdue period this is
+    sa.Column("stopped", sa.String(16)),  # task | appointment: stopped before the record left the stage
+    _ts("stopped_at"),
+    sa.Column("blocked", sa.String(500)),  # why the due reminder cannot go (no such user, a template problem)
     sa.Index(None, "next_due_at"),
 )
 
