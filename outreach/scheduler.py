@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import os
 import random
 import uuid
 from collections.abc import Callable
@@ -229,7 +230,8 @@ class Scheduler:
             await self._block(batch, e, why, now, report)
             return
         who = recipient_of(record)
-        decision = seq.decide(e, sequence, who, self.ruleset, now, unsubscribe_url=self.unsubscribe_url(e))
+        url = self.unsubscribe_url(e)
+        decision = seq.decide(e, sequence, who, self.ruleset, now, unsubscribe_url=url)
         if isinstance(decision, seq.SendEmail):
             if decision.sender.daily_limit is not None:
                 used, oldest = self._usage.get(decision.sender.email, (0, None))
@@ -246,7 +248,7 @@ class Scheduler:
                     return
                 self._usage[decision.sender.email] = (used + 1, oldest or now)
             try:
-                data, message_id = self._message(e, sequence, decision, now)
+                data, message_id = self._message(e, sequence, decision, now, url)
             except mail_message.HeaderError as exc:
                 await self._block(batch, e, str(exc), now, report)
                 return
@@ -304,12 +306,11 @@ class Scheduler:
         return seq.schedule_next(moved, current, who, self.ruleset.settings, done_at)
 
     def _message(
-        self, e: seq.Enrollment, sequence: model.Sequence, d: seq.SendEmail, now: dt.datetime
+        self, e: seq.Enrollment, sequence: model.Sequence, d: seq.SendEmail, now: dt.datetime, url: str | None
     ) -> tuple[bytes, str]:
         domain = d.sender.email.rpartition("@")[2]
-        message_id = mail_message.new_message_id(domain, uuid.uuid4().hex)
+        message_id = mail_message.new_message_id(domain, os.urandom(16).hex())
         unsubscribe = None
-        url = self.unsubscribe_url(e)
         if sequence.unsubscribe_language is not None and url:
             unsubscribe = (url, None)
         data = mail_message.build(

@@ -77,13 +77,18 @@ class Person(Protocol):
 
 
 def new_message_id(domain: str, token: str) -> str:
-    """`<token@domain>`; the caller passes a unique token (a uuid's hex) and the sender's or a configured domain."""
+    """`<token@domain>`; the caller passes a unique token (random hex) and the sender's or a configured domain."""
     if not _ID_PART.fullmatch(token):
         raise HeaderError("Message-ID", f"{token!r} cannot be the left part of a message id")
+    return f"<{token}@{_id_domain(domain)}>"
+
+
+@functools.lru_cache(maxsize=256)
+def _id_domain(domain: str) -> str:
     domain = _ascii_domain("Message-ID", domain)
     if not _ID_PART.fullmatch(domain):
         raise HeaderError("Message-ID", f"{domain!r} cannot be the domain of a message id")
-    return f"<{token}@{domain}>"
+    return domain
 
 
 def build(

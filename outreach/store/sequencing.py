@@ -78,15 +78,16 @@ class Batch:
         if changed:
             self.saves.append({"id": values["id"], **changed})
 
-    async def enqueue(self, message: Mapping[str, Any]) -> None:
-        self.messages.append(dict(message))
+    async def enqueue(self, message: dict[str, Any]) -> None:
+        """Queue an outbox row (the batch keeps the dict)."""
+        self.messages.append(message)
 
     async def add_task(self, values: Mapping[str, Any]) -> int:
         result = await self.conn.execute(sa.insert(tables.tasks).values(**values))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     async def event(self, record_id: str, kind: str, at: dt.datetime, data: Mapping[str, Any]) -> None:
-        self.events.append({"record_id": record_id, "kind": kind, "at": at, "data": dict(data), "source": "engine"})
+        self.events.append({"record_id": record_id, "kind": kind, "at": at, "data": data, "source": "engine"})
 
     async def flush(self) -> None:
         for group in _by_shape(self.saves):
