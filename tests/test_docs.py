@@ -226,3 +226,13 @@ def test_the_worked_example_of_reminders_md_is_real(tmp_path: Path, monkeypatch:
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
+
+
+@pytest.mark.parametrize("entered, until", [("2026-11-21T10:00:00Z", "2026-12-02"),
+                                            ("2027-03-13T10:00:00Z", "2027-04-01")])  # fmt: skip
+def test_the_simulate_examples_of_cli_md_are_real(entered: str, until: str) -> None:
+    command = f"outreach simulate --process partner-leads --stage New --entered {entered} --until {until}"
+    shown = _cli_md_output(_read("cli.md"), command)
+    result = CliRunner().invoke(cli.main, [*command.split()[1:], "--rules", str(ROOT / "rules")])
+    assert result.exit_code == 0, result.output
+    assert result.output == shown

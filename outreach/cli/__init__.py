@@ -174,6 +174,7 @@ from outreach.cli import doctor as _doctor_command  # noqa: E402 - commands of t
 from outreach.cli import processes as _process_commands  # noqa: E402
 from outreach.cli import records as _record_commands  # noqa: E402
 from outreach.cli import sequences as _sequence_commands  # noqa: E402
+from outreach.cli import simulate as _simulate_command  # noqa: E402
 from outreach.cli import store as _store_commands  # noqa: E402
 
 main.add_command(_store_commands.db)
@@ -183,6 +184,7 @@ main.add_command(_record_commands.records)
 main.add_command(_record_commands.tasks)
 main.add_command(_record_commands.appointments)
 main.add_command(_doctor_command.doctor)
+main.add_command(_simulate_command.simulate)
 for _command in (_sequence_commands.run, _sequence_commands.enroll, _sequence_commands.enrollments,
                  _sequence_commands.preview, _sequence_commands.sequences, _sequence_commands.outbox):  # fmt: skip
     main.add_command(_command)
