@@ -76,16 +76,21 @@ async def _unknown_message(url: str) -> None:
         await store.close()
 
 
+def over_smtp(here: Path, port: int, monkeypatch: pytest.MonkeyPatch, *, password: str) -> None:
+    """The example rules sending over the relay at `port` as anna, every secret they name set."""
+    monkeypatch.setenv("OUTREACH_SECRET", "s3cret")
+    monkeypatch.setenv("DOCTOR_IMAP_PASSWORD", "imap-pw")
+    monkeypatch.setenv("DOCTOR_SMTP_PASSWORD", password)
+    settings(here, mailboxes=MAILBOXES, transport={"type": "smtp", "smtp": {
+        "host": "127.0.0.1", "port": port, "security": "none", "username": "anna",
+        "password_env": "DOCTOR_SMTP_PASSWORD"}})  # fmt: skip
+
+
 def test_the_relay_is_reached_and_mail_in_doubt_is_a_problem_with_what_to_do(
     here: Path, smtp_server: SmtpServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = smtp_server(auth=("anna", "pw-1"))
-    monkeypatch.setenv("OUTREACH_SECRET", "s3cret")
-    monkeypatch.setenv("DOCTOR_IMAP_PASSWORD", "imap-pw")
-    settings(here, mailboxes=MAILBOXES, transport={"type": "smtp", "smtp": {
-        "host": "127.0.0.1", "port": server.port, "security": "none", "username": "anna",
-        "password_env": "DOCTOR_SMTP_PASSWORD"}})  # fmt: skip
-    monkeypatch.setenv("DOCTOR_SMTP_PASSWORD", "pw-1")
+    over_smtp(here, server.port, monkeypatch, password="pw-1")
     assert run("apply", "rules")[0] == 0
 
     code, out = run("doctor", "--connect")
@@ -106,12 +111,7 @@ def test_a_wrong_relay_password_is_a_problem(
     here: Path, smtp_server: SmtpServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = smtp_server(auth=("anna", "pw-1"))
-    monkeypatch.setenv("OUTREACH_SECRET", "s3cret")
-    monkeypatch.setenv("DOCTOR_IMAP_PASSWORD", "imap-pw")
-    settings(here, mailboxes=MAILBOXES, transport={"type": "smtp", "smtp": {
-        "host": "127.0.0.1", "port": server.port, "security": "none", "username": "anna",
-        "password_env": "DOCTOR_SMTP_PASSWORD"}})  # fmt: skip
-    monkeypatch.setenv("DOCTOR_SMTP_PASSWORD", "wrong")
+    over_smtp(here, server.port, monkeypatch, password="wrong")
 
     code, out = run("doctor", "--connect")
 
