@@ -173,6 +173,7 @@ def schema(kind: str | None, draft: str, write_dir: str | None) -> None:
 from outreach.cli import doctor as _doctor_command  # noqa: E402 - commands of the group defined above
 from outreach.cli import processes as _process_commands  # noqa: E402
 from outreach.cli import records as _record_commands  # noqa: E402
+from outreach.cli import ruletest as _test_command  # noqa: E402
 from outreach.cli import sequences as _sequence_commands  # noqa: E402
 from outreach.cli import simulate as _simulate_command  # noqa: E402
 from outreach.cli import store as _store_commands  # noqa: E402
@@ -185,6 +186,7 @@ main.add_command(_record_commands.tasks)
 main.add_command(_record_commands.appointments)
 main.add_command(_doctor_command.doctor)
 main.add_command(_simulate_command.simulate)
+main.add_command(_test_command.test)
 for _command in (_sequence_commands.run, _sequence_commands.enroll, _sequence_commands.enrollments,
                  _sequence_commands.preview, _sequence_commands.sequences, _sequence_commands.outbox):  # fmt: skip
     main.add_command(_command)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from outreach import plan as plan_module
-from outreach.cli import options
-from outreach.rules import model
+from outreach import review
+from outreach.cli import options, simulate
+from outreach.rules import diagnostics, gitref, model
 from outreach.rules import validate as rules_validate
 from outreach.store import Store, migrate
 
@@ -101,18 +102,36 @@ class _PlanCommand(click.Command):
 @click.argument("rules_dir", default="rules", type=click.Path(file_okay=False))
 @options.db_option
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
-def plan(rules_dir: str, db_url: str | None, fmt: str) -> None:
+@click.option(
+    "--base",
+    "base_ref",
+    metavar="REF",
+    help="Compare with the rules at this git ref (branch, tag, commit) instead of the database.",
+)
+@click.option("--sample-start", metavar="TIME",
+              help="With --base: when the sample enrollment starts (ISO 8601; UTC if no zone; default Mon "
+                   f"{review.SAMPLE_START:%Y-%m-%d %H:%M} UTC).")  # fmt: skip
+def plan(rules_dir: str, db_url: str | None, fmt: str, base_ref: str | None, sample_start: str | None) -> None:
     """Show what `apply` would change, without changing anything.
 
     Definitions added, changed (with a diff of the YAML) and removed, and what
     each does to people in flight. Exit status as `terraform plan
     -detailed-exitcode`: 0 no changes, 2 changes, 1 error (usage errors too).
 
+    With --base REF, compares with the rules at a git ref instead (for a pull
+    request; no database, no checkout): what each change means, and for each
+    changed sequence when a sample enrollment's steps run before and after.
+
     \b
     Examples:
       outreach plan rules/
       outreach plan --format markdown rules/ > plan.md
+      outreach plan --base origin/main --format markdown rules/ > plan.md
     """
+    if base_ref is not None:
+        _plan_base(rules_dir, db_url, fmt, base_ref, sample_start)
+    if sample_start is not None:
+        raise click.UsageError("--sample-start goes with --base")
     ruleset = options.load_rules(rules_dir, when=options.now())
 
     result = options.on_store(db_url, ruleset, lambda s: _plan(s, ruleset))
@@ -120,6 +139,29 @@ def plan(rules_dir: str, db_url: str | None, fmt: str) -> None:
               "json": plan_module.format_json}[fmt]  # fmt: skip
     click.echo(render(result))
     sys.exit(2 if result.has_changes else 0)
+
+
+def _plan_base(rules_dir: str, db_url: str | None, fmt: str, ref: str, sample_start: str | None) -> NoReturn:
+    """`plan --base REF`: the working tree against the rules at a git ref; exits."""
+    if db_url is not None:
+        raise click.UsageError("--base compares with a git ref and reads no database: drop --db")
+    start = simulate.instant("--sample-start", sample_start) if sample_start else review.SAMPLE_START
+    when = options.now()
+    head = options.load_rules(rules_dir, when=when)
+    try:
+        commit, texts = gitref.read_texts(rules_dir, ref)
+    except gitref.GitRefError as exc:
+        raise click.ClickException(str(exc)) from None
+    result = rules_validate.validate_texts(texts, now=when)
+    if result.errors or result.ruleset is None:
+        click.echo(diagnostics.format_text(result.errors), err=True)
+        click.echo(f"{rules_dir} at {ref} ({commit[:8]}): {len(result.errors)} error(s); the base must be valid "
+                   "to compare with it", err=True)  # fmt: skip
+        sys.exit(1)
+    found = review.compare(result.ruleset, head, ref=ref, commit=commit, sample_start=start)
+    render = {"text": review.format_text, "markdown": review.format_markdown, "json": review.format_json}[fmt]
+    click.echo(render(found))
+    sys.exit(2 if found.has_changes else 0)
 
 
 @click.command()

@@ -1,0 +1,733 @@
+"""RuleTests, run: the real scheduler and store on a virtual clock, and what happened compared with what was expected.
+
+Each RuleTest (RULES-LANGUAGE.md, "kind: RuleTest") gets an empty SQLite store in memory (one store, emptied
+between tests), the rule set's definitions applied, its records imported at `start`, and a transport that
+records every message with the virtual time it was sent. The clock then moves from `start` to `until`,
+stopping only where something can happen: at each event, where the store says an enrollment or a deferred
+message is next due, at the daily run of a process when one of its records can be reminded then, five
+minutes after the reminders' last look when a change left a reminder due (the daemon looks again then) and, for
+auto-enrolling sequences whose criteria depend on time, at every hourly full scan. At each stop the events of that instant are applied through the store's
+verbs, then one `Scheduler.tick(now)` runs, as the daemon's would.
+
+`check` compares the run with the expectations (pure); `format_text`, `format_json` and `format_junit` print
+results. Nothing here reads the wall clock except to time a run for the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email
+import email.policy
+import email.utils
+import json
+import sqlite3
+import time
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from email.message import EmailMessage
+from typing import Any
+from xml.etree import ElementTree
+
+import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from outreach import plan as plan_module
+from outreach import records as import_rows
+from outreach import reminding
+from outreach import scheduler as scheduler_module
+from outreach import store as store_module
+from outreach.engine import reminders
+from outreach.engine import sequences as seq
+from outreach.mail import inbound, links
+from outreach.mail import transport as mail_transport
+from outreach.rules import criteria, model
+from outreach.store import migrate, tables
+
+MAILBOX = "ruletest"  # the mailbox replies, auto-replies and bounces are "read" from
+TEST_SECRET = b"outreach test: unsubscribe links of RuleTests"  # signs links as a daemon with a secret would
+MAX_STOPS = 100_000  # a run that stops more often than this is a bug in the engine or here, not a long test
+_RECHECK = reminding.LOOK_AFTER_CHANGES
+_HOUR = scheduler_module.FULL_SCAN_EVERY
+
+
+class RuleTestError(Exception):
+    """The RuleTest cannot run as written (an event that cannot happen); `line` is where in its file."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+# --- what happened -------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sent:
+    """A message the transport took, at its virtual time."""
+
+    at: dt.datetime
+    to: str
+    sender: str
+    template: str
+    subject: str
+    thread: str  # reply (it has In-Reply-To) or new
+    record: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Actual:
+    """What a run did: every mail sent, every task, the records' final fields and the enrollments' final states."""
+
+    sent: tuple[Sent, ...] = ()
+    tasks: tuple[tuple[str, str, dt.datetime], ...] = ()  # (record, subject, created at)
+    fields: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # record -> field -> value
+    enrollments: Mapping[tuple[str, str], tuple[str, str | None]] = dataclasses.field(default_factory=dict)
+    notices: tuple[str, ...] = ()  # enrollments refused, at their time
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One line of a diff: `-` expected but not so, `+` happened but not expected, ` ` as expected."""
+
+    sign: str
+    what: str  # sent, task, update, enrollment
+    at: dt.datetime | None
+    text: str
+    where: str = ""  # file:line of the expectation
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    test: model.RuleTest
+    lines: tuple[Line, ...] = ()
+    error: str | None = None  # the test could not run (file:line: message)
+    actual: Actual = Actual()
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not any(line.sign != " " for line in self.lines)
+
+    @property
+    def where(self) -> str:
+        return f"{self.test.source.file}:{self.test.source.line}"
+
+
+# --- the recording transport ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    at: dt.datetime
+    sender: str
+    recipients: tuple[str, ...]
+    message: EmailMessage
+
+
+class RecordingTransport:
+    """Takes every message and keeps it, parsed, with the virtual time the runner sets in `now`."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self.messages: list[Recorded] = []
+
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> mail_transport.SendResult:
+        parsed = email.message_from_bytes(message, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(Recorded(self.now, sender, tuple(recipients), parsed))
+        return mail_transport.SendResult(True, detail="recorded")
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+
+
+def until_of(test: model.RuleTest) -> dt.datetime:
+    """`until`, or one simulated day after the latest time named in the events or the expectations."""
+    if test.until is not None:
+        return test.until
+    named = [test.start, *(e.at for e in test.events)]
+    named += [e.args["starts"] for e in test.events if isinstance(e.args.get("starts"), dt.datetime)]
+    whens = [s.when for s in test.expect.sent or ()] + [t.when for t in test.expect.tasks if t.when is not None]
+    for w in whens:
+        named += [t for t in (w.at, w.after, w.before) if t is not None]
+    return max(named) + dt.timedelta(days=1)
+
+
+class _InlineConnection(aiosqlite.Connection):
+    """aiosqlite's connection without its worker thread: each call runs at once on the event loop's thread.
+
+    A RuleTest's store is private and in memory, so a query never waits for anything, and handing each call
+    to a thread and back costs more than the query (ten times the whole run, on a small machine).
+    """
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._connection is None:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+    async def _connect(self) -> _InlineConnection:
+        if self._connection is None:
+            self._connection = self._connector()
+        return self
+
+    def __await__(self) -> Generator[Any, None, _InlineConnection]:
+        return self._connect().__await__()
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _memory() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+_KEPT = ("alembic_version", "definitions", "active_definitions")  # the same rule set's definitions stay applied
+
+
+class Stores:
+    """One SQLite store in memory, emptied between RuleTests (all but the definitions): each test starts from
+    nothing, and the SQL the engine compiled for one test serves the next. `raw` is its one sqlite3
+    connection, for the runner's own look at what is due next (the store's verbs cost more than the query)."""
+
+    def __init__(self) -> None:
+        self.store: store_module.Store | None = None
+        self.raw: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        self.raw = _memory()
+        return self.raw
+
+    async def fresh(self, fields: Mapping[str, criteria.FieldType]) -> store_module.Store:
+        if self.store is None:
+
+            async def connection() -> _InlineConnection:
+                return await _InlineConnection(self._connect, 64)
+
+            engine = create_async_engine("sqlite+aiosqlite://", poolclass=sa.pool.StaticPool, async_creator=connection)
+            await migrate.upgrade(engine)
+            self.store = store_module.Store(engine, "sqlite:///:memory:")
+        else:
+            assert self.raw is not None
+            emptied = [t.name for t in reversed(tables.metadata.sorted_tables) if t.name not in _KEPT]
+            script = "".join(f"DELETE FROM {name};" for name in emptied)
+            if self.raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+                script += "DELETE FROM sqlite_sequence WHERE name <> 'definitions';"  # ids start at 1 again
+            self.raw.executescript(f"BEGIN;{script}COMMIT;")
+        self.store.fields = dict(fields)
+        return self.store
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+            self.raw = None
+
+
+async def run_all(tests: Iterable[model.RuleTest], ruleset: model.RuleSet) -> list[Result]:
+    """Run RuleTests one after the other, each on its own store."""
+    stores = Stores()
+    try:
+        return [await run(test, ruleset, stores) for test in tests]
+    finally:
+        await stores.close()
+
+
+async def run(test: model.RuleTest, ruleset: model.RuleSet, stores: Stores) -> Result:
+    """Run one RuleTest and check it."""
+    started = time.perf_counter()
+    problem = expects_nothing(test)
+    if problem is not None:
+        return Result(test, error=f"{test.source.file}:{test.source.line}: {problem}")
+    store = await stores.fresh(ruleset.settings.fields)
+    try:
+        assert stores.raw is not None
+        actual = await _Run(test, ruleset, store, stores.raw).go()
+    except RuleTestError as exc:
+        return Result(test, error=f"{test.source.file}:{exc.line}: {exc}", seconds=time.perf_counter() - started)
+    return Result(test, tuple(check(test, actual)), None, actual, time.perf_counter() - started)
+
+
+def expects_nothing(test: model.RuleTest) -> str | None:
+    e = test.expect
+    if e.sent is None and not (e.tasks or e.updates or e.enrollments):
+        return "a RuleTest must expect something: sent, tasks, updates or enrollments"
+    return None
+
+
+class _Run:
+    """One RuleTest's run on its store."""
+
+    def __init__(
+        self, test: model.RuleTest, ruleset: model.RuleSet, store: store_module.Store, raw: sqlite3.Connection
+    ) -> None:
+        self.test = test
+        self.raw = raw
+        self.ruleset = ruleset
+        self.store = store
+        self.transport = RecordingTransport(test.start)
+        tracking = ruleset.settings.tracking
+        unsubscribe = None
+        if tracking is not None:
+            unsubscribe = lambda e: links.unsubscribe_url(tracking, TEST_SECRET, e.email, f"e{e.id}")  # noqa: E731
+        self.scheduler = scheduler_module.Scheduler(store, ruleset, self.transport, unsubscribe_url=unsubscribe)
+        self.notices: list[str] = []
+        self.uid = 0
+        self.changed: dt.datetime | None = None  # when an event last changed something
+        self.ticks: list[dt.datetime] = []  # the ticks of the last few minutes
+        self.hourly = any(s.enroll_when is not None and _on_time(s.enroll_when) for s in ruleset.sequences.values())
+
+    async def go(self) -> Actual:
+        test, store = self.test, self.store
+        start, until = test.start, until_of(test)
+        await store.apply_definitions(plan_module.wanted(self.ruleset), now=start)
+        await store.set_mailbox_position(MAILBOX, 1, 0, start)
+        rows = [import_rows.Row(0, r.id, r.type, _address(r.fields.get("email")),
+                                {k: v for k, v in r.fields.items() if k != "email"}) for r in test.records]  # fmt: skip
+        done = await store.import_records(rows, now=start)
+        if not done.committed:
+            raise RuleTestError(f"the records cannot be imported: {done.problems[0].message}", test.source.line)
+        events = list(test.events)
+        now = start
+        for _ in range(MAX_STOPS):
+            while events and events[0].at <= now:
+                await self.apply(events.pop(0), now)
+            self.transport.now = now
+            self.ticks = [t for t in self.ticks if now - t < _RECHECK] + [now]
+            await self.scheduler.tick(now)
+            following = await self.next_stop(now, events)
+            if following is None or following > until:
+                return await self.actual()
+            now = following
+        raise RuleTestError(f"the run stopped more than {MAX_STOPS} times before {until.isoformat()}", test.source.line)
+
+    async def next_stop(self, now: dt.datetime, events: list[model.TestEvent]) -> dt.datetime | None:
+        """The next instant at which the daemon would act or an event happens."""
+        soon = now + dt.timedelta(seconds=1)  # something due and left undone (held back) is looked at again
+        times: list[dt.datetime] = [events[0].at] if events else []
+        for query in (_NEXT_STEP, _NEXT_RETRY):
+            found = self.raw.execute(query).fetchone()[0]
+            if found is not None:
+                times.append(max(_stamp(found), soon))
+        times += self.reminder_stops(now)
+        if self.hourly:
+            times.append(self.test.start + _HOUR * ((now - self.test.start) // _HOUR + 1))
+        return min(times, default=None)
+
+    def reminder_stops(self, now: dt.datetime) -> list[dt.datetime]:
+        """For each process with reminders on: the next daily run at which one of its records can be reminded.
+
+        A reminder that fell due and did not go (the pass did not look yet after a change, or it is blocked)
+        goes at the next look: five minutes after the pass last looked, or the next daily run.
+        """
+        out = []
+        settings = self.ruleset.settings
+        for process in self.ruleset.processes.values():
+            run = reminders.next_run(process, now) if process.follow_up.enabled else None
+            if run is None:
+                continue
+            states = {row[0]: row[1:] for row in self.raw.execute(_STATES, (process.name,))}
+            due: list[dt.datetime] = []
+            for rid, stage, entered_text in self._staged(process):
+                entered = _stamp(entered_text)
+                since = reminders.overdue_since(process, stage, entered, settings=settings)
+                if since is None:
+                    continue
+                state = states.get(rid)
+                if state is None or (state[0], _stamp(state[1]), _stamp(state[2])) != (stage, entered, since):
+                    first = reminders.first_reminder_at(process, since)
+                    if first is not None:
+                        due.append(first)
+                elif state[3] is not None and state[4] is None:
+                    due.append(_stamp(state[3]))
+            if not due:
+                continue
+            if min(due) > now:
+                out.append(max(run, min(due)))
+            else:
+                out.append(self._next_look(now, run))
+        return out
+
+    def _next_look(self, now: dt.datetime, run: dt.datetime) -> dt.datetime:
+        """When the reminders pass looks again at a record changed lately: five minutes after its last look
+        (one of the ticks of the last five minutes), else at the next daily run."""
+        if self.changed is None or now - self.changed >= _RECHECK:
+            return run
+        return min([run, *(t + _RECHECK for t in self.ticks if t + _RECHECK > now)])
+
+    def _staged(self, process: model.SalesProcess) -> list[tuple[str, Any, str]]:
+        """(id, stage, entered at) of the live records of the process's module that are in a stage."""
+        if process.stage_field == "stage":
+            return list(self.raw.execute(_STAGED, (process.module,)))
+        rows_ = self.raw.execute(_STAGED_IN_FIELD, (f"$.{process.stage_field}", process.module))
+        return [(rid, json.loads(stage) if isinstance(stage, str) and stage[:1] in '"[{' else stage, at)
+                for rid, stage, at in rows_]  # fmt: skip
+
+    # --- events -------------------------------------------------------------------------------------------
+
+    async def apply(self, event: model.TestEvent, now: dt.datetime) -> None:
+        store, args, line = self.store, event.args, event.line
+        rid = str(args["record"])
+        try:
+            record = await store.get_record(rid)
+        except store_module.NotFound:
+            raise RuleTestError(f"{event.kind}: no record {rid!r}", line) from None
+        self.changed = now
+        try:
+            await self._apply(event, record, now)
+        except store_module.StoreError as exc:
+            raise RuleTestError(f"{event.kind} at {now.isoformat()}: {exc}", line) from None
+
+    async def _apply(self, event: model.TestEvent, record: store_module.rows.Record, now: dt.datetime) -> None:
+        store, args, line, kind = self.store, event.args, event.line, event.kind
+        rid = record.id
+        if kind == "enroll":
+            sequence = self.ruleset.sequences.get(str(args["sequence"]))
+            if sequence is None:
+                raise RuleTestError(f"enroll: unknown sequence {args['sequence']!r}", line)
+            got = await self.scheduler.enroll(record, sequence, enrolled_by=str(args["as"]), now=now, source="test")
+            if isinstance(got, str):
+                self.notices.append(f"{now:%a %Y-%m-%d %H:%M} UTC  enroll {rid} in {sequence.name} refused: {got}")
+        elif kind in ("reply", "auto_reply", "bounce"):
+            await self._inbound(kind, record, args, now, line)
+        elif kind in ("open", "click"):
+            if args.get("campaign") is not None:
+                raise RuleTestError(f"{kind}: campaigns are not built yet", line)
+            await store.record_event(rid, "opened" if kind == "open" else "clicked", now=now, source="test")
+        elif kind == "unsubscribe":
+            await store.record_event(rid, "unsubscribed", now=now, halt="unsubscribed", suppress="unsubscribed",
+                                     source="test")  # fmt: skip
+        elif kind == "convert":
+            await store.convert(rid, now=now, source="test")
+        elif kind == "delete":
+            await store.delete(rid, now=now, source="test")
+        elif kind == "set":
+            await store.set_fields(rid, {k: v for k, v in args.items() if k != "record"}, now=now, source="test")
+        elif kind == "task":
+            await store.add_task(rid, str(args["subject"]), now=now, owner=record.owner, source="test")
+        elif kind == "complete_task":
+            open_tasks = [t for t in await store.list_tasks(rid) if t.enrollment_id is not None]
+            if not open_tasks:
+                raise RuleTestError(f"complete_task: {rid} has no open sequence task at {now.isoformat()}", line)
+            await store.complete_task(open_tasks[0].id, now=now, source="test")
+        elif kind == "appointment":
+            await store.add_appointment(rid, args["starts"], "appointment", now=now, source="test")
+        elif kind == "stop":
+            live = await store.enrollments(record_id=rid, sequence=str(args["sequence"]), live_only=True)
+            if not live:
+                raise RuleTestError(f"stop: {rid} has no live enrollment in {args['sequence']} at {now.isoformat()}",
+                                    line)  # fmt: skip
+            reason = f"stopped by {args['as']}" if args.get("as") else "stopped by hand"
+            for row in live:
+                stopped = seq.stop(scheduler_module.enrollment_of(row), reason, now)
+                await store.save_enrollment(scheduler_module.columns_of(stopped), now=now, source="test",
+                                            event=("sequence_stopped", {"sequence": row["sequence"], "reason": reason}))  # fmt: skip
+        else:  # the schema allows no other kind
+            raise RuleTestError(f"unknown event {kind!r}", line)
+
+    async def _inbound(
+        self, kind: str, record: store_module.rows.Record, args: Mapping[str, Any], now: dt.datetime, line: int
+    ) -> None:
+        """A reply, auto-reply or bounce to the latest mail sent to the record, applied as the IMAP poller does."""
+        latest = next((m for m in reversed(self.transport.messages)
+                       if record.email and record.email.lower() in (r.lower() for r in m.recipients)), None)  # fmt: skip
+        if latest is None or not record.email:
+            raise RuleTestError(f"{kind}: nothing was sent to {record.id} before {now.isoformat()}", line)
+        ours = str(latest.message["Message-ID"])
+        self.uid += 1
+        own_id = f"<ruletest-{self.uid}@{record.email.rpartition('@')[2]}>"
+        if kind == "bounce":
+            status = str(args.get("status") or "5.1.1")
+            permanent = status.startswith("5")
+            bounced = inbound.BouncedRecipient(record.email.lower(), record.email.lower(),
+                                               "failed" if permanent else "delayed", status,
+                                               f"{status} (a RuleTest's bounce)", permanent)  # fmt: skip
+            message = inbound.Inbound(inbound.Kind.BOUNCE if permanent else inbound.Kind.DELAYED, "RuleTest",
+                                      own_id, f"mailer-daemon@{record.email.rpartition('@')[2]}",
+                                      our_message_ids=(ours,), bounced=(bounced,), original_message_id=ours)  # fmt: skip
+        else:
+            message = inbound.Inbound(inbound.Kind(kind), "RuleTest", own_id, record.email.lower(),
+                                      f"Re: {latest.message['Subject']}", (ours,), (ours,))  # fmt: skip
+        await self.store.apply_inbound(MAILBOX, 1, self.uid, message, senders=(), now=now)
+
+    # --- the end -------------------------------------------------------------------------------------------
+
+    async def actual(self) -> Actual:
+        store = self.store
+        by_id = {m["message_id"]: m for m in await store.outbox()}
+        sent = []
+        for r in self.transport.messages:
+            row = by_id.get(str(r.message["Message-ID"]), {})
+            from_ = email.utils.parseaddr(str(r.message["From"]))[1] or r.sender
+            sent.append(Sent(r.at, ", ".join(r.recipients), from_, row.get("template") or "?",
+                             str(r.message["Subject"]), "reply" if r.message["In-Reply-To"] else "new",
+                             row.get("record_id")))  # fmt: skip
+        tasks = tuple((t.record_id, t.subject, _aware(t.created_at)) for t in await store.list_tasks(open_only=False))
+        ids = [r.id for r in self.test.records]
+        records = await store.records_by_id(ids)
+        fields = {rid: {**rec.as_dict(), **rec.fields} for rid, rec in records.items()}
+        enrollments: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for e in await store.enrollments(record_ids=ids):
+            enrollments[(e["record_id"], e["sequence"])] = (e["status"], e["reason"])  # the latest wins
+        return Actual(tuple(sent), tasks, fields, enrollments, tuple(self.notices))
+
+
+def _on_time(c: criteria.Criteria) -> bool:
+    """Whether criteria can start to match as time passes (older_than, newer_than)."""
+    if isinstance(c, criteria.Leaf):
+        return c.op in (criteria.Op.OLDER_THAN, criteria.Op.NEWER_THAN)
+    if isinstance(c, criteria.Not):
+        return _on_time(c.item)
+    return any(_on_time(x) for x in c.items)
+
+
+def _address(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return import_rows.plain_email(value) or value.strip().lower()
+
+
+# What is due next, read from the store's tables (SQLite keeps times as naive UTC text, which sorts as time).
+_NEXT_STEP = (
+    "SELECT min(next_due_at) FROM enrollments WHERE status = 'active' AND NOT awaiting_task AND next_due_at IS NOT NULL"
+)
+_NEXT_RETRY = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'deferred'"
+_STATES = (
+    "SELECT record_id, stage, stage_entered_at, overdue_since, next_due_at, stopped FROM reminder_state "
+    "WHERE process = ?"
+)
+_STAGED = (
+    "SELECT id, stage, stage_entered_at FROM records WHERE type = ? AND deleted_at IS NULL "
+    "AND stage IS NOT NULL AND stage_entered_at IS NOT NULL"
+)
+_STAGED_IN_FIELD = (
+    "SELECT id, json_extract(fields, ?), stage_entered_at FROM records WHERE type = ? AND deleted_at IS NULL "
+    "AND stage_entered_at IS NOT NULL"
+)
+
+
+def _stamp(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+# --- checking ----------------------------------------------------------------------------------------------------
+
+
+def check(test: model.RuleTest, actual: Actual) -> list[Line]:
+    """The diff of expected against actual, aligned by time; every line ` ` when the test passes."""
+    lines: list[Line] = []
+    file = test.source.file
+    if test.expect.sent is not None:
+        expected = list(test.expect.sent)
+        pairs = _match(expected, list(actual.sent), _sent_matches)
+        matched = set(pairs.values())
+        for i, x in enumerate(expected):
+            where = f"{file}:{x.line}"
+            if i in pairs:
+                lines.append(Line(" ", "sent", actual.sent[pairs[i]].at, _sent_text(actual.sent[pairs[i]]), where))
+            else:
+                lines.append(Line("-", "sent", _when_key(x.when), _expected_text(x), where))
+        lines += [Line("+", "sent", s.at, _sent_text(s)) for j, s in enumerate(actual.sent) if j not in matched]
+    tasks = list(actual.tasks)
+    task_pairs = _match(list(test.expect.tasks), tasks, _task_matches)
+    for i, t in enumerate(test.expect.tasks):
+        where = f"{file}:{t.line}"
+        if i in task_pairs:
+            got = tasks[task_pairs[i]]
+            lines.append(Line(" ", "task", got[2], f"task for {got[0]}: {got[1]!r}", where))
+        else:
+            found = [f"{s!r} at {_time(at)}" for r, s, at in tasks if r == t.record]
+            at = f" {_when_text(t.when)}" if t.when is not None else ""
+            lines.append(Line("-", "task", _when_key(t.when) if t.when else None,
+                              f"task for {t.record}: {t.subject!r}{at} (its tasks: {', '.join(found) or 'none'})",
+                              where))  # fmt: skip
+    for u in test.expect.updates:
+        where = f"{file}:{u.line}"
+        value = actual.fields.get(u.record, {}).get(u.field)
+        ok = _same(value, u.value)
+        text = f"{u.record}.{u.field} = {_show(u.value)}" + ("" if ok else f" (it is {_show(value)})")
+        lines.append(Line(" " if ok else "-", "update", None, text, where))
+    for ex in test.expect.enrollments:
+        where = f"{file}:{ex.line}"
+        final = actual.enrollments.get((ex.record, ex.sequence))
+        ok = final is not None and final[0] == ex.status and (ex.reason is None or _reason_matches(final[1], ex.reason))
+        want = f"{ex.record} in {ex.sequence}: {ex.status}" + (f" ({ex.reason})" if ex.reason else "")
+        if final is None:
+            is_ = "never enrolled" + (f"; {'; '.join(actual.notices)}" if actual.notices else "")
+        else:
+            is_ = final[0] + (f" ({final[1]})" if final[1] else "")
+        lines.append(Line(" " if ok else "-", "enrollment", None, want + ("" if ok else f" (it is {is_})"), where))
+    return lines
+
+
+def _match(expected: list[Any], actual: list[Any], fits: Any) -> dict[int, int]:
+    """A largest one-to-one matching of expectations to what happened (Kuhn's augmenting paths)."""
+    options = [[j for j, a in enumerate(actual) if fits(x, a)] for x in expected]
+    owner: dict[int, int] = {}
+
+    def place(i: int, seen: set[int]) -> bool:
+        for j in options[i]:
+            if j in seen:
+                continue
+            seen.add(j)
+            if j not in owner or place(owner[j], seen):
+                owner[j] = i
+                return True
+        return False
+
+    for i in sorted(range(len(expected)), key=lambda i: len(options[i])):
+        place(i, set())
+    return {i: j for j, i in owner.items()}
+
+
+def _sent_matches(x: model.SentExpectation, s: Sent) -> bool:
+    return (x.when.matches(s.at) and x.to.lower() == s.to.lower() and x.template == s.template
+            and (x.subject is None or x.subject == s.subject) and (x.from_ is None or x.from_.lower() == s.sender.lower())
+            and (x.thread is None or x.thread == s.thread))  # fmt: skip
+
+
+def _task_matches(x: model.TaskExpectation, t: tuple[str, str, dt.datetime]) -> bool:
+    return x.record == t[0] and x.subject == t[1] and (x.when is None or x.when.matches(t[2]))
+
+
+def _reason_matches(actual: str | None, expected: str) -> bool:
+    """The reason as written, or its first part (`bounced` for "bounced: 550 5.1.1 user unknown")."""
+    return actual is not None and (actual == expected or actual.startswith(expected + ":"))
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    if isinstance(value, dt.datetime) and isinstance(wanted, dt.datetime):
+        return _aware(value) == _aware(wanted)
+    return bool(value == wanted and type(value) is type(wanted)) or (
+        isinstance(value, int | float) and isinstance(wanted, int | float) and value == wanted
+        and not isinstance(value, bool) and not isinstance(wanted, bool)
+    )  # fmt: skip
+
+
+def _show(value: Any) -> str:
+    return value.isoformat() if isinstance(value, dt.datetime) else json.dumps(value, ensure_ascii=False)
+
+
+def _time(t: dt.datetime) -> str:
+    return f"{t.astimezone(dt.UTC):%a %Y-%m-%d %H:%M} UTC"
+
+
+def _when_key(w: model.When) -> dt.datetime | None:
+    return w.at or w.after or w.before
+
+
+def _when_text(w: model.When) -> str:
+    if w.at is not None:
+        return f"at {_time(w.at)}"
+    parts = ([f"after {_time(w.after)}"] if w.after else []) + ([f"before {_time(w.before)}"] if w.before else [])
+    return " and ".join(parts) or "at any time"
+
+
+def _sent_text(s: Sent) -> str:
+    return f"{_time(s.at)}  {s.template} to {s.to} from {s.sender}, {s.thread}: {s.subject!r}"
+
+
+def _expected_text(x: model.SentExpectation) -> str:
+    when = _time(x.when.at) if x.when.at is not None else _when_text(x.when)
+    extra = [f"from {x.from_}"] if x.from_ else []
+    extra += [x.thread] if x.thread else []
+    extra += [repr(x.subject)] if x.subject is not None else []
+    return f"{when}  {x.template} to {x.to}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+# --- output ------------------------------------------------------------------------------------------------------
+
+
+def _ordered(lines: Iterable[Line]) -> list[Line]:
+    order = {"sent": 0, "task": 1, "update": 2, "enrollment": 3}
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return sorted(lines, key=lambda x: (order[x.what], _aware(x.at) if x.at else never))
+
+
+def summary(results: Sequence[Result]) -> str:
+    failed = sum(not r.passed for r in results)
+    return f"{len(results)} RuleTest{'' if len(results) == 1 else 's'}, {failed} failed"
+
+
+def format_text(results: Sequence[Result]) -> str:
+    """A line per passing test; for a failing one its file:line, its diff (- expected, + not expected), a summary."""
+    out: list[str] = []
+    for r in results:
+        if r.passed:
+            out.append(f"ok    {r.where}  {r.test.name}")
+            continue
+        out.append(f"FAIL  {r.where}  {r.test.name}")
+        if r.error is not None:
+            out.append(f"      error: {r.error}")
+            continue
+        for what in ("sent", "task", "update", "enrollment"):
+            mine = [x for x in _ordered(r.lines) if x.what == what]
+            if not mine or all(x.sign == " " for x in mine):
+                continue
+            out.append(
+                f"      {what}s:" if what != "sent" else "      sent (- expected, not sent; + sent, not expected):"
+            )
+            for x in mine:
+                out.append(f"      {x.sign} {x.text}" + (f"   [{x.where}]" if x.where and x.sign == "-" else ""))
+        if r.actual.notices:
+            out += [f"      notice: {n}" for n in r.actual.notices]
+    out.append(summary(results))
+    return "\n".join(out)
+
+
+def _line_json(x: Line) -> dict[str, Any]:
+    return {"sign": x.sign, "kind": x.what, "at": x.at.isoformat() if x.at else None, "text": x.text,
+            "where": x.where or None}  # fmt: skip
+
+
+def format_json(results: Sequence[Result]) -> str:
+    tests = [
+        {
+            "name": r.test.name, "file": r.test.source.file, "line": r.test.source.line, "passed": r.passed,
+            "error": r.error, "seconds": round(r.seconds, 4),
+            "diff": [_line_json(x) for x in _ordered(r.lines) if x.sign != " "],
+            "sent": [{"at": s.at.isoformat(), "to": s.to, "from": s.sender, "template": s.template,
+                      "subject": s.subject, "thread": s.thread} for s in r.actual.sent],
+            "notices": list(r.actual.notices),
+        }
+        for r in results
+    ]  # fmt: skip
+    failed = sum(not r.passed for r in results)
+    return json.dumps({"tests": tests, "total": len(results), "failed": failed}, ensure_ascii=False, indent=2)
+
+
+def format_junit(results: Sequence[Result]) -> str:
+    """JUnit XML: one testsuite per file, one testcase per RuleTest, a failure (or error) with its diff."""
+    root = ElementTree.Element("testsuites", name="outreach test", tests=str(len(results)),
+                               failures=str(sum(not r.passed and r.error is None for r in results)),
+                               errors=str(sum(r.error is not None for r in results)))  # fmt: skip
+    by_file: dict[str, list[Result]] = {}
+    for r in results:
+        by_file.setdefault(r.test.source.file, []).append(r)
+    for file, mine in by_file.items():
+        suite = ElementTree.SubElement(root, "testsuite", name=file, tests=str(len(mine)),
+                                       failures=str(sum(not r.passed and r.error is None for r in mine)),
+                                       errors=str(sum(r.error is not None for r in mine)),
+                                       time=f"{sum(r.seconds for r in mine):.3f}")  # fmt: skip
+        for r in mine:
+            case = ElementTree.SubElement(suite, "testcase", name=r.test.name, classname=file, file=file,
+                                          line=str(r.test.source.line), time=f"{r.seconds:.3f}")  # fmt: skip
+            if r.error is not None:
+                ElementTree.SubElement(case, "error", message=r.error).text = r.error
+            elif not r.passed:
+                text = format_text([r]).rsplit("\n", 1)[0]
+                bad = sum(x.sign != " " for x in r.lines)
+                ElementTree.SubElement(case, "failure", message=f"{bad} difference(s)").text = text
+    ElementTree.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode")

@@ -1,0 +1,342 @@
+"""`outreach test`: RuleTests run on a virtual clock with the real scheduler and store, and a diff when they fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from click.testing import CliRunner
+
+from outreach import cli
+from tests.conftest import ROOT
+
+RULES = ROOT / "rules"
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    """A copy of the example rules without their tests: each test here writes its own RuleTest file."""
+    where = tmp_path / "rules"
+    shutil.copytree(RULES, where, ignore=shutil.ignore_patterns("tests", "campaigns", "views"))
+    (where / "tests").mkdir()
+    return where
+
+
+def write(rules: Path, text: str, name: str = "t.yaml") -> Path:
+    path = rules / "tests" / name
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.main, ["test", *args])
+    return result.exit_code, result.output
+
+
+PASSING = """
+    kind: RuleTest
+    name: the intro goes at once and the follow-up two business days later
+    start: 2026-11-23T08:00:00Z
+    until: 2026-11-26T00:00:00Z
+    records:
+      - {id: L1, type: lead, email: jo@example.org, first_name: Jo, owner: anna}
+    events:
+      - {at: 2026-11-23T08:00:00Z, enroll: {sequence: inbound-nurture, record: L1, as: anna}}
+    expect:
+      sent:
+        - {at: 2026-11-23T08:00:00Z, to: jo@example.org, template: intro, from: anna@example.com}
+        - {at: 2026-11-25T08:00:00Z, to: jo@example.org, template: follow-up, thread: reply,
+           subject: "Re: Quick question, Jo"}
+      enrollments:
+        - {record: L1, sequence: inbound-nurture, status: active}
+"""
+
+FAILING = """
+    kind: RuleTest
+    name: the follow-up goes two days after a Friday intro
+    start: 2026-11-27T15:00:00Z
+    records:
+      - {id: C1, type: lead, email: sam@example.org, first_name: Sam, owner: ben}
+    events:
+      - {at: 2026-11-27T15:00:00Z, enroll: {sequence: inbound-nurture, record: C1, as: ben}}
+      - {at: 2026-12-02T09:00:00Z, reply: {record: C1}}
+    expect:
+      sent:
+        - {at: 2026-11-27T15:00:00Z, to: sam@example.org, template: intro}
+        - {at: 2026-11-29T15:00:00Z, to: sam@example.org, template: follow-up}
+      enrollments:
+        - {record: C1, sequence: inbound-nurture, status: completed}
+"""
+
+
+def test_the_example_rules_tests_all_pass() -> None:
+    code, out = run(str(RULES))
+
+    assert code == 0, out
+    assert out.splitlines()[-1].endswith(" RuleTests, 0 failed")
+    assert "FAIL" not in out
+
+
+def test_a_passing_rule_test_prints_ok_and_exits_0(rules: Path) -> None:
+    write(rules, PASSING)
+
+    code, out = run(str(rules))
+
+    assert code == 0, out
+    assert out.splitlines() == [
+        f"ok    {rules}/tests/t.yaml:1  the intro goes at once and the follow-up two business days later",
+        "1 RuleTest, 0 failed",
+    ]
+
+
+def test_a_failing_rule_test_shows_expected_and_actual_aligned_by_time_with_file_and_line(rules: Path) -> None:
+    path = write(rules, FAILING)
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert out.splitlines() == [
+        f"FAIL  {path}:1  the follow-up goes two days after a Friday intro",
+        "      sent (- expected, not sent; + sent, not expected):",
+        "        Fri 2026-11-27 15:00 UTC  intro to sam@example.org from ben@example.com, new: 'Quick question, Sam'",
+        f"      - Sun 2026-11-29 15:00 UTC  follow-up to sam@example.org   [{path}:12]",
+        "      + Tue 2026-12-01 15:00 UTC  follow-up to sam@example.org from ben@example.com, reply: "
+        "'Re: Quick question, Sam'",
+        "      enrollments:",
+        f"      - C1 in inbound-nurture: completed (it is stopped (replied))   [{path}:14]",
+        "1 RuleTest, 1 failed",
+    ]
+
+
+def test_sent_is_exhaustive_a_mail_nobody_expected_fails_the_test(rules: Path) -> None:
+    text = "\n".join(
+        line for line in PASSING.splitlines() if "template: follow-up" not in line and "Re: Quick" not in line
+    )
+    write(rules, text)
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert "      + Wed 2026-11-25 08:00 UTC  follow-up to jo@example.org from anna@example.com, reply: " in out
+
+
+def test_a_window_matches_any_time_inside_it(rules: Path) -> None:
+    text = PASSING.replace(
+        "{at: 2026-11-25T08:00:00Z, to: jo@example.org, template: follow-up",
+        "{at: {after: 2026-11-25T07:00:00Z, before: 2026-11-25T09:00:00Z}, to: jo@example.org, template: follow-up",
+    )
+    write(rules, text)
+
+    code, out = run(str(rules))
+
+    assert code == 0, out
+
+
+def test_json_lists_each_test_with_its_diff_and_what_was_sent(rules: Path) -> None:
+    write(rules, PASSING, "a.yaml")
+    write(rules, FAILING, "b.yaml")
+
+    code, out = run("--format", "json", str(rules))
+
+    assert code == 1
+    data = json.loads(out)
+    assert (data["total"], data["failed"]) == (2, 1)
+    ok, bad = data["tests"]
+    assert ok["passed"] is True and ok["diff"] == []
+    assert [s["template"] for s in ok["sent"]] == ["intro", "follow-up"]
+    assert bad["passed"] is False
+    assert [(d["sign"], d["kind"], d["at"]) for d in bad["diff"]] == [
+        ("-", "sent", "2026-11-29T15:00:00+00:00"),
+        ("+", "sent", "2026-12-01T15:00:00+00:00"),
+        ("-", "enrollment", None),
+    ]
+    assert bad["diff"][0]["where"].endswith("b.yaml:12")
+
+
+def test_junit_xml_has_a_testcase_per_rule_test_and_a_failure_with_the_diff(rules: Path) -> None:
+    write(rules, PASSING, "a.yaml")
+    write(rules, FAILING, "b.yaml")
+
+    code, out = run("--format", "junit", str(rules))
+
+    assert code == 1
+    root = ElementTree.fromstring(out.encode())
+    assert root.tag == "testsuites" and root.get("tests") == "2" and root.get("failures") == "1"
+    cases = root.findall("./testsuite/testcase")
+    assert [c.get("name") for c in cases] == [
+        "the intro goes at once and the follow-up two business days later",
+        "the follow-up goes two days after a Friday intro",
+    ]
+    assert cases[0].find("failure") is None
+    failure = cases[1].find("failure")
+    assert failure is not None and "- Sun 2026-11-29 15:00 UTC  follow-up" in (failure.text or "")
+
+
+def test_a_rule_test_file_runs_against_the_rules_option(rules: Path) -> None:
+    path = write(rules, PASSING)
+
+    code, out = run("--rules", str(rules), str(path))
+
+    assert code == 0, out
+    assert out.splitlines()[-1] == "1 RuleTest, 0 failed"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("sequence: inbound-nurture, record: L1", "sequence: inbound-nurtur, record: L1"),
+         "unknown sequence 'inbound-nurtur'"),
+        (("record: L1, as: anna", "record: L9, as: anna"), "unknown record 'L9'"),
+        (("template: intro, from", "template: intr, from"), "intr"),
+    ],
+)  # fmt: skip
+def test_a_rule_test_naming_an_unknown_sequence_record_or_template_is_an_error_at_its_line(
+    rules: Path, change: tuple[str, str], message: str
+) -> None:
+    path = write(rules, PASSING.replace(*change))
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert message in out
+    assert f"{path}:" in out and "no RuleTest ran" in out
+
+
+def test_events_out_of_time_order_are_an_error_at_the_later_event(rules: Path) -> None:
+    text = PASSING.replace(
+        "events:\n", "events:\n      - {at: 2026-11-24T08:00:00Z, set: {record: L1, stage: Contacted}}\n"
+    )
+    path = write(rules, text)
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert f"{path}:9:" in out and "events must be in time order" in out
+
+
+def test_an_event_before_start_is_an_error(rules: Path) -> None:
+    path = write(rules, PASSING.replace("{at: 2026-11-23T08:00:00Z, enroll", "{at: 2026-11-22T08:00:00Z, enroll"))
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert f"{path}:8:" in out and "outside the test's run" in out
+
+
+def test_a_rule_test_that_expects_nothing_is_an_error(rules: Path) -> None:
+    write(rules, PASSING.split("expect:")[0] + "expect: {tasks: []}\n")
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert "a RuleTest must expect something" in out
+
+
+def test_an_event_naming_a_campaign_is_an_error_until_campaigns_are_built(rules: Path) -> None:
+    shutil.copytree(RULES / "campaigns", rules / "campaigns")
+    shutil.copytree(RULES / "views", rules / "views")
+    path = write(rules, PASSING.replace(
+        "events:\n", "events:\n      - {at: 2026-11-23T08:00:00Z, open: {record: L1, campaign: spring-webinar}}\n"))  # fmt: skip
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert f"error: {path}:8: open: campaigns are not built yet" in out
+
+
+def test_a_reply_before_anything_was_sent_is_an_error(rules: Path) -> None:
+    path = write(rules, PASSING.replace(
+        "events:\n", "events:\n      - {at: 2026-11-23T07:00:00Z, reply: {record: L1}}\n").replace(
+        "start: 2026-11-23T08:00:00Z", "start: 2026-11-23T07:00:00Z"))  # fmt: skip
+
+    code, out = run(str(rules))
+
+    assert code == 1
+    assert f"{path}:8: reply: nothing was sent to L1 before 2026-11-23T07:00:00+00:00" in out
+
+
+def test_usage_errors_exit_2(rules: Path, tmp_path: Path) -> None:
+    path = write(rules, PASSING)
+
+    assert run("--format", "xml", str(rules))[0] == 2
+    assert run(str(tmp_path / "nowhere"))[0] == 2
+    assert run("--rules", str(rules), str(rules))[0] == 2
+    assert run(str(rules), str(path))[0] == 2
+
+
+def test_the_failing_example_of_testing_rules_md_prints_the_diff_shown_there(
+    rules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (ROOT / "docs" / "testing-rules.md").read_text(encoding="utf-8")
+    section = text.split("## A failing RuleTest and its diff")[1]
+    example = section.split("```yaml\n")[1].split("```")[0]
+    shown = section.split("```text\n")[1].split("```")[0]
+    write(rules, example, "nurture.yaml")
+    monkeypatch.chdir(rules.parent)
+
+    code, out = run("rules/")
+
+    assert code == 1
+    assert out == shown
+
+
+def test_a_record_imported_long_overdue_is_reminded_at_start_and_one_made_overdue_when_the_daemon_looks_again(
+    rules: Path,
+) -> None:
+    write(rules, """
+        kind: RuleTest
+        name: reminders catch up
+        start: 2026-11-25T12:00:00Z
+        until: 2026-12-03T00:00:00Z
+        records:
+          - {id: P1, type: lead, email: p1@partner.example, owner: ben, stage: New,
+             stage_entered_at: 2026-11-10T10:00:00Z}
+          - {id: P2, type: lead, email: p2@partner.example, owner: anna, stage: New}
+        events:
+          - {at: 2026-11-25T12:02:00Z, set: {record: P2, stage_entered_at: 2026-11-01T10:00:00Z}}
+        expect:
+          sent:
+            - {at: 2026-11-25T12:00:00Z, to: ben@example.com, template: overdue-reminder}
+            # changed two minutes after the reminders looked: they look again five minutes after that look
+            - {at: 2026-11-25T12:05:00Z, to: anna@example.com, template: overdue-reminder}
+            # weekly, counted from the day of the first reminder
+            - {at: 2026-12-02T07:00:00Z, to: ben@example.com, template: overdue-reminder}
+            - {at: 2026-12-02T07:00:00Z, to: anna@example.com, template: overdue-reminder}
+    """)  # fmt: skip
+
+    code, out = run(str(rules))
+
+    assert code == 0, out
+
+
+def test_a_sequence_that_enrolls_by_a_time_criterion_enrolls_at_the_daemons_hourly_full_scan(rules: Path) -> None:
+    (rules / "sequences" / "late.yaml").write_text(textwrap.dedent("""
+        kind: Sequence
+        name: late
+        applies_to: [lead]
+        sender: record_owner
+        calendar: anytime
+        enroll_when: {all: [{field: source, eq: fair}, {field: created_at, older_than: 150m}]}
+        steps:
+          - {id: welcome, email: welcome, wait: immediately}
+    """), encoding="utf-8")  # fmt: skip
+    write(rules, """
+        kind: RuleTest
+        name: enrolled at the first hourly scan after it is 150 minutes old
+        start: 2026-11-25T12:00:00Z
+        records:
+          - {id: F1, type: lead, email: f1@example.org, owner: anna, source: fair}
+        expect:
+          sent:
+            - {at: 2026-11-25T15:00:00Z, to: f1@example.org, template: welcome}
+          enrollments:
+            - {record: F1, sequence: late, status: completed}
+    """)  # fmt: skip
+
+    code, out = run(str(rules))
+
+    assert code == 0, out
