@@ -227,6 +227,7 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
             "auto_enroll (enroll_when queries)": lambda: sched.auto_enroll(NOW, report),
             "resume_tasks (finished task steps)": lambda: sched.resume_tasks(NOW),
             "run_due (nothing due)": lambda: sched.run_due(NOW, report),
+            "reminders (no process pass due)": lambda: sched.reminders.run(NOW),
             "dispatch (nothing queued)": lambda: sched.dispatch(NOW, report),
         }
         best, median = min(ticks), statistics.median(ticks)

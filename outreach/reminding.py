@@ -87,10 +87,13 @@ class Reminders:
 
     async def run(self, now: dt.datetime) -> int:
         """Every process with reminders on whose pass is due; returns how many reminder mails were queued."""
+        return await self.run_after_change(now, await self.store.last_record_change())
+
+    async def run_after_change(self, now: dt.datetime, changed: dt.datetime | None) -> int:
+        """`run`, knowing when a record last changed (the scheduler looks once a tick)."""
         processes = [p for p in self.ruleset.processes.values() if p.follow_up.enabled]
         if not processes:
             return 0
-        changed = await self.store.last_record_change()
         queued = 0
         for process in processes:
             last = self._looked.get(process.name)

@@ -144,10 +144,13 @@ class Scheduler:
         An edited sequence does not enroll again those who had it. They are enrolled
         as their owner (a record without an owner is left out).
         """
+        await self._auto_enroll(now, report, await self.store.last_record_change())
+
+    async def _auto_enroll(self, now: dt.datetime, report: TickReport, changed: dt.datetime | None) -> None:
+        """auto_enroll, knowing when a record last changed."""
         automatic = [s for s in self.ruleset.sequences.values() if s.enroll_when is not None]
         if not automatic:
             return
-        changed = await self.store.last_record_change()
         for sequence in automatic:
             assert sequence.enroll_when is not None
             key = (sequence.name, sequence.source.hash)
@@ -176,17 +179,14 @@ class Scheduler:
 
     async def tick(self, now: dt.datetime) -> TickReport:
         report = TickReport()
-        await self.auto_enroll(now, report)
+        changed = await self.store.last_record_change()  # one look a tick: nothing below changes records
+        await self._auto_enroll(now, report, changed)
         await self.resume_tasks(now)
         while await self.run_due(now, report) >= self.batch:
             pass
-        await self.run_reminders(now, report)
+        report.reminders += await self.reminders.run_after_change(now, changed)
         await self.dispatch(now, report)
         return report
-
-    async def run_reminders(self, now: dt.datetime, report: TickReport) -> None:
-        """Stage-duration reminders of every process with reminders on, at its daily run (outreach.reminding)."""
-        report.reminders += await self.reminders.run(now)
 
     async def resume_tasks(self, now: dt.datetime) -> None:
         """Task steps whose task was completed: the next step's wait starts at the completion."""
