@@ -62,9 +62,12 @@ def _yaml(body: Mapping[str, Any]) -> str:
                      width=100)  # fmt: skip
 
 
-def _diff(kind: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+def yaml_diff(
+    kind: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any], *, old_label: str = "applied"
+) -> str:
+    """A unified diff of two bodies of a definition as YAML, the old one labelled `old_label`."""
     lines = difflib.unified_diff(
-        _yaml(old).splitlines(), _yaml(new).splitlines(), f"{kind}/{name} (applied)", f"{kind}/{name} (rules)",
+        _yaml(old).splitlines(), _yaml(new).splitlines(), f"{kind}/{name} ({old_label})", f"{kind}/{name} (rules)",
         lineterm="", n=2,
     )  # fmt: skip
     return "\n".join(lines)
@@ -96,7 +99,7 @@ def make_plan(
             changes.append(Change("remove", kind, name, old[0], None, "", _effects_of_remove(kind, name, live)))
         else:
             effects = _effects_of_change(ruleset, kind, name, old[0], new.hash, live)
-            changes.append(Change("change", kind, name, old[0], new.hash, _diff(kind, name, old[1], new.body), effects))
+            changes.append(Change("change", kind, name, old[0], new.hash, yaml_diff(kind, name, old[1], new.body), effects))
     return Plan(tuple(changes), unchanged)
 
 

@@ -94,7 +94,7 @@ def compare(
             changes.append(Change("remove", kind, name, o.hash, None, (), ""))
         else:
             details = tuple(describe(kind, o.body, n.body))
-            diff = plan._diff(kind, name, o.body, n.body).replace("(applied)", f"({ref})", 1)
+            diff = plan.yaml_diff(kind, name, o.body, n.body, old_label=ref)
             before = after = None
             if kind == "Sequence":
                 before = timeline(base, base.sequences[name], sample_start)
@@ -246,32 +246,18 @@ def timeline(ruleset: model.RuleSet, sequence: model.Sequence, start: dt.datetim
     zone = seq.zone(who, sequence, settings)
     e = seq.enroll(0, who, sequence, settings, enrolled_by=who.owner or "", now=start)
     out: list[TimelineStep] = []
-    for _ in range(_MAX_MOVES):
-        if e.status is not seq.Status.ACTIVE or e.step_index >= len(sequence.steps) or e.next_due_at is None:
-            break
-        at = e.next_due_at
-        step = sequence.steps[e.step_index]
-        decision = seq.decide(e, sequence, who, ruleset, at, unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL)
+    walked = seq.walk(e, sequence, who, ruleset, unsubscribe_url=lambda _e: SAMPLE_UNSUBSCRIBE_URL, limit=_MAX_MOVES)
+    for at, index, decision in walked:
+        step = sequence.steps[index]
         mine = at.astimezone(zone)
         local = f"{mine:%a %H:%M} {mine.tzname()}"
-        if isinstance(decision, seq.Wait):
-            if decision.until is None or decision.until <= at:
-                break
-            e = dataclasses.replace(e, next_due_at=decision.until)  # outside the send window: later
-            continue
         if isinstance(decision, seq.SendEmail):
-            out.append(TimelineStep(at, local, e.step_index + 1, step.id, "email", step.template or "",
+            out.append(TimelineStep(at, local, index + 1, step.id, "email", step.template or "",
                                     decision.rendered.subject))  # fmt: skip
-            e = seq.after_step(e, sequence, who, settings, at, message_id="<sample@example>",
-                               subject=decision.rendered.subject)  # fmt: skip
         elif isinstance(decision, seq.CreateTask):
-            out.append(TimelineStep(at, local, e.step_index + 1, step.id, "task", decision.subject))
-            e = seq.after_step(e, sequence, who, settings, at)
-        elif isinstance(decision, seq.Block):
-            out.append(TimelineStep(at, local, e.step_index + 1, step.id, "blocked", decision.reason))
-            e = seq.after_step(e, sequence, who, settings, at)
+            out.append(TimelineStep(at, local, index + 1, step.id, "task", decision.subject))
         else:
-            break
+            out.append(TimelineStep(at, local, index + 1, step.id, "blocked", decision.reason))
     return tuple(out)
 
 

@@ -308,32 +308,19 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
     e = dataclasses.replace(seq.enroll(0, dataclasses.replace(who, email=who.email or "-"), sequence,
                                        ruleset.settings, enrolled_by=user, now=now), email=who.email or "")  # fmt: skip
     problems = 0
-    while e.status is seq.Status.ACTIVE and e.step_index < len(sequence.steps):
-        assert e.next_due_at is not None
-        at = e.next_due_at
-        step = sequence.steps[e.step_index]
-        decision = seq.decide(e, sequence, who, ruleset, at, unsubscribe_url=links(e))
-        click.echo(f"\nstep {e.step_index + 1} {step.id} at {at.strftime('%a %Y-%m-%d %H:%M UTC')}")
+    for at, index, decision in seq.walk(e, sequence, who, ruleset, unsubscribe_url=links):
+        click.echo(f"\nstep {index + 1} {sequence.steps[index].id} at {at.strftime('%a %Y-%m-%d %H:%M UTC')}")
         if isinstance(decision, seq.SendEmail):
             click.echo(f"  email from {decision.sender.name} <{decision.sender.email}> to {decision.to}")
             click.echo(f"  subject: {decision.rendered.subject}")
             click.echo("  " + decision.rendered.text.strip().replace("\n", "\n  "))
-            e = seq.after_step(e, sequence, who, ruleset.settings, at, message_id="<preview@example>",
-                               subject=decision.rendered.subject)  # fmt: skip
         elif isinstance(decision, seq.CreateTask):
             click.echo(
                 f"  task for {decision.owner}: {decision.subject} ({decision.type}), due {options.when(decision.due_at)}"
             )
-            e = seq.after_step(e, sequence, who, ruleset.settings, at)
-        elif isinstance(decision, seq.Block):
+        else:
             problems += 1
             click.echo(f"  BLOCKED: {decision.reason}")
-            e = seq.after_step(e, sequence, who, ruleset.settings, at)
-        elif isinstance(decision, seq.Wait) and decision.until is not None:
-            e = dataclasses.replace(e, next_due_at=decision.until)  # outside the send window: later
-            continue
-        else:
-            break
     problems += bool(refused)
     click.echo(f"\n{sequence_name} for {record_id}: {len(sequence.steps)} steps, {problems} problem(s)")
     sys.exit(1 if problems else 0)

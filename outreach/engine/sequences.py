@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import enum
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from outreach import calendar
@@ -334,6 +334,41 @@ def _next_run(
 
 def _bare_subject(subject: str) -> str:
     return subject[4:] if subject.startswith("Re: ") else subject
+
+
+def walk(
+    enrollment: Enrollment,
+    sequence: model.Sequence,
+    recipient: Recipient,
+    ruleset: model.RuleSet,
+    *,
+    unsubscribe_url: Callable[[Enrollment], str | None] = lambda _e: None,
+    limit: int = 1000,
+) -> Iterator[tuple[dt.datetime, int, SendEmail | CreateTask | Block]]:
+    """Every step of an enrollment as it would run if nothing stopped it: (when, its index, what it does).
+
+    For `outreach preview` and review timelines: a task counts as done when it is created and a blocked step
+    as passed; a step due outside the send window waits for it. `limit` guards against a loop.
+    """
+    e = enrollment
+    for _ in range(limit):
+        if e.status is not Status.ACTIVE or e.step_index >= len(sequence.steps) or e.next_due_at is None:
+            return
+        at = e.next_due_at
+        decision = decide(e, sequence, recipient, ruleset, at, unsubscribe_url=unsubscribe_url(e))
+        if isinstance(decision, Wait):
+            if decision.until is None or decision.until <= at:
+                return
+            e = dataclasses.replace(e, next_due_at=decision.until)
+            continue
+        if isinstance(decision, Complete):
+            return
+        yield at, e.step_index, decision
+        if isinstance(decision, SendEmail):
+            e = after_step(e, sequence, recipient, ruleset.settings, at, message_id="<walk@example>",
+                           subject=decision.rendered.subject)  # fmt: skip
+        else:
+            e = after_step(e, sequence, recipient, ruleset.settings, at)
 
 
 def task_created(enrollment: Enrollment) -> Enrollment:
