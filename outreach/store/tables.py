@@ -160,6 +160,7 @@ outbox = sa.Table(
     _ts("sent_at"),
     sa.Index(None, "state", "next_attempt_at"),
     sa.Index(None, "record_id"),
+    sa.Index(None, "created_at"),  # the senders' mail of the last 24 hours (daily limits)
 )
 
 events = sa.Table(
