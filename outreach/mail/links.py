@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 
+from outreach import credentials
 from outreach.rules import model
 
 
@@ -51,17 +51,11 @@ def secret(tracking: model.Tracking | None) -> bytes | None:
     """The signing secret named in Settings.tracking (secret_env or secret_file), or None when it is not set."""
     if tracking is None:
         return None
-    if tracking.secret_env:
-        value = os.environ.get(tracking.secret_env)
-        return value.encode() if value else None
-    if tracking.secret_file:
-        path = tracking.secret_file.replace("$CREDENTIALS_DIRECTORY", os.environ.get("CREDENTIALS_DIRECTORY", ""))
-        try:
-            with open(path, "rb") as fh:
-                return fh.read().strip() or None
-        except OSError:
-            return None
-    return None
+    try:
+        value = credentials.read("the tracking secret", env=tracking.secret_env, file=tracking.secret_file)
+    except credentials.MissingSecret:
+        return None
+    return value.strip().encode() if value and value.strip() else None
 
 
 def unsubscribe_url(tracking: model.Tracking, key: bytes, email: str, source: str) -> str:
