@@ -178,19 +178,24 @@ class Scheduler:
     # --- running due steps ----------------------------------------------------------------------
 
     async def tick(self, now: dt.datetime) -> TickReport:
+        """One round of work at `now`. One look at the store says what there is to do; a phase with nothing to do
+        (and nothing made for it by an earlier phase of this tick) is skipped, so an idle tick is one query."""
         report = TickReport()
-        changed = await self.store.last_record_change()  # one look a tick: nothing below changes records
-        await self._auto_enroll(now, report, changed)
-        await self.resume_tasks(now)
-        while await self.run_due(now, report) >= self.batch:
-            pass
-        report.reminders += await self.reminders.run_after_change(now, changed)
-        await self.dispatch(now, report)
+        pending = await self.store.pending(now)  # nothing below changes records
+        await self._auto_enroll(now, report, pending.record_changed)
+        resumed = await self.resume_tasks(now) if pending.tasks_done else 0
+        if pending.due or report.enrolled or resumed:
+            while await self.run_due(now, report) >= self.batch:
+                pass
+        report.reminders += await self.reminders.run_after_change(now, pending.record_changed)
+        if pending.mail or report.queued or report.reminders:
+            await self.dispatch(now, report)
         return report
 
-    async def resume_tasks(self, now: dt.datetime) -> None:
-        """Task steps whose task was completed: the next step's wait starts at the completion."""
-        for row, completed_at in await self.store.finished_step_tasks(self.batch):
+    async def resume_tasks(self, now: dt.datetime) -> int:
+        """Task steps whose task was completed: the next step's wait starts at the completion. Returns how many."""
+        finished = await self.store.finished_step_tasks(self.batch)
+        for row, completed_at in finished:
             e = enrollment_of(row)
             sequence = await self.version(e.sequence, e.version)
             record = (await self.store.records_by_id([e.record_id])).get(e.record_id)
@@ -199,6 +204,7 @@ class Scheduler:
             done = seq.after_step(e, sequence, recipient_of(record), self.ruleset.settings, completed_at)
             done = await self._follow_edit(done, sequence, recipient_of(record), completed_at)
             await self.store.save_enrollment(columns_of(done))
+        return len(finished)
 
     async def run_due(self, now: dt.datetime, report: TickReport) -> int:
         async with self.store.due_batch(now, self.batch) as batch:

@@ -294,3 +294,21 @@ def test_a_template_cannot_change_what_the_next_message_sees(rules: model.RuleSe
     assert blocked == seq.Block("a template tried to change sender; merge values are read-only")
     assert isinstance(after, seq.SendEmail) and "Mallory" not in after.rendered.text
     assert after.sender.name == "Anna Berger"
+
+
+def _template(text: str, html: str | None = None) -> model.Template:
+    return model.Template(model.Source("t.yaml", 1, "h"), "t", "Hi {{ record.first_name }}", text, html)
+
+
+def test_merge_fields_are_read_before_dict_methods_and_the_sandbox_still_guards_the_rest() -> None:
+    merge = render.context({"first_name": "Jo", "items": "three chairs", "company": "<b>ACME</b>"}, sender=None,
+                           owner=None, organization=None, unsubscribe_url=None)  # fmt: skip
+    out = render.render(_template("{{ record.items }} for {{ record.company }}", "<p>{{ record.company }}</p>"),
+                        merge)  # fmt: skip
+    assert (out.subject, out.text) == ("Hi Jo", "three chairs for <b>ACME</b>")
+    assert out.html == "<p>&lt;b&gt;ACME&lt;/b&gt;</p>"  # the html part still escapes merge data
+    with pytest.raises(render.RenderError, match=r"^missing merge field record\.title$"):
+        render.render(_template("{{ record.title }}"), merge)
+    with pytest.raises(render.RenderError, match=r"cannot be rendered: .*unsafe"):
+        render.render(_template("{{ record.__class__.__mro__ }}"), merge)
+    assert render.render(_template("{{ record.get('first_name') }}"), merge).text == "Jo"  # methods still work

@@ -20,6 +20,7 @@ from outreach.rules import criteria, timing
 from outreach.rules.criteria import FieldType, Op
 from outreach.store import Store, StoreBusy, StoreError, migrate, tables
 from outreach.store import store as store_module
+from outreach.store.sequencing import Pending
 from outreach.store.store import NotFound
 from tests.conftest import ROOT, need
 
@@ -483,3 +484,39 @@ async def test_a_due_batch_writes_what_sqlalchemy_reads_back_unchanged_and_only_
     assert {k: queued[k] for k in message} == message
     assert (event["record_id"], event["at"], event["source"]) == ("L1", NOW, "engine")
     assert event["data"] == {"step": "intro", "subject": "Grüße", "enrollment": first}
+
+
+async def test_pending_says_in_one_look_what_a_tick_finds_to_do(store: Store) -> None:
+    """The scheduler skips a phase when `pending` finds nothing for it: each flag must see its own work."""
+    assert await store.pending(NOW) == Pending(None, due=False, tasks_done=False, mail=False)
+    await imported(store)
+    later = NOW + dt.timedelta(days=1)
+    enrollment = {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
+                  "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": later,
+                  "started_at": NOW, "awaiting_task": False}  # fmt: skip
+    waiting = await store.insert_enrollment(enrollment, now=NOW)
+    found = await store.pending(NOW)
+    assert found.record_changed == NOW and not (found.due or found.tasks_done or found.mail)
+    assert (await store.pending(later)).due  # due at its time, not before
+
+    e, t, o = tables.enrollments, tables.tasks, tables.outbox
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.update(e).where(e.c.id == waiting).values(awaiting_task=True, next_due_at=None))
+        task = (await conn.execute(sa.insert(t).values(
+            record_id="L1", subject="Call", type="call", priority="normal", created_at=NOW, enrollment_id=waiting,
+            step_id="call"))).inserted_primary_key[0]  # fmt: skip
+    assert not (await store.pending(later)).tasks_done  # the task is open: nothing to resume
+    await store.complete_task(task, now=NOW)
+    assert (await store.pending(NOW)).tasks_done and not (await store.pending(later)).due
+
+    message = {"record_id": "L1", "template": "intro", "sender": "anna@example.com", "recipient": "jo@example.org",
+               "subject": "Hi", "message_id": "<p1@example.com>", "message": b"x", "attempts": 1, "created_at": NOW}  # fmt: skip
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(o).values(state="deferred", next_attempt_at=later, **message))
+    assert not (await store.pending(NOW)).mail and (await store.pending(later)).mail  # deferred: due at its retry
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.update(o).values(state="sent", next_attempt_at=None))
+    assert not (await store.pending(later)).mail
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(o).values(state="queued", **{**message, "message_id": "<p2@example.com>"}))
+    assert (await store.pending(NOW)).mail

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import jinja2
+import jinja2.sandbox
 
 from outreach.rules import model, templates
 
@@ -160,9 +161,29 @@ def _organization(organization: model.Organization) -> dict[str, Any]:
     return {f.name: getattr(organization, f.name) for f in dataclasses.fields(organization)}
 
 
+_ABSENT = object()
+
+
+class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
+    """The validator's sandbox, reading a merge object's fields before anything else.
+
+    Jinja's `record.company` tries the attribute first and the item after a raised AttributeError; merge
+    objects are plain mappings of data, so their fields are looked up directly (a field named like a dict
+    method, `items` say, is the field). Anything else goes through the sandbox's own checks.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is _Merge:
+            value = dict.get(obj, attribute, _ABSENT)
+            if value is not _ABSENT:
+                return value
+        return super().getattr(obj, attribute)
+
+
 @functools.cache
 def _environment(html: bool) -> jinja2.Environment:
-    return templates.environment(html).overlay(undefined=_Missing)
+    base = templates.environment(html)
+    return _Sandbox(undefined=_Missing, autoescape=base.autoescape, keep_trailing_newline=base.keep_trailing_newline)
 
 
 @functools.lru_cache(maxsize=2048)

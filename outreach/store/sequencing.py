@@ -108,6 +108,16 @@ def _by_shape(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Pending:
+    """What there is to do at a tick, as one look at the store found it."""
+
+    record_changed: dt.datetime | None  # when a record last changed
+    due: bool  # an active enrollment's step is due
+    tasks_done: bool  # a task step's task was completed and its enrollment waits on it
+    mail: bool  # the outbox holds mail to send (queued, or deferred and due)
+
+
+@dataclasses.dataclass(frozen=True)
 class SendOutcome:
     """How one claimed message went: ok, or not with the reply and when to try again (None: never)."""
 
@@ -265,6 +275,22 @@ class SequenceVerbs:
             batch = Batch(conn, rows)
             yield batch
             await batch.flush()
+
+    async def pending(self, now: dt.datetime) -> Pending:
+        """What a tick may find to do, in one query (each part an index lookup)."""
+        r, e, t, o = tables.records, tables.enrollments, tables.tasks, tables.outbox
+        changed = sa.select(sa.func.max(r.c.updated_at)).scalar_subquery()
+        due = sa.exists().where(e.c.status == "active", e.c.awaiting_task.is_(False), e.c.next_due_at <= now)
+        tasks = sa.exists().where(
+            e.c.awaiting_task == sa.true(), e.c.status == "active", t.c.enrollment_id == e.c.id,
+            t.c.step_id.is_not(None), t.c.completed_at.is_not(None),
+        )  # fmt: skip
+        mail = sa.exists().where(
+            sa.or_(o.c.state == "queued", sa.and_(o.c.state == "deferred", o.c.next_attempt_at <= now))
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(changed, due, tasks, mail))).one()
+        return Pending(row[0], bool(row[1]), bool(row[2]), bool(row[3]))
 
     async def last_record_change(self) -> dt.datetime | None:
         """When a record was last changed (an index lookup): auto-enrollment need not look before then."""
