@@ -99,7 +99,9 @@ def make_plan(
             changes.append(Change("remove", kind, name, old[0], None, "", _effects_of_remove(kind, name, live)))
         else:
             effects = _effects_of_change(ruleset, kind, name, old[0], new.hash, live)
-            changes.append(Change("change", kind, name, old[0], new.hash, yaml_diff(kind, name, old[1], new.body), effects))
+            changes.append(
+                Change("change", kind, name, old[0], new.hash, yaml_diff(kind, name, old[1], new.body), effects)
+            )
     return Plan(tuple(changes), unchanged)
 
 

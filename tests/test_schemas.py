@@ -27,6 +27,8 @@ RULES_DIR = ROOT / "rules"
 OPEN_OBJECTS = {
     ("RuleTest", "/properties/records/items"),  # a test record: id, type and any record field
     ("RuleTest", "/properties/events/items/properties/set"),  # set: {record, <field>: <value>, ...}
+    # apply: a whole definition of its kind, checked against that kind's schema
+    ("RuleTest", "/properties/events/items/properties/apply/properties/definitions/items"),
 }
 
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")

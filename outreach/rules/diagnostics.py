@@ -92,6 +92,7 @@ class Code(enum.StrEnum):
     STAGE_DUPLICATE = "stage-duplicate"
     PROCESS_NO_MAX = "process-no-max"
     # rule tests
+    RULETEST_APPLY = "ruletest-apply"
     RULETEST_EMPTY = "ruletest-empty"
     RULETEST_EVENT = "ruletest-event"
     RULETEST_EVENT_ORDER = "ruletest-event-order"

@@ -97,6 +97,17 @@ class Document:
     line: int  # where the document starts
     text: str = dataclasses.field(repr=False, compare=False)  # the whole file's text
     _root: list[yaml.nodes.Node] = dataclasses.field(default_factory=list, repr=False, compare=False)
+    prefix: tuple[str | int, ...] = ()  # a part of a document (`part`): where its data is in the document
+
+    def part(self, path: Sequence[str | int]) -> Document:
+        """The mapping at `path` as a document of its own (a RuleTest's inline definition): its marks and the
+        paths of its problems stay those of the whole document."""
+        data = self.data
+        for key in path:
+            data = data[key]
+        where = (*self.prefix, *path)
+        line = _mark(self._node(path)[0]).line
+        return dataclasses.replace(self, data=data, line=line, prefix=where, _root=self._root)
 
     @property
     def root(self) -> yaml.nodes.Node:
@@ -129,7 +140,7 @@ class Document:
     def _node(self, path: Sequence[str | int]) -> tuple[yaml.nodes.Node, yaml.nodes.Node | None]:
         """The node at `path` (or its nearest existing ancestor) and the key node that names it."""
         node, key_node = self.root, None
-        for part in path:
+        for part in (*self.prefix, *path):
             child = None
             if isinstance(node, yaml.nodes.MappingNode) and isinstance(part, str):
                 child = next(((k, v) for k, v in node.value if k.value == part), None)
@@ -159,7 +170,7 @@ class Document:
         at_key: bool = False,
     ) -> Diagnostic:
         m = self.key_mark(path) if at_key else self.mark(path)
-        return Diagnostic(self.file, m.line, m.column, severity, code, message, format_path(path))
+        return Diagnostic(self.file, m.line, m.column, severity, code, message, format_path((*self.prefix, *path)))
 
 
 def format_path(path: Sequence[str | int]) -> str:
@@ -334,6 +345,17 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
     if not docs:
         return docs, [Diagnostic(file, 1, 1, Severity.ERROR, Code.FILE_EMPTY, "the file holds no YAML document")]
     return docs, []
+
+
+def compose_one(text: str) -> tuple[Any, yaml.nodes.Node | None]:
+    """One YAML 1.2 document of any shape (a list, say, where rule files hold mappings): its plain data and its
+    node, whose marks place errors. Raises yaml.YAMLError when the text is not one document."""
+    composer = _Composer12(text)
+    try:
+        node = composer.get_single_node()
+        return _Walker(text).value(node), node
+    finally:
+        composer.dispose()
 
 
 def read_file(path: str) -> tuple[list[Document], list[Diagnostic]]:

@@ -370,6 +370,7 @@ class TestEvent:
     kind: str
     args: Mapping[str, Any]
     line: int
+    ruleset: RuleSet | None = dataclasses.field(default=None, compare=False, repr=False)  # `apply`: the changed set
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,7 +42,10 @@ EVENT_KINDS = (
     "complete_task",
     "appointment",
     "stop",
+    "apply",
 )
+INLINE_KINDS = ("Settings", "Template", "Sequence", "View", "SalesProcess")  # what an `apply` event may define
+REMOVABLE_KINDS = INLINE_KINDS[1:]  # a rule set keeps its one Settings
 
 
 def _obj(properties: Mapping[str, Schema], *, required: tuple[str, ...] = (), desc: str, **extra: Any) -> Schema:
@@ -652,6 +655,37 @@ def _rule_test() -> Schema:
             ("sequence",),
             "Someone stops the record's sequence by hand.",
         ),
+    }
+    events["apply"] = {
+        "type": "object",
+        "description": "The rule set under test changes, as `outreach apply` of the changed files would: "
+        "`definitions` replace (or add) definitions of the same kind and name, `remove` takes some away.",
+        "properties": {
+            "definitions": _list(
+                {
+                    "type": "object",
+                    "description": "A whole definition, as in a rule file; it is checked against its kind's schema.",
+                    "properties": {"kind": {"enum": list(INLINE_KINDS), "description": "The kind of the definition."}},
+                    "required": ["kind"],
+                },
+                "Definitions that replace those of the same kind and name, or are added.",
+                minItems=1,
+            ),
+            "remove": _list(
+                _obj(
+                    {
+                        "kind": {"enum": list(REMOVABLE_KINDS), "description": "The kind of the definition."},
+                        "name": _str("Its name."),
+                    },
+                    required=("kind", "name"),
+                    desc="A definition taken out of the rule set.",
+                ),
+                "Definitions removed from the rule set.",
+                minItems=1,
+            ),
+        },
+        "additionalProperties": False,
+        "anyOf": [{"required": ["definitions"]}, {"required": ["remove"]}],
     }
     event = {
         "type": "object",

@@ -156,6 +156,11 @@ def _prepare_in_parallel(files: Sequence[str], jobs: int) -> _Ahead:
     return ahead
 
 
+def check_documents(files: list[str], docs: list[Document], diags: list[Diagnostic]) -> Result:
+    """Check documents read elsewhere (with the loader's problems so far) as `validate` checks files."""
+    return _check(files, docs, diags, None)
+
+
 def _check(
     files: list[str],
     docs: list[Document],
@@ -321,17 +326,21 @@ class _Checker:
             for k in schemas.KINDS
         }
         self.names = names
-        order = ("Template", "View", "Sequence", "Campaign", "SalesProcess", "RuleTest")
         built_docs: dict[str, list[tuple[Document, Any]]] = defaultdict(list)
-        for kind in order:
+
+        def build(kind: str) -> None:
             for doc in self.by_kind.get(kind, []):
                 if id(doc) not in self.valid:
                     continue
                 item = builders[kind](doc)
                 built[kind][item.name] = item
                 built_docs[kind].append((doc, item))
+
+        for kind in ("Template", "View", "Sequence", "Campaign", "SalesProcess"):
+            build(kind)
         self._cross_checks(built_docs)
         self._warnings(built_docs)
+        build("RuleTest")  # last: an `apply` event checks its changed rule set against every problem found above
         return model.RuleSet(
             settings=self.settings,
             templates=_frozen(built["Template"]),
@@ -573,7 +582,15 @@ class _Checker:
             for problem in found:
                 line, column = _template_position(doc, doc.mark((key,)), problem)
                 self.diags.append(
-                    Diagnostic(doc.file, line, column, Severity.ERROR, Code(problem.code), problem.message, key)
+                    Diagnostic(
+                        doc.file,
+                        line,
+                        column,
+                        Severity.ERROR,
+                        Code(problem.code),
+                        problem.message,
+                        loader.format_path((*doc.prefix, key)),
+                    )
                 )
         return model.Template(
             self.source(doc),
@@ -972,29 +989,30 @@ class _Checker:
             records.append(model.TestRecord(r["id"], r["type"], _frozen(fields)))
         events = []
         previous: dt.datetime | None = None
-        for i, e in enumerate(data.get("events", [])):
-            p = ("events", i)
-            at = self.instant(doc, (*p, "at"), e["at"])
-            kind = next(k for k in e if k != "at")
-            args = dict(e[kind])
-            if at is not None:
-                if at < start or (until is not None and at > until):
-                    self.error(
-                        doc,
-                        (*p, "at"),
-                        Code.RULETEST_WINDOW,
-                        "the event is outside the test's run (from `start` to `until`)",
-                    )
-                if previous is not None and at < previous:
-                    self.error(
-                        doc,
-                        (*p, "at"),
-                        Code.RULETEST_EVENT_ORDER,
-                        f"events must be in time order; this one is before the previous ({previous.isoformat()})",
-                    )
-                previous = at
-            self._event_refs(doc, (*p, kind), kind, args, ids)
-            events.append(model.TestEvent(at or start, kind, _frozen(args), doc.mark(p).line))
+        base = (self.settings, self.settings_ok, self.names)
+        in_force: list[Document] | None = None  # with `apply` events: the documents of the rule set in force
+        named = self.names  # and the names in the rule set at any time of the run, for the expectations
+        try:
+            for i, e in enumerate(data.get("events", [])):
+                p = ("events", i)
+                if "apply" in e:
+                    if in_force is None:
+                        in_force = [d for d in self.docs if d.data.get("kind") in _RULE_KINDS]
+                        named = {k: set(v) for k, v in self.names.items()}
+                    in_force, changed = self._changed_rules(doc, (*p, "apply"), e["apply"], in_force)
+                    for k, v in self.names.items():
+                        named[k] |= v
+                    at = self.instant(doc, (*p, "at"), e["at"])
+                    previous = self._event_time(doc, p, at, start, until, previous)
+                    events.append(model.TestEvent(at or start, "apply", _frozen(dict(e["apply"])),
+                                                  doc.mark(p).line, changed))  # fmt: skip
+                    continue
+                previous, event = self._event(doc, p, e, start, until, previous, ids)
+                events.append(event)
+            self.names = named
+            expect = self._expectations(doc, data["expect"], ids)
+        finally:
+            self.settings, self.settings_ok, self.names = base
         return model.RuleTest(
             self.source(doc),
             data["name"],
@@ -1002,9 +1020,92 @@ class _Checker:
             until,
             tuple(records),
             tuple(events),
-            self._expectations(doc, data["expect"], ids),
+            expect,
             data.get("description"),
         )
+
+    def _event_time(
+        self, doc: Document, p: Path, at: dt.datetime | None, start: dt.datetime, until: dt.datetime | None,
+        previous: dt.datetime | None,
+    ) -> dt.datetime | None:  # fmt: skip
+        """Check an event's time against the run and the event before it; the time the next one follows."""
+        if at is None:
+            return previous
+        if at < start or (until is not None and at > until):
+            self.error(
+                doc,
+                (*p, "at"),
+                Code.RULETEST_WINDOW,
+                "the event is outside the test's run (from `start` to `until`)",
+            )
+        if previous is not None and at < previous:
+            self.error(
+                doc,
+                (*p, "at"),
+                Code.RULETEST_EVENT_ORDER,
+                f"events must be in time order; this one is before the previous ({previous.isoformat()})",
+            )
+        return at
+
+    def _event(
+        self, doc: Document, p: Path, e: dict[str, Any], start: dt.datetime, until: dt.datetime | None,
+        previous: dt.datetime | None, ids: Mapping[str, int],
+    ) -> tuple[dt.datetime | None, model.TestEvent]:  # fmt: skip
+        """An event on records, its references checked against the rule set in force at its time."""
+        at = self.instant(doc, (*p, "at"), e["at"])
+        kind = next(k for k in e if k != "at")
+        args = dict(e[kind])
+        previous = self._event_time(doc, p, at, start, until, previous)
+        self._event_refs(doc, (*p, kind), kind, args, ids)
+        return previous, model.TestEvent(at or start, kind, _frozen(args), doc.mark(p).line)
+
+    def _changed_rules(
+        self, doc: Document, p: Path, body: Mapping[str, Any], in_force: list[Document]
+    ) -> tuple[list[Document], model.RuleSet | None]:
+        """An `apply` event: the documents of the rule set it leaves in force, checked as `outreach validate`
+        checks a rule set, and that rule set (None when it has errors).
+
+        Problems in its inline definitions are reported where they are written; a problem the change makes
+        elsewhere (a removed template a sequence still sends) is reported at the event, naming where it is.
+        The events after this one refer to the changed set's names and users.
+        """
+        parts = [doc.part((*p, "definitions", j)) for j in range(len(body.get("definitions", [])))]
+        defined = {_definition_key(x.data) for x in parts}
+        present = {_definition_key(d.data): d for d in in_force}
+        removed = set()
+        for j, r in enumerate(body.get("remove", [])):
+            key = (r["kind"], r["name"])
+            if key in defined:
+                self.error(doc, (*p, "remove", j), Code.RULETEST_APPLY,
+                           f"{r['kind']} {r['name']!r} is both removed and defined by this apply")  # fmt: skip
+            elif key not in present:
+                known = sorted(n for k, n in present if k == r["kind"])
+                self.error(doc, (*p, "remove", j, "name"), Code.RULETEST_APPLY,
+                           f"there is no {r['kind']} {r['name']!r} to remove{diagnostics.did_you_mean(r['name'], known)}"
+                           f" ({r['kind']} definitions: {', '.join(known) or 'none'})")  # fmt: skip
+            removed.add(key)
+        docs = [d for d in in_force if _definition_key(d.data) not in defined | removed] + parts
+        # the documents of the rule files passed their schema above; inline ones are checked here
+        ahead = _Ahead(analyses=self.ahead.analyses, holidays=self.ahead.holidays)
+        ahead.schema_ok = {(d.file, d.index) for d in docs if not d.prefix and id(d) in self.valid}
+        checker = _Checker(docs, self.now, ahead)
+        ruleset = checker.run()
+        known_diags = set(self.diags)
+        here = loader.format_path(p) + "."
+        for d in checker.diags:
+            if d in known_diags:
+                continue  # a problem of the rule set as it was: reported already
+            if d.file == doc.file and d.path.startswith(here):
+                self.diags.append(d)
+            elif d.severity is Severity.ERROR:
+                where = f" [{d.path}]" if d.path else ""
+                self.error(doc, p, Code.RULETEST_APPLY, f"after this apply, {d.file}:{d.line}:{d.column}: "
+                           f"{d.message}{where}", at_key=True)  # fmt: skip
+        if checker.settings_ok:
+            self.settings = checker.settings
+        self.names = checker.names
+        failed = any(d.severity is Severity.ERROR for d in checker.diags)
+        return docs, None if failed or ruleset is None else ruleset
 
     def _event_refs(self, doc: Document, p: Path, kind: str, args: dict[str, Any], ids: Mapping[str, int]) -> None:
         if args["record"] not in ids:
@@ -1199,6 +1300,15 @@ class _Checker:
                     f"reminders every {every} are sent at the daily run only; an interval under a day "
                     "behaves like 1 day",
                 )
+
+
+_RULE_KINDS = frozenset(schemas.KINDS) - {"RuleTest"}  # what a rule set holds besides its tests
+
+
+def _definition_key(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(kind, name) of a definition; a rule set's one Settings whatever its name."""
+    kind = str(data.get("kind"))
+    return (kind, "") if kind == "Settings" else (kind, str(data.get("name")))
 
 
 def _listed(names: Sequence[str]) -> str:
