@@ -23,7 +23,7 @@ import email.utils
 import json
 import sqlite3
 import time
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 from xml.etree import ElementTree
@@ -255,6 +255,36 @@ async def run(test: model.RuleTest, ruleset: model.RuleSet, stores: Stores) -> R
     return Result(test, tuple(check(test, actual)), None, actual, time.perf_counter() - started)
 
 
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """A run as it happened, unchecked (for `outreach simulate`): `Actual` and the store's rows behind it."""
+
+    actual: Actual
+    outbox: tuple[Mapping[str, Any], ...]  # the outbox row of each mail of `actual.sent` ({} when none)
+    enrollments: tuple[Mapping[str, Any], ...]  # the enrollment rows of the test's records, oldest first
+    tasks: tuple[store_module.rows.Task, ...]  # every task, in the order created
+    activity: tuple[store_module.rows.Event, ...]  # the events of the test's records, in time order
+
+
+async def trace(test: model.RuleTest, ruleset: model.RuleSet) -> Trace:
+    """Run one RuleTest on a store of its own without checking its expectations; RuleTestError as `run` has."""
+    stores = Stores()
+    try:
+        store = await stores.fresh(ruleset.settings.fields)
+        assert stores.raw is not None
+        one = _Run(test, ruleset, store, stores.raw)
+        actual = await one.go()
+        by_id = {m["message_id"]: m for m in await store.outbox()}
+        outbox = tuple(by_id.get(str(r.message["Message-ID"]), {}) for r in one.transport.messages)
+        ids = [r.id for r in test.records]
+        activity = [e for rid in ids for e in await store.events(rid)]
+        tasks = sorted(await store.list_tasks(open_only=False), key=lambda t: (t.created_at, t.id))
+        return Trace(actual, outbox, tuple(await store.enrollments(record_ids=ids)), tuple(tasks),
+                     tuple(sorted(activity, key=lambda e: (e.at, e.id))))  # fmt: skip
+    finally:
+        await stores.close()
+
+
 def expects_nothing(test: model.RuleTest) -> str | None:
     e = test.expect
     if e.sent is None and not (e.tasks or e.updates or e.enrollments):
@@ -373,6 +403,9 @@ class _Run:
     # --- events -------------------------------------------------------------------------------------------
 
     async def apply(self, event: model.TestEvent, now: dt.datetime) -> None:
+        if event.kind == "apply":
+            await self._apply_rules(event, now)
+            return
         store, args, line = self.store, event.args, event.line
         rid = str(args["record"])
         try:
@@ -384,6 +417,19 @@ class _Run:
             await self._apply(event, record, now)
         except store_module.StoreError as exc:
             raise RuleTestError(f"{event.kind} at {now.isoformat()}: {exc}", line) from None
+
+    async def _apply_rules(self, event: model.TestEvent, now: dt.datetime) -> None:
+        """The changed rule set replaces the one under test, as `outreach apply` stores it and as the daemon
+        reloads it: a new scheduler on the changed set, with the same transport."""
+        changed = event.ruleset
+        if changed is None:  # validation builds it for every apply event of a valid RuleTest
+            raise RuleTestError("apply: the changed rule set has errors", event.line)
+        await self.store.apply_definitions(plan_module.wanted(changed), now=now)
+        self.store.fields = dict(changed.settings.fields)
+        self.ruleset = changed
+        self.scheduler = scheduler_module.Scheduler(self.store, changed, self.transport,
+                                                    unsubscribe_url=_unsubscribe_links(changed))  # fmt: skip
+        self.hourly = _hourly(changed)
 
     async def _apply(self, event: model.TestEvent, record: store_module.rows.Record, now: dt.datetime) -> None:
         store, args, line, kind = self.store, event.args, event.line, event.kind
@@ -477,6 +523,19 @@ class _Run:
         for e in await store.enrollments(record_ids=ids):
             enrollments[(e["record_id"], e["sequence"])] = (e["status"], e["reason"])  # the latest wins
         return Actual(tuple(sent), tasks, fields, enrollments, tuple(self.notices))
+
+
+def _unsubscribe_links(ruleset: model.RuleSet) -> Callable[[seq.Enrollment], str | None] | None:
+    """Unsubscribe links signed with the test secret when Settings has `tracking`, as a daemon's would be."""
+    tracking = ruleset.settings.tracking
+    if tracking is None:
+        return None
+    return lambda e: links.unsubscribe_url(tracking, TEST_SECRET, e.email, f"e{e.id}")
+
+
+def _hourly(ruleset: model.RuleSet) -> bool:
+    """Whether the run stops at the daemon's hourly full scans: a sequence enrolls by criteria on time."""
+    return any(s.enroll_when is not None and _on_time(s.enroll_when) for s in ruleset.sequences.values())
 
 
 def _on_time(c: criteria.Criteria) -> bool:

@@ -7,6 +7,7 @@ import logging
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import click
@@ -237,3 +238,59 @@ def test_the_simulate_examples_of_cli_md_are_real(entered: str, until: str) -> N
     assert result.output == _cli_md_output(_read("cli.md"), command)
     if entered.startswith("2026"):
         assert result.output == _cli_md_output(_read("testing-rules.md"), command)
+
+
+@pytest.mark.parametrize("command", [
+    "outreach simulate inbound-nurture --start 2026-11-27T15:00:00Z",
+    "outreach simulate inbound-nurture --start 2026-11-27T15:00:00Z --record-json "
+    """'{"id": "J1", "type": "lead", "email": "jo@example.org", "owner": "ben"}'""",
+])  # fmt: skip
+def test_the_sequence_simulate_examples_of_cli_md_are_real(command: str) -> None:
+    result = CliRunner().invoke(cli.main, [*shlex.split(command)[1:], "--rules", str(ROOT / "rules")])
+    assert result.exit_code == 0, result.output
+    assert result.output == _cli_md_output(_read("cli.md"), command)
+
+
+def test_the_simulated_timeline_of_testing_rules_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The events file the page shows, written where the command runs; the timeline is the command's output."""
+    section = _read("testing-rules.md").split("\n## A simulated timeline\n", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "reply.yaml").write_text(_YAML_BLOCK.findall(section)[0], encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    steps = _transcript(_read("testing-rules.md"), "A simulated timeline")
+    assert [command.split(" --")[0] for command, _ in steps] == ["outreach simulate inbound-nurture"]
+    for command, expected in steps:
+        result = CliRunner().invoke(cli.main, [*shlex.split(command)[1:], "--rules", str(ROOT / "rules")])
+        assert result.exit_code == 0, result.output
+        assert result.output == expected
+        assert "reply from sam@example.org  [reply.yaml:2]" in result.output
+
+
+def test_the_markdown_plan_of_testing_rules_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example rules committed on `main`, the nudge's wait changed in the working tree, as the page says."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=Rule Author", "-c", "user.email=author@example.com",
+                        "-c", "commit.gpgsign=false", *args], cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+
+    shutil.copytree(ROOT / "rules", tmp_path / "rules", ignore=shutil.ignore_patterns("tests"))
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-q", "-m", "the example rules")
+    path = tmp_path / "rules" / "sequences" / "inbound-nurture.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "wait: 2 business days, thread: reply" in text
+    path.write_text(text.replace("wait: 2 business days, thread: reply", "wait: 3 business days, thread: reply"))
+    monkeypatch.chdir(tmp_path)
+    command = "outreach plan --base main --format markdown rules/"
+    page = _read("testing-rules.md").split("\n## What a change does: plan --base\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(rf"^````text\n\$ {re.escape(command)}\n(.*?)^````\n", page, re.S | re.M)
+    assert match, f"docs/testing-rules.md shows no output of `{command}`"
+
+    result = CliRunner().invoke(cli.main, command.split()[1:])
+
+    assert result.exit_code == 2, result.output
+    commit = re.compile(r"(against main \()[0-9a-f]{8}\)")
+    assert commit.sub(r"\1…)", result.output) == commit.sub(r"\1…)", match.group(1))
+    assert (
+        "| ~ | Sequence | `inbound-nurture` | step 2 (nudge) wait: 2 business days → 3 business days |" in result.output
+    )
