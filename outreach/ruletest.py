@@ -18,9 +18,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email
+import email.header
+import email.message
+import email.parser
 import email.policy
 import email.utils
+import functools
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -117,25 +122,45 @@ class Result:
 # --- the recording transport ------------------------------------------------------------------------------------
 
 
+_FOLD = re.compile(r"\r?\n(?=[ \t])")  # unfolding (RFC 5322 2.2.3): the line break goes, the blank stays
+
+
 @dataclasses.dataclass(frozen=True)
 class Recorded:
     at: dt.datetime
     sender: str
     recipients: tuple[str, ...]
-    message: EmailMessage
+    data: bytes
+
+    @functools.cached_property
+    def message(self) -> EmailMessage:
+        """The whole message, parsed (when asked: the runner itself reads only a few headers)."""
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @functools.cached_property
+    def _headers(self) -> email.message.Message:
+        return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(self.data)
+
+    def header(self, name: str) -> str:
+        """A header's value, unfolded and decoded (RFC 2047); empty if the message has none."""
+        raw = self._headers.get(name)
+        if raw is None:
+            return ""
+        unfolded = _FOLD.sub("", str(raw))
+        return str(email.header.make_header(email.header.decode_header(unfolded)))
 
 
 class RecordingTransport:
-    """Takes every message and keeps it, parsed, with the virtual time the runner sets in `now`."""
+    """Takes every message and keeps it with the virtual time the runner sets in `now`."""
 
     def __init__(self, now: dt.datetime) -> None:
         self.now = now
         self.messages: list[Recorded] = []
 
     async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> mail_transport.SendResult:
-        parsed = email.message_from_bytes(message, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(Recorded(self.now, sender, tuple(recipients), parsed))
+        self.messages.append(Recorded(self.now, sender, tuple(recipients), message))
         return mail_transport.SendResult(True, detail="recorded")
 
     async def close(self) -> None:
@@ -275,7 +300,7 @@ async def trace(test: model.RuleTest, ruleset: model.RuleSet) -> Trace:
         one = _Run(test, ruleset, store, stores.raw)
         actual = await one.go()
         by_id = {m["message_id"]: m for m in await store.outbox()}
-        outbox = tuple(by_id.get(str(r.message["Message-ID"]), {}) for r in one.transport.messages)
+        outbox = tuple(by_id.get(r.header("Message-ID"), {}) for r in one.transport.messages)
         ids = [r.id for r in test.records]
         activity = [e for rid in ids for e in await store.events(rid)]
         tasks = sorted(await store.list_tasks(open_only=False), key=lambda t: (t.created_at, t.id))
@@ -486,7 +511,7 @@ class _Run:
                        if record.email and record.email.lower() in (r.lower() for r in m.recipients)), None)  # fmt: skip
         if latest is None or not record.email:
             raise RuleTestError(f"{kind}: nothing was sent to {record.id} before {now.isoformat()}", line)
-        ours = str(latest.message["Message-ID"])
+        ours = latest.header("Message-ID")
         self.uid += 1
         own_id = f"<ruletest-{self.uid}@{record.email.rpartition('@')[2]}>"
         if kind == "bounce":
@@ -500,7 +525,7 @@ class _Run:
                                       our_message_ids=(ours,), bounced=(bounced,), original_message_id=ours)  # fmt: skip
         else:
             message = inbound.Inbound(inbound.Kind(kind), "RuleTest", own_id, record.email.lower(),
-                                      f"Re: {latest.message['Subject']}", (ours,), (ours,))  # fmt: skip
+                                      f"Re: {latest.header('Subject')}", (ours,), (ours,))  # fmt: skip
         await self.store.apply_inbound(MAILBOX, 1, self.uid, message, senders=(), now=now)
 
     # --- the end -------------------------------------------------------------------------------------------
@@ -510,10 +535,10 @@ class _Run:
         by_id = {m["message_id"]: m for m in await store.outbox()}
         sent = []
         for r in self.transport.messages:
-            row = by_id.get(str(r.message["Message-ID"]), {})
-            from_ = email.utils.parseaddr(str(r.message["From"]))[1] or r.sender
+            row = by_id.get(r.header("Message-ID"), {})
+            from_ = email.utils.parseaddr(r.header("From"))[1] or r.sender
             sent.append(Sent(r.at, ", ".join(r.recipients), from_, row.get("template") or "?",
-                             str(r.message["Subject"]), "reply" if r.message["In-Reply-To"] else "new",
+                             r.header("Subject"), "reply" if r.header("In-Reply-To") else "new",
                              row.get("record_id")))  # fmt: skip
         tasks = tuple((t.record_id, t.subject, _aware(t.created_at)) for t in await store.list_tasks(open_only=False))
         ids = [r.id for r in self.test.records]

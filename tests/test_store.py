@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from outreach.rules import criteria, timing
 from outreach.rules.criteria import FieldType, Op
 from outreach.store import Store, StoreBusy, StoreError, migrate, tables
+from outreach.store import criteria as sql_criteria
 from outreach.store import store as store_module
 from outreach.store.sequencing import Pending
 from outreach.store.store import NotFound
@@ -520,3 +521,31 @@ async def test_pending_says_in_one_look_what_a_tick_finds_to_do(store: Store) ->
     async with store.engine.begin() as conn:
         await conn.execute(sa.insert(o).values(state="queued", **{**message, "message_id": "<p2@example.com>"}))
     assert (await store.pending(NOW)).mail
+
+
+@pytest.mark.parametrize("days", [-400, -30, 0, 31, 400])
+async def test_time_criteria_compiled_once_with_edges_select_as_compiled_at_each_instant(
+    store: Store, days: int
+) -> None:
+    """The scheduler builds a criteria statement once and binds `now` at each run (store.statement, Edges)."""
+    await imported(store)
+    r = tables.records
+    where = criteria.AnyOf((
+        leaf("signed_up_at", Op.OLDER_THAN, timing.parse_duration("300 days")),  # a custom field: JSON text
+        criteria.All((leaf("stage_entered_at", Op.NEWER_THAN, timing.parse_duration("2 days")),  # a column
+                      leaf("created_at", Op.OLDER_THAN, timing.parse_duration("1h")))),
+    ))  # fmt: skip
+
+    def build() -> tuple[sa.Select[tuple[str]], sql_criteria.Edges]:
+        edges = sql_criteria.Edges("e")
+        return sa.select(r.c.id).where(sql_criteria.compile_criteria(where, store.fields, edges)).order_by(
+            r.c.id
+        ), edges
+
+    at = NOW + dt.timedelta(days=days)
+    query, edges = store.statement(("test", where), build)
+    assert store.statement(("test", where), build)[0] is query  # built once
+    async with store.engine.connect() as conn:
+        found = [row[0] for row in await conn.execute(query, edges.values(at))]
+    assert found == [x.id for x in await store.list_records(where, now=at)]
+    assert found == {-400: [], -30: [], 0: ["L1"], 31: ["L1"], 400: ["L1", "L3"]}[days]  # `now` does move it

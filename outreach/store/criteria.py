@@ -58,10 +58,29 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+class Edges:
+    """The bind parameters of a clause compiled once and run at many instants: each older_than / newer_than edge
+    is a parameter whose value `values(now)` gives (the scheduler reuses its statements, which cost more to
+    build than SQLite takes to run them)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._edges: list[tuple[str, str, FieldType, dt.timedelta]] = []
+
+    def edge(self, field: str, ftype: FieldType, length: dt.timedelta) -> sa.BindParameter[Any]:
+        name = f"{self.prefix}{len(self._edges)}"
+        self._edges.append((name, field, ftype, length))
+        return sa.bindparam(name)  # typed by the column it is compared with
+
+    def values(self, now: dt.datetime) -> dict[str, Any]:
+        return {name: _bind(field, ftype, now - length) for name, field, ftype, length in self._edges}
+
+
 def compile_criteria(
-    c: rules_criteria.Criteria, fields: dict[str, FieldType], now: dt.datetime
+    c: rules_criteria.Criteria, fields: dict[str, FieldType], now: dt.datetime | Edges
 ) -> sa.ColumnElement[bool]:
-    """A WHERE clause for records matching `c`; `now` anchors older_than / newer_than."""
+    """A WHERE clause for records matching `c`; `now` anchors older_than / newer_than (with `Edges`, they become
+    bind parameters whose values it gives for any instant)."""
     if isinstance(c, rules_criteria.All):
         return sa.and_(sa.true(), *(compile_criteria(x, fields, now) for x in c.items))
     if isinstance(c, rules_criteria.AnyOf):
@@ -71,7 +90,7 @@ def compile_criteria(
     return _leaf(c, fields, now)
 
 
-def _leaf(leaf: rules_criteria.Leaf, fields: dict[str, FieldType], now: dt.datetime) -> sa.ColumnElement[bool]:
+def _leaf(leaf: rules_criteria.Leaf, fields: dict[str, FieldType], now: dt.datetime | Edges) -> sa.ColumnElement[bool]:
     ftype = fields[leaf.field]
     col = _column(leaf.field, ftype)
     present = col.is_not(None)
@@ -80,7 +99,8 @@ def _leaf(leaf: rules_criteria.Leaf, fields: dict[str, FieldType], now: dt.datet
         return present if value else col.is_(None)
     if op in (Op.OLDER_THAN, Op.NEWER_THAN):
         assert isinstance(value, timing.Duration)
-        edge = _bind(leaf.field, ftype, now - value.as_timedelta())
+        length = value.as_timedelta()
+        edge = now.edge(leaf.field, ftype, length) if isinstance(now, Edges) else _bind(leaf.field, ftype, now - length)
         return sa.and_(present, col < edge if op is Op.OLDER_THAN else col >= edge)
     if op is Op.NE:
         return sa.or_(col.is_(None), col != _bind(leaf.field, ftype, value))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,6 +50,18 @@ class Candidate:
     state: Mapping[str, Any] | None
     tasks_created_at: tuple[dt.datetime, ...] = ()
     appointments: tuple[tuple[dt.datetime, dt.datetime], ...] = ()  # (entered, starts)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PassStatements:
+    leavers: sa.Delete  # states of records that left the process
+    candidates: sa.Select[Any]
+    tasks: sa.Select[Any]
+    meetings: sa.Select[Any]
+    edges: sql_criteria.Edges
+
+    def values(self, scope: Scope) -> dict[str, Any]:
+        return {**self.edges.values(scope.now), "process": scope.process, "module": scope.module}
 
 
 @dataclasses.dataclass
@@ -103,6 +115,7 @@ class ReminderVerbs:
     dialect: str
     fields: dict[str, FieldType]
     _record: Callable[[sa.Row[Any]], rows.Record]
+    statement: Callable[[Hashable, Callable[[], Any]], Any]
 
     @contextlib.asynccontextmanager
     async def reminder_pass(self, scope: Scope, known: Sequence[str]) -> AsyncIterator[ReminderPass]:
@@ -119,8 +132,8 @@ class ReminderVerbs:
                 )
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
             await conn.execute(sa.delete(s).where(s.c.process.not_in(list(known))))
-            members = sa.select(tables.records.c.id).where(self._member(scope))
-            await conn.execute(sa.delete(s).where(s.c.process == scope.process, s.c.record_id.not_in(members)))
+            statements = self._statements_of(scope)
+            await conn.execute(statements.leavers, statements.values(scope))
             batch = ReminderPass(conn, scope.process, await self._candidates(conn, scope, None, everyone=False))
             yield batch
             await batch.flush()
@@ -145,60 +158,80 @@ class ReminderVerbs:
 
     # --- inside -------------------------------------------------------------------------------
 
-    def _member(self, scope: Scope) -> sa.ColumnElement[bool]:
-        """Records that follow the process: live, of its module, matching its criteria."""
-        r = tables.records
-        where = sql_criteria.compile_criteria(scope.where, self.fields, scope.now) if scope.where else sa.true()
-        return sa.and_(r.c.type == scope.module, r.c.deleted_at.is_(None), where)
+    def _statements_of(self, scope: Scope, *, everyone: bool = False, by_id: bool = False) -> _PassStatements:
+        """A process's statements, built once (the pass runs every few minutes) and bound to each pass's `now`."""
+        lengths = tuple((name, scope.now - cutoff) for name, cutoff in scope.cutoffs.items())
+        key = ("reminders", scope.process, scope.module, scope.where, scope.stage_field, lengths, everyone, by_id)
+        found: _PassStatements = self.statement(key, lambda: self._build(scope, lengths, everyone=everyone,
+                                                                         by_id=by_id))  # fmt: skip
+        return found
 
-    def _maybe_overdue(self, scope: Scope) -> sa.ColumnElement[bool]:
-        r, s = tables.records, tables.reminder_state
-        Leaf, Op = rules_criteria.Leaf, rules_criteria.Op
-        stages = [
-            rules_criteria.All((Leaf(scope.stage_field, Op.EQ, name), Leaf("stage_entered_at", Op.LT, cutoff)))
-            for name, cutoff in scope.cutoffs.items()
-        ]
-        overdue = sql_criteria.compile_criteria(rules_criteria.AnyOf(tuple(stages)), self.fields, scope.now)
-        has_state = sa.exists().where(s.c.process == scope.process, s.c.record_id == r.c.id).correlate(r)
-        return sa.or_(overdue, has_state)
+    def _build(
+        self, scope: Scope, lengths: tuple[tuple[str, dt.timedelta], ...], *, everyone: bool, by_id: bool
+    ) -> _PassStatements:
+        r, s, t, a = tables.records, tables.reminder_state, tables.tasks, tables.appointments
+        edges = sql_criteria.Edges("edge_")
+        # Records that follow the process: live, of its module, matching its criteria.
+        member = sa.and_(
+            r.c.type == sa.bindparam("module"),
+            r.c.deleted_at.is_(None),
+            sql_criteria.compile_criteria(scope.where, self.fields, edges) if scope.where else sa.true(),
+        )
+        process = sa.bindparam("process", type_=sa.String())
+        leavers = sa.delete(s).where(s.c.process == process, s.c.record_id.not_in(sa.select(r.c.id).where(member)))
+        where = member
+        if not everyone:  # in a stage with a max, entered before its cutoff; or with a state (its period may end)
+            stage_field = sql_criteria.compile_criteria
+            overdue = sa.or_(sa.false(), *(
+                sa.and_(stage_field(rules_criteria.Leaf(scope.stage_field, rules_criteria.Op.EQ, name), self.fields,
+                                    edges),
+                        r.c.stage_entered_at.is_not(None),
+                        r.c.stage_entered_at < edges.edge("stage_entered_at", FieldType.DATETIME, length))
+                for name, length in lengths
+            ))  # fmt: skip
+            has_state = sa.exists().where(s.c.process == process, s.c.record_id == r.c.id).correlate(r)
+            where = sa.and_(member, sa.or_(overdue, has_state))
+        if by_id:
+            where = sa.and_(where, r.c.id.in_(sa.bindparam("ids", expanding=True)))
+        state_cols = [c.label(f"state_{c.name}") for c in s.c if c.name in STATE_COLUMNS]
+        candidates = (
+            sa.select(r, *state_cols)
+            .select_from(r.outerjoin(s, sa.and_(s.c.process == process, s.c.record_id == r.c.id)))
+            .where(where)
+            .order_by(r.c.id)
+        )
+        # What was done for them since they entered their stage: only that can stop a reminder.
+        tasks = (
+            sa.select(t.c.record_id, t.c.created_at)
+            .join(r, r.c.id == t.c.record_id)
+            .where(where, t.c.created_at >= r.c.stage_entered_at)
+        )
+        meetings = (
+            sa.select(a.c.record_id, a.c.created_at, a.c.starts_at)
+            .join(r, r.c.id == a.c.record_id)
+            .where(where, a.c.created_at >= r.c.stage_entered_at)
+        )
+        return _PassStatements(leavers, candidates, tasks, meetings, edges)
 
     async def _candidates(
         self, conn: AsyncConnection, scope: Scope, record_ids: Sequence[str] | None, *, everyone: bool
     ) -> list[Candidate]:
-        r, s, t, a = tables.records, tables.reminder_state, tables.tasks, tables.appointments
-        where = self._member(scope) if everyone else sa.and_(self._member(scope), self._maybe_overdue(scope))
+        statements = self._statements_of(scope, everyone=everyone, by_id=record_ids is not None)
+        values = statements.values(scope)
         if record_ids is not None:
-            where = sa.and_(where, r.c.id.in_(list(record_ids)))
-        state_cols = [c.label(f"state_{c.name}") for c in s.c if c.name in STATE_COLUMNS]
-        query = (
-            sa.select(r, *state_cols)
-            .select_from(r.outerjoin(s, sa.and_(s.c.process == scope.process, s.c.record_id == r.c.id)))
-            .where(where)
-            .order_by(r.c.id)
-        )
+            values["ids"] = list(record_ids)
         found: list[tuple[rows.Record, dict[str, Any] | None]] = []
-        for row in await conn.execute(query):
+        for row in await conn.execute(statements.candidates, values):
             m = row._mapping
             state = {c: m[f"state_{c}"] for c in STATE_COLUMNS} if m["state_stage"] is not None else None
             found.append((self._record(row), state))
         if not found:
             return []
-        # What was done for them since they entered their stage: only that can stop a reminder.
         tasks: dict[str, list[dt.datetime]] = {}
-        query_t = (
-            sa.select(t.c.record_id, t.c.created_at)
-            .join(r, r.c.id == t.c.record_id)
-            .where(where, t.c.created_at >= r.c.stage_entered_at)
-        )
-        for row in await conn.execute(query_t):
+        for row in await conn.execute(statements.tasks, values):
             tasks.setdefault(row.record_id, []).append(row.created_at)
         meetings: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
-        query_a = (
-            sa.select(a.c.record_id, a.c.created_at, a.c.starts_at)
-            .join(r, r.c.id == a.c.record_id)
-            .where(where, a.c.created_at >= r.c.stage_entered_at)
-        )
-        for row in await conn.execute(query_a):
+        for row in await conn.execute(statements.meetings, values):
             meetings.setdefault(row.record_id, []).append((row.created_at, row.starts_at))
         return [
             Candidate(

@@ -107,6 +107,46 @@ def _by_shape(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(out.values())
 
 
+def _pending() -> sa.Select[Any]:
+    r, e, t, o = tables.records, tables.enrollments, tables.tasks, tables.outbox
+    now = sa.bindparam("now", type_=tables.UTCDateTime())
+    changed = sa.select(sa.func.max(r.c.updated_at)).scalar_subquery()
+    due = sa.exists().where(e.c.status == "active", e.c.awaiting_task.is_(False), e.c.next_due_at <= now)
+    tasks = sa.exists().where(
+        e.c.awaiting_task == sa.true(), e.c.status == "active", t.c.enrollment_id == e.c.id,
+        t.c.step_id.is_not(None), t.c.completed_at.is_not(None),
+    )  # fmt: skip
+    mail = sa.exists().where(
+        sa.or_(o.c.state == "queued", sa.and_(o.c.state == "deferred", o.c.next_attempt_at <= now))
+    )
+    return sa.select(changed, due, tasks, mail)
+
+
+# Statements of every tick, built once: one costs more to build than SQLite takes to run it on a small store.
+_PENDING = _pending()
+_NOW = sa.bindparam("now", type_=tables.UTCDateTime())
+_E, _O = tables.enrollments, tables.outbox
+_DUE = (
+    sa.select(_E)
+    .where(_E.c.status == "active", _E.c.awaiting_task.is_(False), _E.c.next_due_at <= _NOW)
+    .order_by(_E.c.next_due_at, _E.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_CLAIM = (
+    sa.select(_O.c.id, _O.c.sender, _O.c.recipient, _O.c.message, _O.c.attempts, _O.c.enrollment_id, _O.c.record_id)
+    .where(sa.or_(_O.c.state == "queued", sa.and_(_O.c.state == "deferred", _O.c.next_attempt_at <= _NOW)))
+    .order_by(_O.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_CLAIM_LOCKED = _CLAIM.with_for_update(skip_locked=True)
+_MARK_SENDING = (
+    sa.update(_O)
+    .where(_O.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(state="sending", attempt_id=sa.bindparam("attempt_id"), attempts=_O.c.attempts + 1)
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Pending:
     """What there is to do at a tick, as one look at the store found it."""
@@ -261,35 +301,17 @@ class SequenceVerbs:
     @contextlib.asynccontextmanager
     async def due_batch(self, now: dt.datetime, limit: int) -> AsyncIterator[Batch]:
         """Active enrollments due at `now`, claimed until the block ends (its writes commit together)."""
-        e = tables.enrollments
-        query = (
-            sa.select(e)
-            .where(e.c.status == "active", e.c.awaiting_task.is_(False), e.c.next_due_at <= now)
-            .order_by(e.c.next_due_at, e.c.id)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        query = _DUE_LOCKED if self.dialect == "postgresql" else _DUE
         async with self.engine.begin() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(query)]
+            rows = [dict(r._mapping) for r in await conn.execute(query, {"now": now, "limit": limit})]
             batch = Batch(conn, rows)
             yield batch
             await batch.flush()
 
     async def pending(self, now: dt.datetime) -> Pending:
         """What a tick may find to do, in one query (each part an index lookup)."""
-        r, e, t, o = tables.records, tables.enrollments, tables.tasks, tables.outbox
-        changed = sa.select(sa.func.max(r.c.updated_at)).scalar_subquery()
-        due = sa.exists().where(e.c.status == "active", e.c.awaiting_task.is_(False), e.c.next_due_at <= now)
-        tasks = sa.exists().where(
-            e.c.awaiting_task == sa.true(), e.c.status == "active", t.c.enrollment_id == e.c.id,
-            t.c.step_id.is_not(None), t.c.completed_at.is_not(None),
-        )  # fmt: skip
-        mail = sa.exists().where(
-            sa.or_(o.c.state == "queued", sa.and_(o.c.state == "deferred", o.c.next_attempt_at <= now))
-        )
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(changed, due, tasks, mail))).one()
+            row = (await conn.execute(_PENDING, {"now": now})).one()
         return Pending(row[0], bool(row[1]), bool(row[2]), bool(row[3]))
 
     async def last_record_change(self) -> dt.datetime | None:
@@ -327,23 +349,11 @@ class SequenceVerbs:
 
     async def claim_outbox(self, now: dt.datetime, limit: int, attempt_id: str) -> list[dict[str, Any]]:
         """Queued (or deferred and due) messages, marked `sending` with this attempt id, committed before any send."""
-        o = tables.outbox
-        query = (
-            sa.select(o.c.id, o.c.sender, o.c.recipient, o.c.message, o.c.attempts, o.c.enrollment_id, o.c.record_id)
-            .where(sa.or_(o.c.state == "queued", sa.and_(o.c.state == "deferred", o.c.next_attempt_at <= now)))
-            .order_by(o.c.id)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        query = _CLAIM_LOCKED if self.dialect == "postgresql" else _CLAIM
         async with self.engine.begin() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(query)]
+            rows = [dict(r._mapping) for r in await conn.execute(query, {"now": now, "limit": limit})]
             if rows:
-                await conn.execute(
-                    sa.update(o)
-                    .where(o.c.id.in_([r["id"] for r in rows]))
-                    .values(state="sending", attempt_id=attempt_id, attempts=o.c.attempts + 1)
-                )
+                await conn.execute(_MARK_SENDING, {"ids": [r["id"] for r in rows], "attempt_id": attempt_id})
         return rows
 
     async def outbox_counts(self) -> dict[str, int]:

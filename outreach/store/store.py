@@ -12,8 +12,8 @@ import fcntl
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -79,6 +79,12 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
     raise StoreError(f"the database URL {url!r} names {backend!r}; outreach uses sqlite or postgresql")
 
 
+_RECORD = sa.select(tables.records).where(tables.records.c.id == sa.bindparam("id"))
+_RECORDS_BY_ID = sa.select(tables.records).where(tables.records.c.id.in_(sa.bindparam("ids", expanding=True)))
+_S = TypeVar("_S")
+_MAX_STATEMENTS = 256
+
+
 class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs):
     """Domain verbs over one database. Open with `await Store.open(url)`; close with `await store.close()`."""
 
@@ -89,6 +95,18 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
         self._lock_file: Any = None
         # The rule set's record fields (Settings.fields): how custom values are typed and compared.
         self.fields: dict[str, FieldType] = dict(rules_criteria.BUILTIN_FIELDS)
+        self._statements: dict[Hashable, Any] = {}
+
+    def statement(self, key: Hashable, build: Callable[[], _S]) -> _S:
+        """A statement the scheduler runs again and again, built once per key and the record fields' types
+        (building one in SQLAlchemy costs more than SQLite takes to run it on a small store)."""
+        full = (key, tuple(self.fields.items()))
+        found = self._statements.get(full)
+        if found is None:
+            if len(self._statements) >= _MAX_STATEMENTS:  # old rule versions' criteria: start again
+                self._statements.clear()
+            found = self._statements[full] = build()
+        return cast(_S, found)
 
     # --- opening -----------------------------------------------------------------------
 
@@ -193,15 +211,14 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
 
     async def get_record(self, record_id: str) -> rows.Record:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(tables.records).where(tables.records.c.id == record_id))).first()
+            row = (await conn.execute(_RECORD, {"id": record_id})).first()
         if row is None:
             raise NotFound(f"no record {record_id!r}")
         return self._record(row)
 
     async def records_by_id(self, ids: list[str]) -> dict[str, rows.Record]:
-        r = tables.records
         async with self.engine.connect() as conn:
-            return {row.id: self._record(row) for row in await conn.execute(sa.select(r).where(r.c.id.in_(ids)))}
+            return {row.id: self._record(row) for row in await conn.execute(_RECORDS_BY_ID, {"ids": ids})}
 
     async def auto_enrollment_candidates(
         self,
@@ -219,19 +236,27 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
         not send it again to people who had it. With `changed_since`, only records
         updated since then (the scheduler's last look).
         """
-        r, e = tables.records, tables.enrollments
-        enrolled = sa.exists().where(e.c.record_id == r.c.id, e.c.sequence == sequence)
-        query = (
-            sa.select(r)
-            .where(sql_criteria.compile_criteria(where, self.fields, now), r.c.type.in_(modules),
-                   r.c.deleted_at.is_(None), r.c.email.is_not(None), ~enrolled)
-            .order_by(r.c.updated_at, r.c.id)
-            .limit(limit)
-        )  # fmt: skip
+        def build() -> tuple[sa.Select[Any], sql_criteria.Edges]:
+            r, e = tables.records, tables.enrollments
+            edges = sql_criteria.Edges("edge_")
+            enrolled = sa.exists().where(e.c.record_id == r.c.id, e.c.sequence == sa.bindparam("sequence"))
+            query = (
+                sa.select(r)
+                .where(sql_criteria.compile_criteria(where, self.fields, edges), r.c.type.in_(modules),
+                       r.c.deleted_at.is_(None), r.c.email.is_not(None), ~enrolled)
+                .order_by(r.c.updated_at, r.c.id)
+                .limit(sa.bindparam("limit"))
+            )  # fmt: skip
+            if changed_since is not None:
+                query = query.where(r.c.updated_at >= sa.bindparam("since", type_=tables.UTCDateTime()))
+            return query, edges
+
+        query, edges = self.statement(("auto-enrollment", where, modules, changed_since is None), build)
+        values = {**edges.values(now), "sequence": sequence, "limit": limit}
         if changed_since is not None:
-            query = query.where(r.c.updated_at >= changed_since)
+            values["since"] = changed_since
         async with self.engine.connect() as conn:
-            return [self._record(row) for row in await conn.execute(query)]
+            return [self._record(row) for row in await conn.execute(query, values)]
 
     async def definition_body(self, kind: str, name: str, digest: str) -> dict[str, Any] | None:
         d = tables.definitions
