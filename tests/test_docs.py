@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import logging
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -16,6 +20,7 @@ from click.testing import CliRunner
 
 from outreach import cli
 from outreach import daemon as daemon_module
+from outreach.cli import options
 from outreach.rules import loader, schemas, validate
 from outreach.rules.diagnostics import Code
 from tests.conftest import ROOT
@@ -227,6 +232,143 @@ def test_the_worked_example_of_reminders_md_is_real(tmp_path: Path, monkeypatch:
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
+
+
+class _Stderr(logging.Handler):
+    """What Python does with a warning when nothing configured logging: the message alone, on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+        sys.stderr.flush()
+
+
+WALK_CLOCK = dt.datetime(2026, 11, 23, 16, 30, tzinfo=dt.UTC)  # the clock sequences.md's walk-through holds
+_MAILDIR_NAME = re.compile(r"\b\d{10}\.M\d+P\d+Q\d+\.[\w-]+")  # Maildir's unique name: time, µs, process, host
+_ENV = re.compile(r"^[A-Z_]+=")
+
+
+def _page_transcript(text: str) -> list[tuple[str, str]]:
+    """(command, output) of every `$ ` line of a page, in order, over all its ```text blocks."""
+    out: list[tuple[str, str]] = []
+    for block in re.findall(r"^```text\n(.*?)^```", text, re.S | re.M):
+        if not block.startswith("$ "):
+            continue
+        for line in block.splitlines(keepends=True):
+            if line.startswith("$ "):
+                out.append((line[2:].rstrip("\n"), ""))
+            else:
+                out[-1] = (out[-1][0], out[-1][1] + line)
+    return out
+
+
+def _outbox_file(page_name: str, expected: str, files: dict[str, Path]) -> Path:
+    """The Maildir file the page means: the one it named before, or the one with the page's enrollment and step."""
+    if page_name in files:
+        return files[page_name]
+    wanted = [line for line in expected.splitlines() if line.startswith(("X-Outreach-Enrollment:", "X-Outreach-Step:"))]
+    assert len(wanted) == 2, f"the page shows no enrollment and step for {page_name}"
+    for path in sorted(Path("var/outbox/new").iterdir()):
+        head = path.read_text(encoding="utf-8").split("\n\n", 1)[0].splitlines()
+        if all(line in head for line in wanted):
+            files[page_name] = path
+            return path
+    raise AssertionError(f"no message in var/outbox/new has {wanted}")
+
+
+def walk_through(text: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, str, Path]]:
+    """Run the commands of a walk-through page in `where`, with the clock held at WALK_CLOCK.
+
+    Yields (command, what the page shows, what it printed, the file it read). `outreach` commands run in-process
+    (their log lines follow their output, as `LEVEL message`); `cat`, `ls`, `sed -n '1,/^$/p'`, `python3 -c`,
+    `sqlite3` and `echo $?` are done here. A `cat` of a file that does not exist yet writes it from the page. A
+    Maildir file name of the page stands for the file with the same enrollment and step.
+    """
+    shutil.copytree(ROOT / "rules", where / "rules")
+    shutil.copytree(ROOT / "samples", where / "samples")
+    monkeypatch.chdir(where)
+    for name in ("OUTREACH_SECRET", "OUTREACH_DB", "ANNA_IMAP_USER", "BEN_IMAP_USER", "BEN_IMAP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(options, "now", lambda: WALK_CLOCK)
+    kwdefaults = daemon_module.Daemon.__init__.__kwdefaults__
+    assert kwdefaults is not None
+    monkeypatch.setitem(kwdefaults, "clock", lambda: WALK_CLOCK)
+    monkeypatch.setattr(daemon_module, "configure_logging", lambda: None)
+    log = logging.getLogger("outreach")
+    handler = _Lines()
+    level = log.level
+    log.setLevel(logging.INFO)
+    files: dict[str, Path] = {}
+    status = 0
+    steps = _page_transcript(text)
+    try:
+        for i, (command, expected) in enumerate(steps):
+            args = shlex.split(command)
+            env = {}
+            while _ENV.match(args[0]):
+                name, value = args.pop(0).split("=", 1)
+                env[name] = value
+            read = Path()
+            if args[0] == "cat":
+                read = Path(args[1])
+                if not read.exists():
+                    read.write_text(expected, encoding="utf-8")
+                actual = read.read_text(encoding="utf-8")
+            elif args[0] == "ls":
+                actual = "".join(f"{name}\n" for name in sorted(p.name for p in Path(args[1]).iterdir()))
+            elif args[:3] == ["sed", "-n", "1,/^$/p"]:
+                read = _outbox_file(Path(args[3]).name, expected, files)
+                actual = read.read_text(encoding="utf-8").split("\n\n", 1)[0] + "\n\n"
+            elif args[:2] == ["python3", "-c"]:
+                read = files[Path(args[3]).name]
+                actual = subprocess.run([sys.executable, "-c", args[2], str(read)], capture_output=True, text=True,
+                                        check=True).stdout  # fmt: skip
+            elif args[0] == "sqlite3":
+                with sqlite3.connect(args[1]) as db:
+                    db.execute(args[2])
+                db.close()
+                actual = ""
+            elif args == ["echo", "$?"]:
+                actual = f"{status}\n"
+            else:
+                assert args[0] == "outreach", command
+                handler.lines.clear()
+                # `run` logs `LEVEL message` lines; other commands configure no logging, so Python prints their
+                # warnings alone on stderr.
+                logs = handler if args[1] == "run" else _Stderr()
+                log.addHandler(logs)
+                try:
+                    result = CliRunner().invoke(cli.main, args[1:], env=env)
+                finally:
+                    log.removeHandler(logs)
+                if result.exception is not None and not isinstance(result.exception, SystemExit):
+                    raise result.exception
+                status = result.exit_code
+                followed_by_status = i + 1 < len(steps) and steps[i + 1][0] == "echo $?"
+                assert status == 0 or followed_by_status, f"{command} exited {status}: {result.output}"
+                actual = result.output + "".join(handler.lines)
+            yield command, expected, actual, read
+    finally:
+        log.setLevel(level)
+
+
+def test_the_walk_through_of_sequences_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command of the page, run again in order on copies of rules/ and samples/: the page shows its output.
+
+    Log times, Message-IDs and Maildir file names aside; the clock is held where the page says it was.
+    """
+    text = _read("sequences.md")
+    shown = re.findall(r"^```text\n(# yaml-language-server.*?)^```", text, re.S | re.M)
+    assert shown == [(ROOT / "rules" / "sequences" / f"{name}.yaml").read_text(encoding="utf-8")
+                     for name in ("inbound-nurture", "welcome")]  # fmt: skip
+    ran = 0
+    for command, expected, actual, _read_file in walk_through(text, tmp_path, monkeypatch):
+        page, real = _MAILDIR_NAME.sub("M", expected), _MAILDIR_NAME.sub("M", actual)
+        assert _same(page, real), f"`{command}` printed\n{actual}\nbut docs/sequences.md shows\n{expected}"
+        ran += 1
+    assert ran > 50
 
 
 @pytest.mark.parametrize("entered, until", [("2026-11-21T10:00:00Z", "2026-12-02"),

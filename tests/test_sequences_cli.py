@@ -89,6 +89,29 @@ def test_run_once_sends_into_the_maildir_and_records_show_has_the_widget(here: P
     assert run("run", "--now", "2026-11-24T08:00:00Z")[0] == 2  # --now needs --once
 
 
+def test_enrollments_list_says_why_an_active_enrollment_is_held_back(here: Path) -> None:
+    settings = here / "rules" / "settings.yaml"
+    settings.write_text(
+        settings.read_text().replace("mailbox: anna, daily_limit: 300", "mailbox: anna, daily_limit: 1")
+    )
+    assert run("apply", "rules")[0] == 0
+    assert run("records", "set", "L2", "first_name=Kim")[0] == 0
+    tuesday = "2026-11-24T08:00:00Z"  # 09:00 in Berlin
+    assert (
+        run("enroll", "inbound-nurture", "--record", "L1", "--record", "L2", "--as", "anna", "--now", tuesday)[0] == 0
+    )
+    assert run("run", "--once", "--now", tuesday)[0] == 0
+
+    code, out = run("enrollments", "list")
+
+    assert code == 0
+    assert out.splitlines() == [
+        "     1  L1           inbound-nurture          active     step 1  next step 2026-11-26 08:00 UTC",
+        "     2  L2           inbound-nurture          active     step 0  "
+        "waiting: daily limit of anna reached (1/1); next step 2026-11-25 08:00 UTC",
+    ]
+
+
 def test_stop_and_retry(here: Path) -> None:
     run("enroll", "inbound-nurture", "--record", "L1", "--as", "anna")
     code, out = run("enrollments", "stop", "--record", "L1", "--sequence", "inbound-nurture", "--as", "anna")

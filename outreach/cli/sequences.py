@@ -180,6 +180,8 @@ def _enrollment_line(e: dict[str, Any]) -> str:
     state = e["status"]
     if state == "active":
         detail = "waiting for its task" if e["awaiting_task"] else f"next step {options.when(e['next_due_at'])}"
+        if e["reason"]:  # held back, e.g. "waiting: daily limit of anna reached (300/300)"
+            detail = f"{e['reason']}; {detail}"
     elif state == "completed":
         detail = f"completed {options.when(e['ended_at'])}, {e['steps_done']} steps done"
     else:
