@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 
 from outreach.rules import criteria, timing
 from outreach.rules.criteria import FieldType, Op
-from outreach.store import Store, StoreBusy, StoreError, migrate, tables
+from outreach.store import Store, StoreBusy, StoreError, bulk, migrate, tables
 from outreach.store import criteria as sql_criteria
 from outreach.store import store as store_module
 from outreach.store.sequencing import Pending
@@ -549,3 +549,43 @@ async def test_time_criteria_compiled_once_with_edges_select_as_compiled_at_each
         found = [row[0] for row in await conn.execute(query, edges.values(at))]
     assert found == [x.id for x in await store.list_records(where, now=at)]
     assert found == {-400: [], -30: [], 0: ["L1"], 31: ["L1"], 400: ["L1", "L3"]}[days]  # `now` does move it
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'outreach.db'}", fields=FIELDS, upgrade=True)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_rows_read_from_the_sqlite_driver_equal_what_sqlalchemy_reads(sqlite_store: Store) -> None:
+    """The scheduler reads due enrollments and their records straight from SQLite's driver (bulk.select_sqlite);
+    PostgreSQL reads them through SQLAlchemy."""
+    store = sqlite_store
+    await imported(store)
+    await store.set_fields("L1", {"stage": "Contacted"}, now=NOW + dt.timedelta(hours=1))
+    await store.delete("L2", now=NOW + dt.timedelta(hours=2))
+    later = dt.datetime(2026, 11, 25, 9, 30, 15, 123456, tzinfo=dt.UTC)
+    base = {"email": "jo@example.org", "sequence": "s", "sequence_hash": "h1", "enrolled_by": "anna",
+            "step_index": 0, "steps_done": 0, "started_at": NOW}  # fmt: skip
+    await store.insert_enrollment({**base, "record_id": "L1", "status": "active", "next_due_at": NOW,
+                                   "awaiting_task": False, "thread_subject": "Grüße"}, now=NOW)  # fmt: skip
+    await store.insert_enrollment({**base, "record_id": "L3", "email": "x@example.org", "status": "blocked",
+                                   "reason": "bounced", "next_due_at": later, "awaiting_task": True}, now=NOW)  # fmt: skip
+    r, e = tables.records, tables.enrollments
+    async with store.engine.connect() as conn:
+        for table in (r, e):
+            expected = [
+                dict(x._mapping)
+                for x in await conn.execute(sa.select(table).order_by(table.c[table.primary_key.columns.keys()[0]]))
+            ]
+            got = await bulk.select_sqlite(conn, table, "1 = 1", (), f"ORDER BY {table.primary_key.columns.keys()[0]}")
+            assert got == expected and len(got) >= 2
+            assert [type(v) for row in got for v in row.values()] == [type(v) for row in expected for v in row.values()]
+    by_id = await store.records_by_id(["L1", "L2", "L3", "nobody"])
+    assert sorted(by_id) == ["L1", "L2", "L3"]
+    assert by_id["L1"] == await store.get_record("L1") and by_id["L2"].deleted_at is not None
+    async with store.due_batch(NOW, 10) as batch:
+        assert [(x["record_id"], x["next_due_at"], x["awaiting_task"]) for x in batch.rows] == [("L1", NOW, False)]

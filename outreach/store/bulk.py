@@ -1,4 +1,5 @@
-"""Many rows written with one statement: SQLAlchemy's executemany, or on SQLite the driver's own.
+"""Many rows written with one statement: SQLAlchemy's executemany, or on SQLite the driver's own; and the
+scheduler's reads of many rows, on SQLite straight from the driver too.
 
 SQLAlchemy converts every value of an executemany in Python (bind processors,
 parameter dictionaries), which costs more than SQLite's own work on the
@@ -95,3 +96,61 @@ async def update(conn: AsyncConnection, table: sa.Table, key: str, rows: Sequenc
     sql, convert = _plan(table, columns, key)
     order = (*(c for c in columns if c != key), key)
     await conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(convert, order, strict=True)) for row in rows])
+
+
+# --- reading -----------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8192)  # a store holds many rows written at the same instant
+def _utc(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _bool_or_none(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _reader(column: sa.Column[Any]) -> Callable[[Any], Any] | None:
+    kind = column.type
+    if isinstance(kind, tables.UTCDateTime):
+        return _utc
+    if isinstance(kind, sa.JSON):
+        return _json_or_none
+    if isinstance(kind, sa.Boolean):
+        return _bool_or_none
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _select_plan(
+    table: sa.Table, where: str, tail: str
+) -> tuple[str, tuple[str, ...], tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    quote = sqlite.dialect().identifier_preparer.quote
+    names = tuple(table.c.keys())
+    sql = f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(table.name)} WHERE {where}"
+    if tail:
+        sql += f" {tail}"
+    readers = tuple((i, f) for i, n in enumerate(names) if (f := _reader(table.c[n])) is not None)
+    return sql, names, readers
+
+
+async def select_sqlite(
+    conn: AsyncConnection, table: sa.Table, where: str, params: Sequence[Any], tail: str = ""
+) -> list[dict[str, Any]]:
+    """Every column of the rows of `table` matching `where` (SQL with `?` parameters, in SQLite's dialect; `tail`
+    may add ORDER BY and LIMIT), as SQLAlchemy's types would read them (tests/test_store.py compares the two);
+    SQLite only. Each row's values are converted by its columns' types, with no statement to build."""
+    sql, names, readers = _select_plan(table, where, tail)
+    out = []
+    for raw in (await conn.exec_driver_sql(sql, tuple(params))).all():
+        values = list(raw)
+        for i, read in readers:
+            values[i] = read(values[i])
+        out.append(dict(zip(names, values, strict=True)))
+    return out

@@ -133,6 +133,7 @@ _DUE = (
     .limit(sa.bindparam("limit"))
 )
 _DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_DUE_SQLITE = "status = 'active' AND awaiting_task = 0 AND next_due_at <= ?"  # _DUE, read from the driver
 _CLAIM = (
     sa.select(_O.c.id, _O.c.sender, _O.c.recipient, _O.c.message, _O.c.attempts, _O.c.enrollment_id, _O.c.record_id)
     .where(sa.or_(_O.c.state == "queued", sa.and_(_O.c.state == "deferred", _O.c.next_attempt_at <= _NOW)))
@@ -301,9 +302,12 @@ class SequenceVerbs:
     @contextlib.asynccontextmanager
     async def due_batch(self, now: dt.datetime, limit: int) -> AsyncIterator[Batch]:
         """Active enrollments due at `now`, claimed until the block ends (its writes commit together)."""
-        query = _DUE_LOCKED if self.dialect == "postgresql" else _DUE
         async with self.engine.begin() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(query, {"now": now, "limit": limit})]
+            if self.dialect == "sqlite":
+                rows = await bulk.select_sqlite(conn, tables.enrollments, _DUE_SQLITE, (bulk.sqlite_stamp(now), limit),
+                                                "ORDER BY next_due_at, id LIMIT ?")  # fmt: skip
+            else:
+                rows = [dict(r._mapping) for r in await conn.execute(_DUE_LOCKED, {"now": now, "limit": limit})]
             batch = Batch(conn, rows)
             yield batch
             await batch.flush()
