@@ -305,7 +305,7 @@ async def trace(test: model.RuleTest, ruleset: model.RuleSet) -> Trace:
         activity = [e for rid in ids for e in await store.events(rid)]
         tasks = sorted(await store.list_tasks(open_only=False), key=lambda t: (t.created_at, t.id))
         return Trace(actual, outbox, tuple(await store.enrollments(record_ids=ids)), tuple(tasks),
-                     tuple(sorted(activity, key=lambda e: (e.at, e.id))))  # fmt: skip
+                     tuple(sorted(activity, key=lambda e: e.at)))  # fmt: skip
     finally:
         await stores.close()
 

@@ -264,10 +264,7 @@ class Scheduler:
                 "subject": decision.rendered.subject, "message_id": message_id, "message": data, "state": "queued",
                 "attempts": 0, "created_at": now,
             })  # fmt: skip
-            await batch.event(e.record_id, "sequence_email", now, {
-                "sequence": e.sequence, "step": decision.step.id, "subject": decision.rendered.subject,
-                "message_id": message_id, "enrollment": e.id,
-            })  # fmt: skip
+            # no event: the outbox row is the record's activity (store.events shows it as `sequence_email`)
             done = seq.after_step(e, sequence, who, self.ruleset.settings, now, message_id=message_id,
                                   subject=decision.rendered.subject)  # fmt: skip
             done = await self._follow_edit(done, sequence, who, now)

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from outreach import daemon as daemon_module
 from outreach import plan, scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import transport as mail_transport
 from outreach.rules import model, validate
-from outreach.store import Store
+from outreach.store import Store, tables
 from tests.conftest import ROOT
 from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
 
@@ -107,8 +108,21 @@ async def test_a_sequence_runs_to_the_end_with_business_days_a_thread_and_a_task
     assert promo["Subject"] == "What teams like yours do with Example" and "In-Reply-To" not in promo
     assert promo["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
     assert await status(w, e.id) == ("completed", None, 4)
-    kinds = [ev.kind for ev in await w.store.events("L1")]
+    activity = await w.store.events("L1")
+    kinds = [ev.kind for ev in activity]
     assert kinds.count("sequence_email") == 3 and "enrolled" in kinds and "task_created" in kinds
+    assert kinds.index("enrolled") < kinds.index("sequence_email")  # same instant: events first, as written
+    assert [ev.at for ev in activity] == sorted(ev.at for ev in activity)
+    mails = [ev for ev in activity if ev.kind == "sequence_email"]
+    assert [(m.data["sequence"], m.data["step"], m.data["subject"]) for m in mails] == [
+        ("inbound-nurture", "intro", intro["Subject"]), ("inbound-nurture", "nudge", nudge["Subject"]),
+        ("inbound-nurture", "promo", promo["Subject"]),
+    ]  # fmt: skip
+    assert [m.data["message_id"] for m in mails] == [intro["Message-ID"], nudge["Message-ID"], promo["Message-ID"]]
+    async with w.store.engine.connect() as conn:  # the outbox row is the activity: no event row written twice
+        written = (await conn.execute(sa.select(sa.func.count()).select_from(tables.events)
+                                      .where(tables.events.c.kind == "sequence_email"))).scalar()  # fmt: skip
+    assert written == 0
 
 
 async def test_a_conversion_stops_the_sequence_and_nothing_more_is_sent(world: World) -> None:

@@ -579,10 +579,27 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
         return rows.Appointment(**row._mapping)
 
     async def events(self, record_id: str) -> list[rows.Event]:
-        e = tables.events
+        """A record's activity in time order: its events, and the mail its sequences queued.
+
+        Sequence mail is not written twice: its outbox row is the activity (kind `sequence_email`, at the time it
+        was queued, `id` the outbox message's). At one instant, events come before mail, as they were written.
+        """
+        e, o, en = tables.events, tables.outbox, tables.enrollments
+        mail = (
+            sa.select(o.c.id, o.c.created_at, o.c.step_id, o.c.subject, o.c.message_id, o.c.enrollment_id,
+                      en.c.sequence)
+            .join(en, en.c.id == o.c.enrollment_id)
+            .where(o.c.record_id == record_id)
+        )  # fmt: skip
         async with self.engine.connect() as conn:
-            found = await conn.execute(sa.select(e).where(e.c.record_id == record_id).order_by(e.c.at, e.c.id))
-            return [rows.Event(**row._mapping) for row in found]
+            found = [(row.at, 0, row.id, rows.Event(**row._mapping))
+                     for row in await conn.execute(sa.select(e).where(e.c.record_id == record_id))]  # fmt: skip
+            for m in await conn.execute(mail):
+                data = {"sequence": m.sequence, "step": m.step_id, "subject": m.subject, "message_id": m.message_id,
+                        "enrollment": m.enrollment_id}  # fmt: skip
+                found.append((m.created_at, 1, m.id, rows.Event(m.id, record_id, "sequence_email", m.created_at,
+                                                                data, "engine")))  # fmt: skip
+        return [event for *_, event in sorted(found, key=lambda x: x[:3])]
 
     _event = staticmethod(sequencing.insert_event)
 
