@@ -12,10 +12,11 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import operator
 import os
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,11 @@ from outreach.store.sequencing import AlreadyLive, Batch, SendOutcome
 
 _ENROLLMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(seq.Enrollment))
 _ENROLLMENT_COLUMNS = tuple(f.name for f in dataclasses.fields(seq.Enrollment) if f.name not in ("version", "status"))
+# The columns of Enrollment's fields in their order, and where the status is: a claimed row becomes an
+# Enrollment without a dictionary in between (the scheduler does it for every due step).
+_ROW_COLUMNS = tuple("sequence_hash" if f.name == "version" else f.name for f in dataclasses.fields(seq.Enrollment))
+_STATUS_AT = _ROW_COLUMNS.index("status")
+_ATTRIBUTES = operator.attrgetter(*_ENROLLMENT_COLUMNS)
 FULL_SCAN_EVERY = dt.timedelta(hours=1)
 log = logging.getLogger("outreach")
 
@@ -59,15 +65,20 @@ def recipient_of(record: rows.Record) -> seq.Recipient:
                          deleted=record.deleted_at is not None)  # fmt: skip
 
 
-def enrollment_of(row: dict[str, Any]) -> seq.Enrollment:
-    values = {k: v for k, v in row.items() if k in _ENROLLMENT_FIELDS}
-    values["status"] = seq.Status(values["status"])
-    values["version"] = row["sequence_hash"]
-    return seq.Enrollment(**values)
+def enrollment_of(row: Mapping[str, Any]) -> seq.Enrollment:
+    try:
+        values = [row[c] for c in _ROW_COLUMNS]
+    except KeyError:  # a row without some optional columns
+        named = {k: v for k, v in row.items() if k in _ENROLLMENT_FIELDS}
+        named["status"] = seq.Status(named["status"])
+        named["version"] = row["sequence_hash"]
+        return seq.Enrollment(**named)
+    values[_STATUS_AT] = seq.Status(values[_STATUS_AT])
+    return seq.Enrollment(*values)
 
 
 def columns_of(e: seq.Enrollment) -> dict[str, Any]:
-    values = {name: getattr(e, name) for name in _ENROLLMENT_COLUMNS}  # shallow: every field is a plain value
+    values = dict(zip(_ENROLLMENT_COLUMNS, _ATTRIBUTES(e), strict=True))  # shallow: every field is a plain value
     values["sequence_hash"] = e.version
     values["status"] = str(e.status)
     return values
