@@ -4,6 +4,8 @@ a test that needs a server skips outside CI with a reason and fails in CI (CI=tr
 from __future__ import annotations
 
 import os
+import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,19 @@ def need(condition: bool, reason: str) -> None:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def bare_rules(tmp_path: Path) -> Path:
+    """A copy of the example rules without their tests, campaigns and views: a RuleTest test writes its own."""
+    where = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", where, ignore=shutil.ignore_patterns("tests", "campaigns", "views"))
+    (where / "tests").mkdir()
+    return where
+
+
+def write_rule_test(rules: Path, text: str, name: str = "t.yaml") -> Path:
+    """A RuleTest file (dedented YAML) in the rules' tests directory."""
+    path = rules / "tests" / name
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path

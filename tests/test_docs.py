@@ -156,15 +156,7 @@ _MESSAGE_ID = re.compile(r"<[0-9a-f]{32}@")
 
 def _transcript(text: str, section: str) -> list[tuple[str, str]]:
     """(command, output) of every `$ ` line in the ```text blocks of a section."""
-    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
-    out: list[tuple[str, str]] = []
-    for block in re.findall(r"^```text\n(.*?)^```", body, re.S | re.M):
-        for line in block.splitlines(keepends=True):
-            if line.startswith("$ "):
-                out.append((line[2:].rstrip("\n"), ""))
-            else:
-                out[-1] = (out[-1][0], out[-1][1] + line)
-    return out
+    return _page_transcript(text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0], every_block=True)
 
 
 def _same(expected: str, actual: str) -> bool:
@@ -250,11 +242,12 @@ _MAILDIR_NAME = re.compile(r"\b\d{10}\.M\d+P\d+Q\d+\.[\w-]+")  # Maildir's uniqu
 _ENV = re.compile(r"^[A-Z_]+=")
 
 
-def _page_transcript(text: str) -> list[tuple[str, str]]:
-    """(command, output) of every `$ ` line of a page, in order, over all its ```text blocks."""
+def _page_transcript(text: str, every_block: bool = False) -> list[tuple[str, str]]:
+    """(command, output) of every `$ ` line of a page, in order, over its ```text blocks that start with a
+    command (`every_block`: over all of them, a block's first lines belonging to the command before)."""
     out: list[tuple[str, str]] = []
     for block in re.findall(r"^```text\n(.*?)^```", text, re.S | re.M):
-        if not block.startswith("$ "):
+        if not (every_block or block.startswith("$ ")):
             continue
         for line in block.splitlines(keepends=True):
             if line.startswith("$ "):

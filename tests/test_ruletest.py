@@ -15,24 +15,18 @@ from click.testing import CliRunner
 from outreach import cli
 from outreach.mail import message
 from outreach.ruletest import Recorded
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_rule_test
 
 RULES = ROOT / "rules"
 
 
 @pytest.fixture
-def rules(tmp_path: Path) -> Path:
-    """A copy of the example rules without their tests: each test here writes its own RuleTest file."""
-    where = tmp_path / "rules"
-    shutil.copytree(RULES, where, ignore=shutil.ignore_patterns("tests", "campaigns", "views"))
-    (where / "tests").mkdir()
-    return where
+def rules(bare_rules: Path) -> Path:
+    return bare_rules
 
 
 def write(rules: Path, text: str, name: str = "t.yaml") -> Path:
-    path = rules / "tests" / name
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return path
+    return write_rule_test(rules, text, name)
 
 
 def run(*args: str) -> tuple[int, str]:

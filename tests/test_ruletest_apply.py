@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -10,24 +9,18 @@ import pytest
 from click.testing import CliRunner
 
 from outreach import cli
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_rule_test
 
 RULES = ROOT / "rules"
 
 
 @pytest.fixture
-def rules(tmp_path: Path) -> Path:
-    """A copy of the example rules without their tests: each test here writes its own RuleTest file."""
-    where = tmp_path / "rules"
-    shutil.copytree(RULES, where, ignore=shutil.ignore_patterns("tests", "campaigns", "views"))
-    (where / "tests").mkdir()
-    return where
+def rules(bare_rules: Path) -> Path:
+    return bare_rules
 
 
 def write(rules: Path, text: str) -> Path:
-    path = rules / "tests" / "edit.yaml"
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return path
+    return write_rule_test(rules, text, "edit.yaml")
 
 
 def run(*args: str) -> tuple[int, str]:
