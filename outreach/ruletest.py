@@ -328,16 +328,13 @@ class _Run:
         self.ruleset = ruleset
         self.store = store
         self.transport = RecordingTransport(test.start)
-        tracking = ruleset.settings.tracking
-        unsubscribe = None
-        if tracking is not None:
-            unsubscribe = lambda e: links.unsubscribe_url(tracking, TEST_SECRET, e.email, f"e{e.id}")  # noqa: E731
-        self.scheduler = scheduler_module.Scheduler(store, ruleset, self.transport, unsubscribe_url=unsubscribe)
+        self.scheduler = scheduler_module.Scheduler(store, ruleset, self.transport,
+                                                    unsubscribe_url=_unsubscribe_links(ruleset))  # fmt: skip
         self.notices: list[str] = []
         self.uid = 0
         self.changed: dt.datetime | None = None  # when an event last changed something
         self.ticks: list[dt.datetime] = []  # the ticks of the last few minutes
-        self.hourly = any(s.enroll_when is not None and _on_time(s.enroll_when) for s in ruleset.sequences.values())
+        self.hourly = _hourly(ruleset)
 
     async def go(self) -> Actual:
         test, store = self.test, self.store
