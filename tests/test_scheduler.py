@@ -16,6 +16,7 @@ from outreach import plan, scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import transport as mail_transport
 from outreach.rules import model, validate
+from outreach.rules.criteria import FieldType
 from outreach.store import Store, tables
 from tests.conftest import ROOT
 from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
@@ -284,6 +285,37 @@ async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_inv
     finally:
         await d.close()
     assert len(mail_transport.read_all(tmp_path / "out")) == 2
+
+
+async def test_a_reload_that_declares_a_field_lets_criteria_use_it(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    settings = rules / "settings.yaml"
+    settings.write_text(settings.read_text().replace("maildir: var/outbox", f"maildir: {tmp_path / 'out'}"))
+    clock = [MONDAY]
+    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: clock[0])
+    await d.start()
+    try:
+        assert d.store is not None and "industry" not in d.store.fields
+        await d.store.import_records(rows(*PEOPLE), now=MONDAY)
+        settings.write_text(settings.read_text().replace("  first_name: string\n",
+                                                         "  first_name: string\n  industry: string\n"))  # fmt: skip
+        welcome = rules / "sequences" / "welcome.yaml"
+        welcome.write_text(welcome.read_text().replace("enroll_when: {field: source, eq: website}",
+                                                       "enroll_when: {field: industry, eq: saas}"))  # fmt: skip
+        d.reload_wanted = True
+        clock[0] = MONDAY + dt.timedelta(hours=1)
+        await d.tick()  # the reload, and auto-enrollment by the new field: no record has it yet
+        assert d.scheduler is not None and d.scheduler.ruleset.sequences["welcome"].enroll_when is not None
+        assert d.store.fields["industry"] is FieldType.STRING
+        await d.store.set_fields("L1", {"industry": "saas"}, now=clock[0])
+        clock[0] += dt.timedelta(minutes=1)
+        report = await d.tick()
+        assert report.enrolled == 1 and [e["record_id"] for e in await d.store.enrollments(sequence="welcome")] == [
+            "L1"
+        ]
+    finally:
+        await d.close()
 
 
 async def test_one_enrollment_that_fails_is_blocked_and_the_others_go_on(
