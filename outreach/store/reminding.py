@@ -181,10 +181,10 @@ class ReminderVerbs:
         leavers = sa.delete(s).where(s.c.process == process, s.c.record_id.not_in(sa.select(r.c.id).where(member)))
         where = member
         if not everyone:  # in a stage with a max, entered before its cutoff; or with a state (its period may end)
-            stage_field = sql_criteria.compile_criteria
+            in_stage = rules_criteria.Leaf
             overdue = sa.or_(sa.false(), *(
-                sa.and_(stage_field(rules_criteria.Leaf(scope.stage_field, rules_criteria.Op.EQ, name), self.fields,
-                                    edges),
+                sa.and_(sql_criteria.compile_criteria(in_stage(scope.stage_field, rules_criteria.Op.EQ, name),
+                                                      self.fields, edges),
                         r.c.stage_entered_at.is_not(None),
                         r.c.stage_entered_at < edges.edge("stage_entered_at", FieldType.DATETIME, length))
                 for name, length in lengths
