@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from outreach import plan, scheduler
+from outreach import scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import smtp
 from outreach.rules import model, timing
 from outreach.store import Store
 from tests import mailservers
 from tests.mailservers import SmtpServer, SmtpServers
-from tests.test_scheduler import MONDAY, RULES
+from tests.test_scheduler import MONDAY, RULES, seeded_store
 from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
 
 PEOPLE = (
@@ -39,10 +39,7 @@ class Sending:
 
 @pytest.fixture
 async def open_store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:  # noqa: F811
-    url, schema = backend
-    store = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
-    await store.import_records(rows(*PEOPLE), now=MONDAY - dt.timedelta(days=1))
-    await store.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    store = await seeded_store(backend, PEOPLE)
     try:
         yield store
     finally:

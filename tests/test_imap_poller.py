@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from outreach import daemon as daemon_module
-from outreach import plan, scheduler
+from outreach import scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import imap, inbound
 from outreach.mail import transport as mail_transport
@@ -30,7 +30,7 @@ from outreach.rules import model, timing
 from outreach.store import Store, tables
 from tests.conftest import FIXTURES, ROOT
 from tests.mailservers import Certificate, Dovecot, free_port
-from tests.test_scheduler import MONDAY, RULES
+from tests.test_scheduler import MONDAY, RULES, seeded_store
 from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
 
 REP, PASSWORD = "rep@example.com", "secret"
@@ -148,10 +148,7 @@ async def world(
     tmp_path: Path,
     imap_password: None,
 ) -> AsyncIterator[World]:
-    url, schema = backend
-    store = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
-    await store.import_records(rows(*PEOPLE), now=MONDAY - dt.timedelta(days=1))
-    await store.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    store = await seeded_store(backend, PEOPLE)
     sched = scheduler.Scheduler(store, RULES, mail_transport.MaildirTransport(str(tmp_path / "outbox")))
     for record_id in EMAIL:
         record = await store.get_record(record_id)

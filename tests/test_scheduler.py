@@ -41,6 +41,16 @@ PEOPLE = (
 SIGN_UP = Row(5, "W2", "lead", "tom@example.net", {"first_name": "Tom", "owner": "anna", "source": "website"})
 
 
+async def seeded_store(database: tuple[str, str | None], people: tuple[Row, ...]) -> Store:
+    """A store on the `backend` fixture's database, `people` imported and the example rules applied (a day
+    before MONDAY)."""
+    url, schema = database
+    store = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
+    await store.import_records(rows(*people), now=MONDAY - dt.timedelta(days=1))
+    await store.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    return store
+
+
 @dataclasses.dataclass
 class World:
     store: Store
@@ -53,10 +63,7 @@ class World:
 
 @pytest.fixture
 async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterator[World]:  # noqa: F811
-    url, schema = backend
-    store = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
-    await store.import_records(rows(*PEOPLE), now=MONDAY - dt.timedelta(days=1))
-    await store.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    store = await seeded_store(backend, PEOPLE)
     outbox = tmp_path / "outbox"
     sched = scheduler.Scheduler(store, RULES, mail_transport.MaildirTransport(str(outbox)),
                                 unsubscribe_url=lambda e: UNSUBSCRIBE)  # fmt: skip

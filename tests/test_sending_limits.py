@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from outreach import plan, scheduler
+from outreach import scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import limits
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
 from outreach.store import Store
-from tests.test_scheduler import MONDAY, RULES
+from tests.test_scheduler import MONDAY, RULES, seeded_store
 from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
 
 UTC = dt.UTC
@@ -33,10 +33,7 @@ def limited(limit: int) -> model.RuleSet:
 
 @pytest.fixture
 async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:  # noqa: F811
-    url, schema = backend
-    s = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
-    await s.import_records(rows(*PEOPLE), now=MONDAY - dt.timedelta(days=1))
-    await s.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    s = await seeded_store(backend, PEOPLE)
     try:
         yield s
     finally:
