@@ -111,7 +111,6 @@ class Daemon:
     async def _apply(self, ruleset: model.RuleSet, now: dt.datetime, transport: mail_transport.Transport) -> None:
         assert self.store is not None
         done = await self.store.apply_definitions(plan_module.wanted(ruleset), now=now)
-        self.store.fields = dict(ruleset.settings.fields)  # a reload may declare fields that criteria name
         changed = {k: len(v) for k, v in done.items() if v}
         if changed:
             log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))

@@ -447,7 +447,6 @@ class _Run:
         if changed is None:  # validation builds it for every apply event of a valid RuleTest
             raise RuleTestError("apply: the changed rule set has errors", event.line)
         await self.store.apply_definitions(plan_module.wanted(changed), now=now)
-        self.store.fields = dict(changed.settings.fields)
         self.ruleset = changed
         self.scheduler = scheduler_module.Scheduler(self.store, changed, self.transport,
                                                     unsubscribe_url=_unsubscribe_links(changed))  # fmt: skip

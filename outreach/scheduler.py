@@ -99,6 +99,7 @@ class Scheduler:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
+        store.fields = dict(ruleset.settings.fields)  # criteria compare by the rule set's field types (a reload's too)
         self.send_batch = send_batch
         self.rng = rng or random.Random()
         self.domain_caps = limits.DomainCaps(ruleset.settings.limits.domains)
