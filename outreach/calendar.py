@@ -66,6 +66,7 @@ def is_working_day(day: dt.date, calendar: model.Calendar) -> bool:
     return day not in _holidays(calendar.holiday_country, calendar.holiday_subdivision)
 
 
+@functools.lru_cache(maxsize=8192)  # every step due at a tick asks with the same `now`
 def next_send_time(t: dt.datetime, calendar: model.Calendar, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     """The earliest instant at or after t inside the send window of a working day (t itself without a window)."""
     t = _utc(t)
@@ -81,6 +82,7 @@ def next_send_time(t: dt.datetime, calendar: model.Calendar, tz: zoneinfo.ZoneIn
     raise ValueError(f"calendar {calendar.name!r} has no working day in {_SEARCH_DAYS} days after {t:%Y-%m-%d}")
 
 
+@functools.lru_cache(maxsize=8192)  # ... and every step done at it, for each step's wait
 def add_wait(start: dt.datetime, wait: timing.Duration, calendar: model.Calendar, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     """When a step whose wait began at start is due: after the wait, at the next send time."""
     start = _utc(start)

@@ -261,7 +261,7 @@ class Scheduler:
                 if hold is not None:
                     if hold.reason != e.reason:
                         log.info("enrollment %s of %s: %s", e.id, e.sequence, hold.reason)
-                    await batch.save(columns_of(dataclasses.replace(e, next_due_at=hold.until, reason=hold.reason)))
+                    await batch.save(columns_of(seq.evolve(e, next_due_at=hold.until, reason=hold.reason)))
                     report.held += 1
                     return
                 self._usage[decision.sender.email] = (used + 1, oldest or now)
@@ -296,9 +296,9 @@ class Scheduler:
         elif isinstance(decision, seq.Block):
             await self._block(batch, e, decision.reason, now, report)
         elif isinstance(decision, seq.Wait) and decision.until is not None:
-            await batch.save(columns_of(dataclasses.replace(e, next_due_at=decision.until)))
+            await batch.save(columns_of(seq.evolve(e, next_due_at=decision.until)))
         elif isinstance(decision, seq.Complete):
-            await batch.save(columns_of(dataclasses.replace(e, status=seq.Status.COMPLETED, ended_at=now,
+            await batch.save(columns_of(seq.evolve(e, status=seq.Status.COMPLETED, ended_at=now,
                                                             next_due_at=None)))  # fmt: skip
             report.completed += 1
 

@@ -312,3 +312,17 @@ def test_merge_fields_are_read_before_dict_methods_and_the_sandbox_still_guards_
     with pytest.raises(render.RenderError, match=r"cannot be rendered: .*unsafe"):
         render.render(_template("{{ record.__class__.__mro__ }}"), merge)
     assert render.render(_template("{{ record.get('first_name') }}"), merge).text == "Jo"  # methods still work
+
+
+def test_jinja_globals_are_there_for_the_templates_that_name_them_and_a_template_cannot_change_the_merge() -> None:
+    merge = render.context({"first_name": "Jo"}, sender=None, owner=None, organization=None, unsubscribe_url=None)
+    counted = _template("{% for i in range(3) %}{{ i }}{% endfor %} {% set ns = namespace(n=0) %}"
+                        "{% set ns.n = ns.n + 2 %}{{ ns.n }}")  # fmt: skip
+    assert render.render(counted, merge).text == "012 2"
+    # a template's own variables shadow a merge name for that template only
+    assert render.render(_template("{% set record = 'x' %}{{ record }}"), merge).text == "x"
+    assert render.render(_template("{{ record.first_name }}"), merge).text == "Jo"
+    assert set(merge) == {"record", "sender", "owner", "organization"}
+    # a merge value named like a global wins over it, as with Jinja's own render
+    shadowed = {**merge, "range": "my range"}
+    assert render.render(_template("{{ range }}"), shadowed).text == "my range"

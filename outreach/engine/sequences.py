@@ -61,6 +61,23 @@ class Enrollment:
     thread_subject: str | None = None
 
 
+_ENROLLMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Enrollment))
+
+
+def evolve(enrollment: Enrollment, **changes: Any) -> Enrollment:
+    """`dataclasses.replace` for an Enrollment, at a fraction of its cost (a due step makes one or two).
+
+    Enrollment has plain fields, no defaults made by factories and no __post_init__, so a copy of its
+    attributes with the changes applied is the same as calling __init__ again.
+    """
+    unknown = changes.keys() - _ENROLLMENT_FIELDS
+    if unknown:
+        raise TypeError(f"Enrollment has no field {', '.join(sorted(unknown))}")
+    new = object.__new__(Enrollment)
+    new.__dict__.update(enrollment.__dict__, **changes)
+    return new
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipient:
     """What the engine needs of a record: its fields for merging and its address, owner and zone."""
@@ -244,7 +261,8 @@ def decide(
     if step.thread is model.Thread.REPLY and enrollment.thread_message_id is not None:
         in_reply_to = enrollment.thread_message_id
         subject = enrollment.thread_subject or rendered.subject
-        rendered = dataclasses.replace(rendered, subject=subject if subject.startswith("Re: ") else f"Re: {subject}")
+        rendered = render.Rendered(subject if subject.startswith("Re: ") else f"Re: {subject}", rendered.text,
+                                   rendered.html)  # fmt: skip
     if sequence.unsubscribe_language is not None and unsubscribe_url is not None:
         rendered = unsubscribe.add_footer(rendered, sequence.unsubscribe_language, unsubscribe_url)
     return SendEmail(step, sender, recipient.email, rendered, in_reply_to)
@@ -308,7 +326,7 @@ def after_step(
     if message_id is not None:
         changes.update(thread_message_id=message_id, thread_subject=_bare_subject(subject or ""))
     changes.update(_next_run(index, sequence, recipient, settings, done_at))
-    return dataclasses.replace(enrollment, **changes)
+    return evolve(enrollment, **changes)
 
 
 def schedule_next(
@@ -319,7 +337,7 @@ def schedule_next(
     done_at: dt.datetime,
 ) -> Enrollment:
     """When the enrollment's step `step_index` runs: its wait after `done_at`; completed past the last step."""
-    return dataclasses.replace(enrollment, **_next_run(enrollment.step_index, sequence, recipient, settings, done_at))
+    return evolve(enrollment, **_next_run(enrollment.step_index, sequence, recipient, settings, done_at))
 
 
 def _next_run(
@@ -359,7 +377,7 @@ def walk(
         if isinstance(decision, Wait):
             if decision.until is None or decision.until <= at:
                 return
-            e = dataclasses.replace(e, next_due_at=decision.until)
+            e = evolve(e, next_due_at=decision.until)
             continue
         if isinstance(decision, Complete):
             return
@@ -373,25 +391,25 @@ def walk(
 
 def task_created(enrollment: Enrollment) -> Enrollment:
     """A task step's task exists: the sequence waits until it is completed."""
-    return dataclasses.replace(enrollment, awaiting_task=True, next_due_at=None)
+    return evolve(enrollment, awaiting_task=True, next_due_at=None)
 
 
 def block(enrollment: Enrollment, reason: str) -> Enrollment:
-    return dataclasses.replace(enrollment, status=Status.BLOCKED, reason=reason)
+    return evolve(enrollment, status=Status.BLOCKED, reason=reason)
 
 
 def retry(enrollment: Enrollment, now: dt.datetime) -> Enrollment:
     """A blocked step is tried again at the next tick."""
     if enrollment.status is not Status.BLOCKED:
         raise ValueError(f"enrollment {enrollment.id} is {enrollment.status}, not blocked")
-    return dataclasses.replace(enrollment, status=Status.ACTIVE, reason=None, next_due_at=now)
+    return evolve(enrollment, status=Status.ACTIVE, reason=None, next_due_at=now)
 
 
 def stop(enrollment: Enrollment, reason: str, at: dt.datetime) -> Enrollment:
     """End a live enrollment (replied, converted, deleted, unsubscribed, bounced, stopped by USER, ...)."""
     if enrollment.status not in LIVE:
         return enrollment
-    return dataclasses.replace(enrollment, status=Status.STOPPED, reason=reason, ended_at=at, next_due_at=None,
+    return evolve(enrollment, status=Status.STOPPED, reason=reason, ended_at=at, next_due_at=None,
                                awaiting_task=False)  # fmt: skip
 
 
@@ -410,7 +428,7 @@ def follow_edit(enrollment: Enrollment, old: model.Sequence, new: model.Sequence
     finished = old.steps[enrollment.step_index - 1].id if 0 < enrollment.step_index <= len(old.steps) else None
     ids = [s.id for s in new.steps]
     index = ids.index(finished) + 1 if finished in ids else enrollment.step_index
-    return dataclasses.replace(enrollment, version=new.source.hash, step_index=min(index, len(new.steps)))
+    return evolve(enrollment, version=new.source.hash, step_index=min(index, len(new.steps)))
 
 
 # --- what people look at ---------------------------------------------------------------------------

@@ -6,7 +6,6 @@ shows the link itself (`{{ unsubscribe_url }}`) gets no second one.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import markupsafe
@@ -40,4 +39,4 @@ def add_footer(rendered: render.Rendered, language: str, url: str) -> render.Ren
                   f"{escape(words)}</a></p>")  # fmt: skip
         ends = list(_BODY_END.finditer(html))
         html = f"{html[: ends[-1].start()]}{footer}{html[ends[-1].start() :]}" if ends else f"{html}\n{footer}\n"
-    return dataclasses.replace(rendered, text=text, html=html)
+    return render.Rendered(rendered.subject, text, html)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,15 +35,12 @@ def sqlite_stamp(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _as_is(value: Any) -> Any:
-    return value
-
-
 def _flag(value: Any) -> int | None:
     return None if value is None else int(bool(value))
 
 
-def _converter(column: sa.Column[Any]) -> Callable[[Any], Any]:
+def _converter(column: sa.Column[Any]) -> Callable[[Any], Any] | None:
+    """How a value of the column goes to the driver (None: as it is)."""
     kind = column.type
     if isinstance(kind, tables.UTCDateTime):
         return sqlite_stamp
@@ -50,21 +48,42 @@ def _converter(column: sa.Column[Any]) -> Callable[[Any], Any]:
         return json.dumps
     if isinstance(kind, sa.Boolean):
         return _flag
-    return _as_is
+    return None
+
+
+def _parameters(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...],
+                convert: tuple[tuple[int, Callable[[Any], Any]], ...]) -> list[Any]:
+    """Each row's values in `order`, converted where a column needs it (most need nothing)."""
+    pick = operator.itemgetter(*order)
+    if len(order) == 1:
+        return [(pick(row),) for row in rows]
+    if not convert:
+        return [pick(row) for row in rows]
+    out = []
+    for row in rows:
+        values = list(pick(row))
+        for i, f in convert:
+            values[i] = f(values[i])
+        out.append(tuple(values))  # SQLAlchemy passes on tuples and dicts only
+    return out
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(table: sa.Table, columns: tuple[str, ...], key: str | None) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
+def _plan(
+    table: sa.Table, columns: tuple[str, ...], key: str | None
+) -> tuple[str, tuple[str, ...], tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    """The statement, the order its parameters take the columns in, and the conversions by position."""
     quote = sqlite.dialect().identifier_preparer.quote
     if key is None:
         sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
                f"VALUES ({', '.join('?' * len(columns))})")  # fmt: skip
         order = columns
     else:
-        sets = [c for c in columns if c != key]
+        sets = tuple(c for c in columns if c != key)
         sql = f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = ?' for c in sets)} WHERE {quote(key)} = ?"
         order = (*sets, key)
-    return sql, tuple(_converter(table.c[c]) for c in order)
+    convert = tuple((i, f) for i, c in enumerate(order) if (f := _converter(table.c[c])) is not None)
+    return sql, order, convert
 
 
 async def insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -74,9 +93,8 @@ async def insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[
     if conn.dialect.name != "sqlite":
         await conn.execute(sa.insert(table), list(rows))
         return
-    columns = tuple(rows[0])
-    sql, convert = _plan(table, columns, None)
-    await conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(convert, columns, strict=True)) for row in rows])
+    sql, order, convert = _plan(table, tuple(rows[0]), None)
+    await conn.exec_driver_sql(sql, _parameters(rows, order, convert))
 
 
 async def update(conn: AsyncConnection, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -93,9 +111,8 @@ async def update(conn: AsyncConnection, table: sa.Table, key: str, rows: Sequenc
         )
         await conn.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in rows])
         return
-    sql, convert = _plan(table, columns, key)
-    order = (*(c for c in columns if c != key), key)
-    await conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(convert, order, strict=True)) for row in rows])
+    sql, order, convert = _plan(table, columns, key)
+    await conn.exec_driver_sql(sql, _parameters(rows, order, convert))
 
 
 # --- reading -----------------------------------------------------------------------------------------------
