@@ -142,6 +142,10 @@ class Daemon:
         report = await self.scheduler.tick(now)
         if str(report) != "nothing to do":
             log.info("%s: %s", now.strftime("%Y-%m-%d %H:%M:%S UTC"), report)
+            # The tick's writes, still in SQLite's WAL, go into the database file now that its mail is out.
+            assert self.store is not None
+            pages = await self.store.checkpoint()
+            log.debug("checkpoint: %d pages written into the database file", pages)
         return report
 
     async def run(self, *, once: bool = False) -> None:

@@ -19,7 +19,7 @@ from outreach.rules import model, validate
 from outreach.rules.criteria import FieldType
 from outreach.store import Store, tables
 from tests.conftest import ROOT
-from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
+from tests.test_store import Row, backend, in_database_file, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
 
 UTC = dt.UTC
 MONDAY = dt.datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
@@ -283,6 +283,8 @@ async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_inv
         await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
         report = await d.tick()
         assert report.enrolled == 1 and report.sent == 1  # the welcome of W2
+        # after a tick that wrote, the daemon checkpoints: its writes are in the database file, not only the WAL
+        assert in_database_file(tmp_path / "d.db", "SELECT count(*) FROM outbox WHERE state = 'sent'") == 1
         (rules / "sequences" / "welcome.yaml").write_text("kind: Sequence\nname: welcome\nsteps: []\n")
         d.reload_wanted = True
         clock[0] = MONDAY + dt.timedelta(days=3, hours=1)

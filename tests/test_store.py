@@ -589,3 +589,73 @@ async def test_rows_read_from_the_sqlite_driver_equal_what_sqlalchemy_reads(sqli
     assert by_id["L1"] == await store.get_record("L1") and by_id["L2"].deleted_at is not None
     async with store.due_batch(NOW, 10) as batch:
         assert [(x["record_id"], x["next_due_at"], x["awaiting_task"]) for x in batch.rows] == [("L1", NOW, False)]
+
+
+# --- durability: what a commit waits for, and the WAL -----------------------------------------------------
+
+
+async def _durability(conn: Any, dialect: str) -> str:
+    """SQLite's `synchronous` (2 FULL: each commit waits for the disk, 1 NORMAL) or PostgreSQL's
+    `synchronous_commit` on this connection."""
+    sql = "PRAGMA synchronous" if dialect == "sqlite" else "SHOW synchronous_commit"
+    return str((await conn.exec_driver_sql(sql)).scalar_one())
+
+
+async def test_a_due_batch_commits_without_waiting_for_the_disk_and_every_other_commit_waits(store: Store) -> None:
+    """The at-most-once argument (docs/operations.md): queueing a batch need not be durable at once, because
+    sending starts with a commit that is, and that one makes the earlier ones durable too."""
+    relaxed, strict = ("1", "2") if store.dialect == "sqlite" else ("off", "on")
+    await imported(store)
+    due = NOW - dt.timedelta(minutes=1)
+    enrollment = {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
+                  "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": due,
+                  "started_at": due, "awaiting_task": False}  # fmt: skip
+    first = await store.insert_enrollment(enrollment, now=due)
+    async with store.due_batch(NOW, 10) as batch:
+        assert await _durability(batch.conn, store.dialect) == relaxed
+        await batch.save({"id": first, "step_index": 1})
+        connection = batch.conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    with pytest.raises(RuntimeError, match="a bug"):  # a batch that fails is rolled back and reset too
+        async with store.due_batch(NOW, 10) as batch:
+            raise RuntimeError("a bug")
+    async with store.engine.connect() as conn:  # the same pooled connection, as every other verb gets it
+        if store.dialect == "sqlite":
+            assert conn.sync_connection.connection.dbapi_connection is connection  # type: ignore[union-attr]
+        assert await _durability(conn, store.dialect) == strict
+    assert (await store.get_enrollment(first) or {})["step_index"] == 1
+
+
+async def test_sqlite_leaves_the_wal_to_the_daemon_s_checkpoint_which_writes_it_into_the_database_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outreach.db"
+    store = await Store.open(f"sqlite:///{path}", fields=FIELDS)
+    try:
+        async with store.engine.connect() as conn:
+            pages = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one()
+        assert pages == store_module.WAL_AUTOCHECKPOINT_PAGES
+        await store.checkpoint()
+        many = (Row(i + 2, f"R{i}", "lead", f"r{i}@example.org", {"first_name": "x" * 200}) for i in range(3000))
+        await store.import_records(many, now=NOW)
+        assert in_database_file(path, "SELECT count(*) FROM records") == 0  # in the WAL only
+        copied = await store.checkpoint()
+        assert copied > 100 and in_database_file(path, "SELECT count(*) FROM records") == 3000
+        assert await store.checkpoint() == copied  # nothing new: the same frames, all in the file already
+    finally:
+        await store.close()
+    memory = await Store.open("sqlite://", fields=FIELDS)
+    try:
+        assert await memory.checkpoint() == 0
+    finally:
+        await memory.close()
+
+
+def in_database_file(path: Path, sql: str) -> Any:
+    """What a query finds in the SQLite database file itself, not counting what is still only in its WAL."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()

@@ -46,6 +46,7 @@ async def halt_record(conn: AsyncConnection, record_id: str, reason: str, now: d
 
 
 _ENROLLMENT_COLUMNS = frozenset(tables.enrollments.c.keys())
+SYNCHRONOUS = "FULL"  # SQLite's setting for every other commit (its default in WAL mode)
 
 
 @dataclasses.dataclass
@@ -301,16 +302,31 @@ class SequenceVerbs:
 
     @contextlib.asynccontextmanager
     async def due_batch(self, now: dt.datetime, limit: int) -> AsyncIterator[Batch]:
-        """Active enrollments due at `now`, claimed until the block ends (its writes commit together)."""
-        async with self.engine.begin() as conn:
-            if self.dialect == "sqlite":
-                rows = await bulk.select_sqlite(conn, tables.enrollments, _DUE_SQLITE, (bulk.sqlite_stamp(now), limit),
-                                                "ORDER BY next_due_at, id LIMIT ?")  # fmt: skip
-            else:
-                rows = [dict(r._mapping) for r in await conn.execute(_DUE_LOCKED, {"now": now, "limit": limit})]
-            batch = Batch(conn, rows)
-            yield batch
-            await batch.flush()
+        """Active enrollments due at `now`, claimed until the block ends (its writes commit together).
+
+        The commit does not wait for the disk (SQLite `synchronous=NORMAL` for it, PostgreSQL
+        `synchronous_commit=off`): a power cut right after may lose the last batches whole, so that their steps
+        run again, but nothing of them was sent. Sending starts with a commit that does wait (`claim_outbox`),
+        and that one makes every earlier commit durable too, since both databases write their log in order.
+        """
+        async with self.engine.connect() as conn:
+            try:
+                async with conn.begin():
+                    if self.dialect == "sqlite":
+                        await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                        rows = await bulk.select_sqlite(conn, tables.enrollments, _DUE_SQLITE,
+                                                        (bulk.sqlite_stamp(now), limit),
+                                                        "ORDER BY next_due_at, id LIMIT ?")  # fmt: skip
+                    else:
+                        await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+                        rows = [dict(r._mapping) for r in await conn.execute(_DUE_LOCKED, {"now": now, "limit": limit})]
+                    batch = Batch(conn, rows)
+                    yield batch
+                    await batch.flush()
+            finally:
+                if self.dialect == "sqlite" and not conn.invalidated:  # the connection goes back to the pool
+                    await conn.exec_driver_sql(f"PRAGMA synchronous={SYNCHRONOUS}")
+                    await conn.commit()
 
     async def pending(self, now: dt.datetime) -> Pending:
         """What a tick may find to do, in one query (each part an index lookup)."""

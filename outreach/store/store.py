@@ -46,6 +46,12 @@ def resolve_url(cli: str | None, environ: Mapping[str, str], settings_url: str |
     return cli or environ.get("OUTREACH_DB") or settings_url or DEFAULT_URL
 
 
+# SQLite's WAL: checkpointed by SQLite itself only past this many pages (256 MB of 4 KB pages; its default is
+# 1,000), and cut back to this size when it starts again after a checkpoint.
+WAL_AUTOCHECKPOINT_PAGES = 65536
+WAL_KEEP_BYTES = 64 * 1024 * 1024
+
+
 def _engine(url: str, schema: str | None) -> AsyncEngine:
     try:
         parsed = sa.make_url(url)
@@ -67,6 +73,11 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
             cursor = dbapi_connection.cursor()
             if database not in ("", ":memory:"):
                 cursor.execute("PRAGMA journal_mode=WAL")
+                # A burst of due steps is written to the WAL without copying it into the database file between
+                # batches; the daemon checkpoints after a busy tick (Store.checkpoint). The bound is a backstop.
+                cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+                cursor.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
+                cursor.execute(f"PRAGMA synchronous={sequencing.SYNCHRONOUS}")  # a due batch relaxes it for itself
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
@@ -154,6 +165,15 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
             self._lock_file.close()
             self._lock_file = None
         await self.engine.dispose()
+
+    async def checkpoint(self) -> int:
+        """Copy what SQLite's WAL holds into the database file, without waiting for readers (PASSIVE); the
+        daemon calls it after a tick that wrote. Returns the pages copied; 0 on PostgreSQL and in memory."""
+        if self.dialect != "sqlite" or sa.make_url(self.url).database in (None, "", ":memory:"):
+            return 0
+        async with self.engine.connect() as conn:
+            row: tuple[int, int, int] = tuple((await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one())
+        return max(row[2], 0)  # (busy, frames in the WAL, frames copied); -1 when not in WAL mode
 
     async def revision(self) -> str | None:
         return await migrate.current(self.engine)
