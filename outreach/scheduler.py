@@ -74,7 +74,7 @@ def enrollment_of(row: Mapping[str, Any]) -> seq.Enrollment:
         named["version"] = row["sequence_hash"]
         return seq.Enrollment(**named)
     values[_STATUS_AT] = seq.Status(values[_STATUS_AT])
-    return seq.Enrollment(*values)
+    return seq.enrollment_from(values)
 
 
 def columns_of(e: seq.Enrollment) -> dict[str, Any]:

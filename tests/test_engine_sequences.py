@@ -326,3 +326,18 @@ def test_jinja_globals_are_there_for_the_templates_that_name_them_and_a_template
     # a merge value named like a global wins over it, as with Jinja's own render
     shadowed = {**merge, "range": "my range"}
     assert render.render(_template("{{ range }}"), shadowed).text == "my range"
+
+
+def test_enrollments_made_and_changed_without_init_equal_the_dataclass_s_own() -> None:
+    at = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+    made = seq.Enrollment(7, "L1", "jo@example.org", "s", "h1", "anna", seq.Status.ACTIVE, 0, 0, at, at)
+    values = [getattr(made, f.name) for f in dataclasses.fields(seq.Enrollment)]
+    assert seq.enrollment_from(values) == made and hash(seq.enrollment_from(values)) == hash(made)
+    changed = seq.evolve(made, step_index=1, reason="x")
+    assert changed == dataclasses.replace(made, step_index=1, reason="x") and made.step_index == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.step_index = 2  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field colour"):
+        seq.evolve(made, colour="red")
+    with pytest.raises(ValueError):
+        seq.enrollment_from(values[:-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as dt
 import email
@@ -415,3 +417,19 @@ def test_a_long_ascii_subject_is_folded_at_spaces_and_unfolds_to_exactly_what_wa
 
     assert max(len(line) for line in data.split(b"\r\n")) <= 78
     assert raw_header(data, "Subject") == subject
+
+
+@pytest.mark.parametrize("body", [
+    "Schöne Grüße, Jürgen, wie geht es Ihnen heute?\n",  # a few non-ASCII letters: quoted-printable is shorter
+    "今後このメールの配信を希望されない場合\n" * 4,  # every character non-ASCII: base64 is shorter
+    "ababab\u00e9\n",  # both as long: quoted-printable, as the email package chooses
+])  # fmt: skip
+def test_a_non_ascii_part_takes_the_shorter_of_quoted_printable_and_base64_as_the_email_package_does(
+    body: str,
+) -> None:
+    data = body.encode()
+    qp, b64 = binascii.b2a_qp(data, istext=True), base64.encodebytes(data)
+    assert message._base64_length(len(data)) == len(b64)
+    part = parse(build(text=body, html=None))
+    assert part["Content-Transfer-Encoding"] == ("quoted-printable" if len(qp) <= len(b64) else "base64")
+    assert content(part) == body

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import enum
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from outreach import calendar
@@ -62,6 +62,16 @@ class Enrollment:
 
 
 _ENROLLMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Enrollment))
+
+
+_ENROLLMENT_ORDER = tuple(f.name for f in dataclasses.fields(Enrollment))
+
+
+def enrollment_from(values: Sequence[Any]) -> Enrollment:
+    """An Enrollment from the values of all its fields in their order, without __init__ (as `evolve`)."""
+    new = object.__new__(Enrollment)
+    new.__dict__.update(zip(_ENROLLMENT_ORDER, values, strict=True))
+    return new
 
 
 def evolve(enrollment: Enrollment, **changes: Any) -> Enrollment:

@@ -6,6 +6,7 @@ shows the link itself (`{{ unsubscribe_url }}`) gets no second one.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import markupsafe
@@ -26,6 +27,14 @@ FOOTERS: dict[str, tuple[str, str]] = {
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
+@functools.cache
+def _html_footer(language: str) -> tuple[str, str]:
+    """The HTML footer of a language, before and after its link's URL (escaped as Markup.format would)."""
+    sentence, words = FOOTERS.get(language, FOOTERS["en"])
+    escape = markupsafe.escape
+    return f'<p style="font-size:small;color:#666666">{escape(sentence)} <a href="', f'">{escape(words)}</a></p>'
+
+
 def add_footer(rendered: render.Rendered, language: str, url: str) -> render.Rendered:
     """The message with the footer link added to each part that does not show the link yet."""
     sentence, words = FOOTERS.get(language, FOOTERS["en"])
@@ -34,9 +43,8 @@ def add_footer(rendered: render.Rendered, language: str, url: str) -> render.Ren
         text = f"{text.rstrip()}\n\n--\n{sentence} {words}: {url}\n"
     html = rendered.html
     if html is not None and url not in html:
-        escape = markupsafe.escape  # what Markup.format does to each value, without its Formatter (slow)
-        footer = (f'<p style="font-size:small;color:#666666">{escape(sentence)} <a href="{escape(url)}">'
-                  f"{escape(words)}</a></p>")  # fmt: skip
+        before, after = _html_footer(language)
+        footer = f"{before}{markupsafe.escape(url)}{after}"
         ends = list(_BODY_END.finditer(html))
         html = f"{html[: ends[-1].start()]}{footer}{html[ends[-1].start() :]}" if ends else f"{html}\n{footer}\n"
     return render.Rendered(rendered.subject, text, html)

@@ -190,12 +190,21 @@ def _part(subtype: str, body: str) -> str:
         cte, encoded = "7bit", data
     else:
         qp = binascii.b2a_qp(data, istext=True)
-        b64 = base64.encodebytes(data)
-        cte, encoded = ("quoted-printable", qp) if len(qp) <= len(b64) else ("base64", b64)
+        if len(qp) <= _base64_length(len(data)):
+            cte, encoded = "quoted-printable", qp
+        else:
+            cte, encoded = "base64", base64.encodebytes(data)
     return (
         f'Content-Type: text/{subtype}; charset="utf-8"{_CRLF}Content-Transfer-Encoding: {cte}{_CRLF}{_CRLF}'
         + encoded.decode("ascii").replace("\n", _CRLF)
     )
+
+
+def _base64_length(size: int) -> int:
+    """len(base64.encodebytes(data)) for `size` bytes of data, without encoding them: 4 characters for each 3
+    bytes begun, in lines of 76 and a newline after each."""
+    chars = (size + 2) // 3 * 4
+    return chars + (chars + 75) // 76
 
 
 def _fold(line: str) -> str | None:
