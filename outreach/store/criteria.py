@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,7 +78,7 @@ class Edges:
 
 
 def compile_criteria(
-    c: rules_criteria.Criteria, fields: dict[str, FieldType], now: dt.datetime | Edges
+    c: rules_criteria.Criteria, fields: Mapping[str, FieldType], now: dt.datetime | Edges
 ) -> sa.ColumnElement[bool]:
     """A WHERE clause for records matching `c`; `now` anchors older_than / newer_than (with `Edges`, they become
     bind parameters whose values it gives for any instant)."""
@@ -90,7 +91,7 @@ def compile_criteria(
     return _leaf(c, fields, now)
 
 
-def _leaf(leaf: rules_criteria.Leaf, fields: dict[str, FieldType], now: dt.datetime | Edges) -> sa.ColumnElement[bool]:
+def _leaf(leaf: rules_criteria.Leaf, fields: Mapping[str, FieldType], now: dt.datetime | Edges) -> sa.ColumnElement[bool]:
     ftype = fields[leaf.field]
     col = _column(leaf.field, ftype)
     present = col.is_not(None)

@@ -113,7 +113,7 @@ def _by_shape(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 class ReminderVerbs:
     engine: AsyncEngine
     dialect: str
-    fields: dict[str, FieldType]
+    fields: Mapping[str, FieldType]
     _record: Callable[[sa.Row[Any]], rows.Record]
     statement: Callable[[Hashable, Callable[[], Any]], Any]
 

@@ -11,6 +11,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import types
 import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar, cast
@@ -104,14 +105,25 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
         self.url = url
         self.dialect = engine.dialect.name
         self._lock_file: Any = None
-        # The rule set's record fields (Settings.fields): how custom values are typed and compared.
-        self.fields: dict[str, FieldType] = dict(rules_criteria.BUILTIN_FIELDS)
+        self.fields = rules_criteria.BUILTIN_FIELDS
         self._statements: dict[Hashable, Any] = {}
+
+    @property
+    def fields(self) -> Mapping[str, FieldType]:
+        """The rule set's record fields (Settings.fields): how custom values are typed and compared. Set it
+        whole (the scheduler does, from its rule set); what is derived from it is kept with it."""
+        return self._fields
+
+    @fields.setter
+    def fields(self, value: Mapping[str, FieldType]) -> None:
+        self._fields: Mapping[str, FieldType] = types.MappingProxyType(dict(value))
+        self._fields_key = tuple(self._fields.items())
+        self._datetime_fields = frozenset(name for name, kind in self._fields.items() if kind is FieldType.DATETIME)
 
     def statement(self, key: Hashable, build: Callable[[], _S]) -> _S:
         """A statement the scheduler runs again and again, built once per key and the record fields' types
         (building one in SQLAlchemy costs more than SQLite takes to run it on a small store)."""
-        full = (key, tuple(self.fields.items()))
+        full = (key, self._fields_key)
         found = self._statements.get(full)
         if found is None:
             if len(self._statements) >= _MAX_STATEMENTS:  # old rule versions' criteria: start again
@@ -508,8 +520,9 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
 
     def _fields_out(self, stored: Mapping[str, Any] | None) -> dict[str, Any]:
         out = dict(stored or {})
-        for name, value in out.items():
-            if isinstance(value, str) and self.fields.get(name) is FieldType.DATETIME:
+        for name in self._datetime_fields.intersection(out):  # kept as ISO text in the JSON
+            value = out[name]
+            if isinstance(value, str):
                 out[name] = dt.datetime.fromisoformat(value)
         return out
 
