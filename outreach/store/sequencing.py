@@ -309,22 +309,26 @@ class SequenceVerbs:
         run again, but nothing of them was sent. Sending starts with a commit that does wait (`claim_outbox`),
         and that one makes every earlier commit durable too, since both databases write their log in order.
         """
+        sqlite = self.dialect == "sqlite"
+        relaxed = False
         async with self.engine.connect() as conn:
             try:
                 async with conn.begin():
-                    if self.dialect == "sqlite":
-                        await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                    if sqlite:
                         rows = await bulk.select_sqlite(conn, tables.enrollments, _DUE_SQLITE,
                                                         (bulk.sqlite_stamp(now), limit),
                                                         "ORDER BY next_due_at, id LIMIT ?")  # fmt: skip
                     else:
-                        await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
                         rows = [dict(r._mapping) for r in await conn.execute(_DUE_LOCKED, {"now": now, "limit": limit})]
+                    if rows:  # before anything is written; SET LOCAL ends with the transaction
+                        await conn.exec_driver_sql("PRAGMA synchronous=NORMAL" if sqlite else
+                                                   "SET LOCAL synchronous_commit TO off")  # fmt: skip
+                        relaxed = sqlite
                     batch = Batch(conn, rows)
                     yield batch
                     await batch.flush()
             finally:
-                if self.dialect == "sqlite" and not conn.invalidated:  # the connection goes back to the pool
+                if relaxed and not conn.invalidated:  # the connection goes back to the pool as it came
                     await conn.exec_driver_sql(f"PRAGMA synchronous={SYNCHRONOUS}")
                     await conn.commit()
 
