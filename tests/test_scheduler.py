@@ -296,6 +296,32 @@ async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_inv
     assert len(mail_transport.read_all(tmp_path / "out")) == 2
 
 
+async def test_a_checkpoint_that_fails_after_a_tick_is_logged_and_the_tick_s_work_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault SQLite does not produce on demand, so the checkpoint is made to raise."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "settings.yaml").write_text((rules / "settings.yaml").read_text().replace("maildir: var/outbox",
+                                                                                      f"maildir: {tmp_path / 'out'}"))  # fmt: skip
+    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: MONDAY)
+    await d.start()
+    try:
+        assert d.store is not None
+
+        async def broken() -> int:
+            raise sa.exc.OperationalError("PRAGMA wal_checkpoint(PASSIVE)", {}, Exception("disk I/O error"))
+
+        monkeypatch.setattr(d.store, "checkpoint", broken)
+        await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
+        report = await d.tick()
+        assert report.enrolled == 1 and report.sent == 1
+        assert "the checkpoint after the tick failed" in caplog.text
+    finally:
+        await d.close()
+    assert len(mail_transport.read_all(tmp_path / "out")) == 1
+
+
 async def test_a_reload_that_declares_a_field_lets_criteria_use_it(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
