@@ -150,10 +150,7 @@ def build(
         head.append(_verbatim("List-Unsubscribe", _words("List-Unsubscribe", [f"<{t}>" for t in targets], sep=", ")))
         head.append(f"List-Unsubscribe-Post: List-Unsubscribe=One-Click{_CRLF}")
     for name, value in extra_headers.items():
-        if not _FIELD_NAME.fullmatch(name):
-            raise HeaderError(repr(name), "is not a header name")
-        if name.lower() in _RESERVED or name.lower().startswith(("content-", "resent-")):
-            raise HeaderError(name, "is written by build() itself and cannot be an extra header")
+        _extra_header_name(name)
         if not (value.isascii() and value.isprintable()):
             # our own headers carry ids and names; RFC 2047 words lose spaces around them in some readers
             raise HeaderError(name, "an extra header takes printable ASCII only")
@@ -170,6 +167,15 @@ def build(
         *head, f"--{boundary}{_CRLF}", _part("plain", text), f"{_CRLF}--{boundary}{_CRLF}", _part("html", html),
         f"{_CRLF}--{boundary}--{_CRLF}",
     )).encode("ascii")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)  # every message names the same few
+def _extra_header_name(name: str) -> None:
+    """An extra header's name must be a header name that build() does not write itself."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise HeaderError(repr(name), "is not a header name")
+    if name.lower() in _RESERVED or name.lower().startswith(("content-", "resent-")):
+        raise HeaderError(name, "is written by build() itself and cannot be an extra header")
 
 
 @functools.lru_cache(maxsize=256)  # the messages of a tick share their Date
