@@ -222,7 +222,7 @@ class Scheduler:
         async with self.store.due_batch(now, self.batch) as batch:
             if not batch.rows:
                 return 0
-            records = await self.store.records_by_id(sorted({r["record_id"] for r in batch.rows}))
+            records = batch.records
             if any(u.daily_limit is not None for u in self.ruleset.settings.users.values()):
                 self._usage = await self.store.daily_usage(now - seq.DAY)
             for row in batch.rows:

@@ -460,6 +460,7 @@ async def test_a_due_batch_writes_what_sqlalchemy_reads_back_unchanged_and_only_
 
     async with store.due_batch(NOW, 10) as batch:
         assert sorted(r["id"] for r in batch.rows) == [first, second]
+        assert batch.records == await store.records_by_id(["L1", "L2"])  # the claimed rows' records, read with them
         claimed = {r["id"]: r for r in batch.rows}
         await batch.save({**claimed[first], "step_index": 1, "steps_done": 1, "next_due_at": later,
                           "last_step_at": NOW, "thread_message_id": "<m1@example.com>", "awaiting_task": True})  # fmt: skip

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from outreach.store import bulk, tables
+from outreach.store import rows as rows_module
 
 LIVE = ("active", "blocked")
 
@@ -62,6 +63,7 @@ class Batch:
 
     conn: AsyncConnection
     rows: list[dict[str, Any]]
+    records: dict[str, rows_module.Record] = dataclasses.field(default_factory=dict)  # of the rows, by id
     saves: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -196,6 +198,7 @@ async def _fail(conn: AsyncConnection, outbox_id: int, detail: str, now: dt.date
 class SequenceVerbs:
     engine: AsyncEngine
     dialect: str
+    _records_in: Callable[[AsyncConnection, list[str]], Awaitable[dict[str, rows_module.Record]]]
 
     # --- enrolling -------------------------------------------------------------------------
 
@@ -324,7 +327,8 @@ class SequenceVerbs:
                         await conn.exec_driver_sql("PRAGMA synchronous=NORMAL" if sqlite else
                                                    "SET LOCAL synchronous_commit TO off")  # fmt: skip
                         relaxed = sqlite
-                    batch = Batch(conn, rows)
+                    records = await self._records_in(conn, sorted({r["record_id"] for r in rows})) if rows else {}
+                    batch = Batch(conn, rows, records)
                     yield batch
                     await batch.flush()
             finally:

@@ -252,11 +252,14 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
 
     async def records_by_id(self, ids: list[str]) -> dict[str, rows.Record]:
         async with self.engine.connect() as conn:
-            if self.dialect == "sqlite":  # read from the driver: the scheduler reads hundreds at a time
-                found = await bulk.select_sqlite(conn, tables.records, "id IN (SELECT value FROM json_each(?))",
-                                                 (json.dumps(ids),))  # fmt: skip
-                return {m["id"]: self._record_of(m) for m in found}
-            return {row.id: self._record(row) for row in await conn.execute(_RECORDS_BY_ID, {"ids": ids})}
+            return await self._records_in(conn, ids)
+
+    async def _records_in(self, conn: AsyncConnection, ids: list[str]) -> dict[str, rows.Record]:
+        if self.dialect == "sqlite":  # read from the driver: the scheduler reads hundreds at a time
+            found = await bulk.select_sqlite(conn, tables.records, "id IN (SELECT value FROM json_each(?))",
+                                             (json.dumps(ids),))  # fmt: skip
+            return {m["id"]: self._record_of(m) for m in found}
+        return {row.id: self._record(row) for row in await conn.execute(_RECORDS_BY_ID, {"ids": ids})}
 
     async def auto_enrollment_candidates(
         self,
