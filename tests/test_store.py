@@ -442,14 +442,19 @@ async def test_a_file_error_in_the_middle_of_an_import_leaves_nothing_behind(sto
 # --- the scheduler's batch writes ------------------------------------------------------------------------
 
 
+def active_enrollment(next_due_at: dt.datetime, *, started_at: dt.datetime | None = None) -> dict[str, Any]:
+    """An active enrollment of jo (L1) in a sequence `s`, at its first step, as insert_enrollment takes it."""
+    return {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
+            "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": next_due_at,
+            "started_at": started_at or next_due_at, "awaiting_task": False}  # fmt: skip
+
+
 async def test_a_due_batch_writes_what_sqlalchemy_reads_back_unchanged_and_only_the_columns_that_changed(
     store: Store,
 ) -> None:
     await imported(store)
     due = NOW - dt.timedelta(minutes=1)
-    enrollment = {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
-                  "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": due,
-                  "started_at": due, "awaiting_task": False}  # fmt: skip
+    enrollment = active_enrollment(due)
     first = await store.insert_enrollment(enrollment, now=due)
     second = await store.insert_enrollment({**enrollment, "record_id": "L2", "email": "kim@example.net"}, now=due)
     later = dt.datetime(2026, 11, 25, 9, 30, 15, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
@@ -493,9 +498,7 @@ async def test_pending_says_in_one_look_what_a_tick_finds_to_do(store: Store) ->
     assert await store.pending(NOW) == Pending(None, due=False, tasks_done=False, mail=False)
     await imported(store)
     later = NOW + dt.timedelta(days=1)
-    enrollment = {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
-                  "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": later,
-                  "started_at": NOW, "awaiting_task": False}  # fmt: skip
+    enrollment = active_enrollment(later, started_at=NOW)
     waiting = await store.insert_enrollment(enrollment, now=NOW)
     found = await store.pending(NOW)
     assert found.record_changed == NOW and not (found.due or found.tasks_done or found.mail)
@@ -608,9 +611,7 @@ async def test_a_due_batch_commits_without_waiting_for_the_disk_and_every_other_
     relaxed, strict = ("1", "2") if store.dialect == "sqlite" else ("off", "on")
     await imported(store)
     due = NOW - dt.timedelta(minutes=1)
-    enrollment = {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
-                  "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": due,
-                  "started_at": due, "awaiting_task": False}  # fmt: skip
+    enrollment = active_enrollment(due)
     first = await store.insert_enrollment(enrollment, now=due)
     async with store.due_batch(NOW, 10) as batch:
         assert await _durability(batch.conn, store.dialect) == relaxed
