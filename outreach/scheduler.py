@@ -299,7 +299,7 @@ class Scheduler:
             await batch.save(columns_of(seq.evolve(e, next_due_at=decision.until)))
         elif isinstance(decision, seq.Complete):
             await batch.save(columns_of(seq.evolve(e, status=seq.Status.COMPLETED, ended_at=now,
-                                                            next_due_at=None)))  # fmt: skip
+                                                   next_due_at=None)))  # fmt: skip
             report.completed += 1
 
     async def _block(self, batch: Batch, e: seq.Enrollment, reason: str, now: dt.datetime, report: TickReport) -> None:

@@ -61,10 +61,8 @@ class Enrollment:
     thread_subject: str | None = None
 
 
-_ENROLLMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Enrollment))
-
-
 _ENROLLMENT_ORDER = tuple(f.name for f in dataclasses.fields(Enrollment))
+_ENROLLMENT_FIELDS = frozenset(_ENROLLMENT_ORDER)
 
 
 def enrollment_from(values: Sequence[Any]) -> Enrollment:
@@ -420,7 +418,7 @@ def stop(enrollment: Enrollment, reason: str, at: dt.datetime) -> Enrollment:
     if enrollment.status not in LIVE:
         return enrollment
     return evolve(enrollment, status=Status.STOPPED, reason=reason, ended_at=at, next_due_at=None,
-                               awaiting_task=False)  # fmt: skip
+                  awaiting_task=False)  # fmt: skip
 
 
 # --- edits while people are enrolled ------------------------------------------------------------
