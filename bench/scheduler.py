@@ -2,7 +2,8 @@
 
 Run on demand from the repository root:
 
-    .venv/bin/python bench/scheduler.py [--enrollments 1000000] [--due 10000] [--ticks 20] [--step nudge] [--keep]
+    .venv/bin/python bench/scheduler.py [--enrollments 1000000] [--due 10000] [--bursts 3] [--ticks 20]
+                                        [--step nudge] [--keep]
 
 It builds a SQLite store in a temporary file (schema from the migrations, the
 example rules' definitions applied; the users' daily limits are left out, as
@@ -20,8 +21,9 @@ next step (the `nudge` reply) due a week from now.
   phases that run at every tick, and, for comparison, the phases the tick
   skips when that query finds nothing for them. Target from the issue: under
   5 ms.
-- Due steps: N of those enrollments (default 10,000, spread over all records)
-  are made due a minute ago, and one `run_due` loop runs until nothing is due,
+- Due steps, in B bursts (default 3, each on other enrollments; the target is
+  judged on their median): N of those enrollments (default 10,000, spread
+  over all records) are made due a minute ago, and one `run_due` loop runs until nothing is due,
   as a tick does: each step is decided, rendered, built into message bytes and
   queued in the outbox, with the enrollment's next step, 500 to a transaction.
   The outbox must then hold N queued messages. Target from the issue: under
@@ -116,10 +118,13 @@ def seed(db: Path, version: str, m: int, step: str) -> float:
     return time.perf_counter() - start
 
 
-def make_due(db: Path, m: int, n: int) -> list[int]:
-    """Make N enrollments due a minute ago: ids 1, 1+97, 1+2*97, ... (97 is prime to 1000: every record)."""
-    spread = 97 if m >= 97 * n else 1
-    ids = [1 + spread * k for k in range(n)]
+def make_due(db: Path, m: int, n: int, burst: int = 0) -> list[int]:
+    """Make N enrollments due a minute ago: ids 1, 1+97, 1+2*97, ... (97 is prime to 1000: every record); the
+    next burst's are 2, 2+97, ... On a store too small to spread them, N consecutive ids, each burst the next N."""
+    if m >= 97 * n and burst < 97:
+        ids = [1 + burst + 97 * k for k in range(n)]
+    else:
+        ids = [1 + burst * n + k for k in range(n)]
     conn = sqlite3.connect(db)
     with conn:
         conn.executemany("UPDATE enrollments SET next_due_at = ? WHERE id = ?",
@@ -246,38 +251,43 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
         print(f"  target: under 5 ms -> {'met' if median < TICK_TARGET else 'NOT met'} (median)")
 
         # --- 2. a burst of due steps -------------------------------------------------------------
-        make_due(db, args.enrollments, args.due)
         build_alone, decide_build = reference(ruleset, args.due, args.step)
-        report = scheduler.TickReport()
-        loops = 0
-        start = time.perf_counter()
-        while await sched.run_due(NOW, report) >= sched.batch:
-            loops += 1
-        seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        pages = await store.checkpoint()  # what the daemon does after the tick, once its mail is out
-        checkpoint = time.perf_counter() - start
-        queued = count(db, "SELECT count(*) FROM outbox WHERE state = 'queued'")
-        still_due = count(db, f"SELECT count(*) FROM enrollments WHERE status = 'active' "
-                              f"AND next_due_at <= '{stamp(NOW)}'")  # fmt: skip
-        if queued != args.due or report.queued != args.due or still_due:
-            print(f"  expected {args.due:,} queued: outbox {queued:,}, report {report}, {still_due:,} still due",
-                  file=sys.stderr)  # fmt: skip
-            ok = False
         step = "nudge: text, a reply" if args.step == "nudge" else "intro: text and HTML"
         title = f"{args.due:,} due email steps ({step}), batches of {sched.batch}"
         print(f"\n{title:<58} {'seconds':>8} {'steps/s':>9}")
         print(f"  {'reference: mail.message.build alone':<56} {build_alone:8.2f} {args.due / build_alone:9,.0f}")
         print(f"  {'reference: engine decide + build, no store':<56} {decide_build:8.2f} "
               f"{args.due / decide_build:9,.0f}")  # fmt: skip
-        print(f"  {f'Scheduler.run_due until nothing is due ({loops + 1} calls)':<56} {seconds:8.2f} "
-              f"{args.due / seconds:9,.0f}")  # fmt: skip
-        print(f"  {'then the checkpoint: the WAL into the database file':<56} {checkpoint:8.2f}   "
-              f"({pages:,} pages; the daemon runs it after the tick's mail is handed over)")  # fmt: skip
-        print(f"  -> {report}; outbox: {queued:,} queued. By the references, message building would be "
+        bursts = []
+        for burst in range(args.bursts):
+            make_due(db, args.enrollments, args.due, burst)
+            report = scheduler.TickReport()
+            loops = 0
+            start = time.perf_counter()
+            while await sched.run_due(NOW, report) >= sched.batch:
+                loops += 1
+            seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            pages = await store.checkpoint()  # what the daemon does after the tick, once its mail is out
+            checkpoint = time.perf_counter() - start
+            bursts.append(seconds)
+            queued = count(db, "SELECT count(*) FROM outbox WHERE state = 'queued'")
+            still_due = count(db, f"SELECT count(*) FROM enrollments WHERE status = 'active' "
+                                  f"AND next_due_at <= '{stamp(NOW)}'")  # fmt: skip
+            if queued != args.due * (burst + 1) or report.queued != args.due or still_due:
+                print(f"  expected {args.due:,} more queued: outbox {queued:,}, report {report}, {still_due:,} "
+                      "still due", file=sys.stderr)  # fmt: skip
+                ok = False
+            print(f"  {f'burst {burst + 1}: run_due until nothing is due ({loops + 1} calls)':<56} "
+                  f"{seconds:8.2f} {args.due / seconds:9,.0f}")  # fmt: skip
+            print(f"  {'  then the checkpoint: the WAL into the database file':<56} {checkpoint:8.2f}   "
+                  f"({pages:,} pages; the daemon runs it after the tick's mail is handed over)")  # fmt: skip
+        seconds = statistics.median(bursts)
+        print(f"  {f'run_due, median of {args.bursts} bursts':<56} {seconds:8.2f} {args.due / seconds:9,.0f}")
+        print(f"  -> {report} a burst; outbox: {queued:,} queued. By the references, message building would be "
               f"{build_alone / seconds:.0%} of the run_due time and the engine's decisions "
               f"{(decide_build - build_alone) / seconds:.0%}; the rest is the store and the glue")  # fmt: skip
-        print(f"  target: under 2 s -> {'met' if seconds < DUE_TARGET else 'NOT met'}")
+        print(f"  target: under 2 s -> {'met' if seconds < DUE_TARGET else 'NOT met'} (median)")
     finally:
         await store.close()
     return ok
@@ -288,11 +298,12 @@ def main() -> None:
     parser.add_argument("--enrollments", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, default=10_000)
     parser.add_argument("--ticks", type=int, default=20)
+    parser.add_argument("--bursts", type=int, default=3, help="bursts of due steps, each on other enrollments")
     parser.add_argument("--step", choices=["nudge", "intro"], default="nudge", help="the step that falls due")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and print where")
     args = parser.parse_args()
-    if args.due > args.enrollments:
-        parser.error("--due cannot exceed --enrollments")
+    if args.bursts < 1 or args.due * args.bursts > args.enrollments:
+        parser.error("--due times --bursts cannot exceed --enrollments (and --bursts is at least 1)")
     work = Path(tempfile.mkdtemp(prefix="outreach-bench-scheduler-"))
     try:
         ok = asyncio.run(run(args, work))
