@@ -323,18 +323,18 @@ class SequenceVerbs:
                                                         "ORDER BY next_due_at, id LIMIT ?")  # fmt: skip
                     else:
                         rows = [dict(r._mapping) for r in await conn.execute(_DUE_LOCKED, {"now": now, "limit": limit})]
-                    if rows:  # before anything is written; SET LOCAL ends with the transaction
-                        await conn.exec_driver_sql("PRAGMA synchronous=NORMAL" if sqlite else
-                                                   "SET LOCAL synchronous_commit TO off")  # fmt: skip
-                        relaxed = sqlite
+                    if rows and sqlite:  # before anything is written
+                        await bulk.pragma(conn, "synchronous=NORMAL")
+                        relaxed = True
+                    elif rows:  # ends with the transaction
+                        await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
                     records = await self._records_in(conn, sorted({r["record_id"] for r in rows})) if rows else {}
                     batch = Batch(conn, rows, records)
                     yield batch
                     await batch.flush()
             finally:
                 if relaxed and not conn.invalidated:  # the connection goes back to the pool as it came
-                    await conn.exec_driver_sql(f"PRAGMA synchronous={SYNCHRONOUS}")
-                    await conn.commit()
+                    await bulk.pragma(conn, f"synchronous={SYNCHRONOUS}")
 
     async def pending(self, now: dt.datetime) -> Pending:
         """What a tick may find to do, in one query (each part an index lookup)."""
