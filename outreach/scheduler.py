@@ -31,11 +31,10 @@ from outreach.rules import validate as rules_validate
 from outreach.store import Store, rows
 from outreach.store.sequencing import AlreadyLive, Batch, SendOutcome
 
-_ENROLLMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(seq.Enrollment))
-_ENROLLMENT_COLUMNS = tuple(f.name for f in dataclasses.fields(seq.Enrollment) if f.name not in ("version", "status"))
+_ENROLLMENT_COLUMNS = tuple(f for f in seq.ENROLLMENT_FIELDS if f not in ("version", "status"))
 # The columns of Enrollment's fields in their order, and where the status is: a claimed row becomes an
 # Enrollment without a dictionary in between (the scheduler does it for every due step).
-_ROW_COLUMNS = tuple("sequence_hash" if f.name == "version" else f.name for f in dataclasses.fields(seq.Enrollment))
+_ROW_COLUMNS = tuple("sequence_hash" if f == "version" else f for f in seq.ENROLLMENT_FIELDS)
 _STATUS_AT = _ROW_COLUMNS.index("status")
 _ATTRIBUTES = operator.attrgetter(*_ENROLLMENT_COLUMNS)
 FULL_SCAN_EVERY = dt.timedelta(hours=1)
@@ -69,7 +68,7 @@ def enrollment_of(row: Mapping[str, Any]) -> seq.Enrollment:
     try:
         values = [row[c] for c in _ROW_COLUMNS]
     except KeyError:  # a row without some optional columns
-        named = {k: v for k, v in row.items() if k in _ENROLLMENT_FIELDS}
+        named = {k: v for k, v in row.items() if k in seq.ENROLLMENT_FIELDS}
         named["status"] = seq.Status(named["status"])
         named["version"] = row["sequence_hash"]
         return seq.Enrollment(**named)

@@ -196,8 +196,9 @@ def _compiled(source: str, html: bool) -> _Compiled:
     """A template text parsed and compiled once (compiling is 98% of rendering one message), with the
     environment's globals (`range`, `namespace`...) that it names: most name none."""
     env = _environment(html)
-    named = {n.name for n in env.parse(source).find_all(jinja2.nodes.Name) if n.ctx == "load"}
-    return env.from_string(source), {k: v for k, v in env.globals.items() if k in named}
+    parsed = env.parse(source)  # parsed once: for the names here and compiled below
+    named = {n.name for n in parsed.find_all(jinja2.nodes.Name) if n.ctx == "load"}
+    return env.from_string(parsed), {k: v for k, v in env.globals.items() if k in named}
 
 
 def render(template: model.Template, merge: Mapping[str, Any]) -> Rendered:

@@ -61,14 +61,14 @@ class Enrollment:
     thread_subject: str | None = None
 
 
-_ENROLLMENT_ORDER = tuple(f.name for f in dataclasses.fields(Enrollment))
-_ENROLLMENT_FIELDS = frozenset(_ENROLLMENT_ORDER)
+ENROLLMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Enrollment))  # in their order
+_FIELD_NAMES = frozenset(ENROLLMENT_FIELDS)
 
 
 def enrollment_from(values: Sequence[Any]) -> Enrollment:
     """An Enrollment from the values of all its fields in their order, without __init__ (as `evolve`)."""
     new = object.__new__(Enrollment)
-    new.__dict__.update(zip(_ENROLLMENT_ORDER, values, strict=True))
+    new.__dict__.update(zip(ENROLLMENT_FIELDS, values, strict=True))
     return new
 
 
@@ -78,7 +78,7 @@ def evolve(enrollment: Enrollment, **changes: Any) -> Enrollment:
     Enrollment has plain fields, no defaults made by factories and no __post_init__, so a copy of its
     attributes with the changes applied is the same as calling __init__ again.
     """
-    unknown = changes.keys() - _ENROLLMENT_FIELDS
+    unknown = changes.keys() - _FIELD_NAMES
     if unknown:
         raise TypeError(f"Enrollment has no field {', '.join(sorted(unknown))}")
     new = object.__new__(Enrollment)

@@ -100,7 +100,8 @@ def _plan(
 
 
 async def insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert rows that all name the same columns."""
+    """Insert rows that all name the same columns, inside a transaction (`engine.begin()` or `conn.begin()`):
+    on SQLite the statement goes to the driver directly, and only the transaction's commit keeps it."""
     if not rows:
         return
     if conn.dialect.name != "sqlite":
@@ -111,7 +112,8 @@ async def insert(conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[
 
 
 async def update(conn: AsyncConnection, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Update rows by their `key` column; every row names the same columns (the key among them)."""
+    """Update rows by their `key` column; every row names the same columns (the key among them). Inside a
+    transaction, as `insert`."""
     if not rows:
         return
     columns = tuple(rows[0])
