@@ -15,7 +15,7 @@ among four shapes, so the run exercises every part of the daemon's tick:
 - reminders: two leads overdue in New and Contacted, reminded weekly; one moves on, one gets a task.
 
 Each test states what it expects, and every test must pass (exit 1 otherwise). Then it times
-`outreach.ruletest.run_all` over all of them (the rules validated once, before the clock starts), R runs
+`outreach.review.ruletests.run_all` over all of them (the rules validated once, before the clock starts), R runs
 (default 3), and prints the best and median, the seconds per RuleTest and per simulated day, and the target
 from the issue: under 5 s for 100 RuleTests of a month (judged on the median). For reference it also times
 the whole command (`outreach test DIR`, a subprocess: start-up, imports and validation included). It only
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outreach import ruletest  # noqa: E402 - after the path
+from outreach.review import ruletests as ruletest  # noqa: E402 - after the path
 from outreach.rules import validate  # noqa: E402
 
 START = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)  # a Monday, 09:00 in Berlin

@@ -59,7 +59,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outreach import plan, scheduler  # noqa: E402 - after the path
+from outreach.app import rules as app_rules  # noqa: E402 - after the path
+from outreach.app import scheduler  # noqa: E402
 from outreach.engine import sequences as seq  # noqa: E402
 from outreach.mail import message as mail_message  # noqa: E402
 from outreach.mail import transport as mail_transport  # noqa: E402
@@ -202,7 +203,7 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
 
     store = await Store.open(url, fields=ruleset.settings.fields)
-    await store.apply_definitions(plan.wanted(ruleset), now=NOW - dt.timedelta(days=4))
+    await app_rules.apply(store, ruleset, now=NOW - dt.timedelta(days=4))
     await store.close()
     seeding = seed(db, version, args.enrollments, args.step)
     size_mb = db.stat().st_size / 1e6 + ((work / "scheduler.db-wal").stat().st_size / 1e6
@@ -235,7 +236,7 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
         pending = await store.pending(NOW)
         phases = {
             "pending (what there is to do: one query)": lambda: store.pending(NOW),
-            "auto_enroll (no record changed)": lambda: sched._auto_enroll(NOW, report, pending.record_changed),
+            "auto_enroll (no record changed)": lambda: sched.auto_enrollment.run(NOW, pending.record_changed),
             "reminders (no process pass due)": lambda: sched.reminders.run_after_change(NOW, pending.record_changed),
             "skipped: resume_tasks (finished task steps)": lambda: sched.resume_tasks(NOW),
             "skipped: run_due (nothing due)": lambda: sched.run_due(NOW, report),

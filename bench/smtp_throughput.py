@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outreach import scheduler  # noqa: E402 - after the path
+from outreach.app import scheduler  # noqa: E402 - after the path
 from outreach.mail import message as mail_message  # noqa: E402
 from outreach.mail import smtp  # noqa: E402
 from outreach.rules import model, timing, validate  # noqa: E402

@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import scheduler as bench  # noqa: E402 - bench/scheduler.py, after the path
 
-from outreach import plan, scheduler  # noqa: E402
+from outreach.app import rules as app_rules  # noqa: E402
+from outreach.app import scheduler  # noqa: E402
 from outreach.store import Store  # noqa: E402
 
 
@@ -42,7 +43,7 @@ async def run_due(enrollments: int, due: int, step: str) -> int:
         db = Path(work) / "s.db"
         url = f"sqlite:///{db}"
         store = await Store.open(url, fields=ruleset.settings.fields)
-        await store.apply_definitions(plan.wanted(ruleset), now=bench.NOW - dt.timedelta(days=4))
+        await app_rules.apply(store, ruleset, now=bench.NOW - dt.timedelta(days=4))
         await store.close()
         bench.seed(db, ruleset.sequences["inbound-nurture"].source.hash, enrollments, step)
         store = await Store.open(url, fields=ruleset.settings.fields)

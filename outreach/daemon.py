@@ -17,59 +17,14 @@ import signal
 import sys
 from collections.abc import Callable
 
-from outreach import credentials
-from outreach import plan as plan_module
-from outreach import scheduler as scheduler_module
 from outreach import store as store_module
-from outreach.engine import sequences as seq
-from outreach.mail import imap, links, smtp
-from outreach.mail import transport as mail_transport
-from outreach.rules import diagnostics, model
-from outreach.rules import validate as rules_validate
+from outreach.app import inbox as app_inbox
+from outreach.app import rules as app_rules
+from outreach.app import scheduler as scheduler_module
+from outreach.app import sending
+from outreach.mail import credentials, imap
 
 log = logging.getLogger("outreach")
-
-
-class RulesInvalid(Exception):
-    pass
-
-
-class NotBuilt(Exception):
-    """A part of the rules asks for something this version cannot do yet."""
-
-
-def load(rules_dir: str, now: dt.datetime) -> model.RuleSet:
-    result = rules_validate.validate([rules_dir], now=now)
-    if result.ruleset is None:
-        raise RulesInvalid(diagnostics.format_text(result.errors))
-    return result.ruleset
-
-
-def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
-    """The transport Settings name; credentials.MissingSecret when a secret it names is not there."""
-    t = ruleset.settings.transport
-    if t.type == "maildir":
-        return mail_transport.MaildirTransport(t.maildir)
-    if t.type == "smtp" and t.smtp is not None:
-        return smtp.SmtpTransport(t.smtp)
-    raise NotBuilt(f"the {t.type} transport is not built; use `transport: {{type: maildir}}` or smtp")
-
-
-def unsubscribe_links(ruleset: model.RuleSet) -> Callable[[seq.Enrollment], str | None]:
-    """Signed unsubscribe URLs for sequence mail; none without Settings.tracking and its secret.
-
-    A template that uses {{ unsubscribe_url }} then blocks with "missing merge field
-    unsubscribe_url" (the daemon warns at start), rather than send a link that cannot work.
-    """
-    tracking = ruleset.settings.tracking
-    key = links.secret(tracking)
-    if tracking is None or key is None:
-        if tracking is not None:
-            log.warning(
-                "unsubscribe links cannot be signed: %s is not set", tracking.secret_env or tracking.secret_file
-            )
-        return lambda _e: None
-    return lambda e: links.unsubscribe_url(tracking, key, e.email, f"e{e.id}")
 
 
 class Daemon:
@@ -93,12 +48,16 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.reload_wanted = False
         self.store: store_module.Store | None = None
-        self.scheduler: scheduler_module.Scheduler | None = None
+        self.rules: app_rules.InForce | None = None
+
+    @property
+    def scheduler(self) -> scheduler_module.Scheduler | None:
+        return self.rules.scheduler if self.rules is not None else None
 
     async def start(self) -> None:
         now = self.clock()
-        ruleset = load(self.rules_dir, now)
-        transport = transport_for(ruleset)  # before anything changes: refuse a transport that cannot run
+        ruleset = app_rules.load(self.rules_dir, now)
+        transport = sending.transport_for(ruleset)  # before anything changes: refuse a transport that cannot run
         url = store_module.resolve_url(self.db_url, os.environ, ruleset.settings.database_url)
         self.store = await store_module.Store.open(url, fields=ruleset.settings.fields)
         self.store.hold_single_daemon()
@@ -106,44 +65,26 @@ class Daemon:
         if unknown:
             log.warning("%d message(s) were being sent when the daemon stopped; they are now `unknown` and will "
                         "not be sent again unless requeued (outreach outbox list --state unknown)", unknown)  # fmt: skip
-        await self._apply(ruleset, now, transport)
-
-    async def _apply(self, ruleset: model.RuleSet, now: dt.datetime, transport: mail_transport.Transport) -> None:
-        assert self.store is not None
-        done = await self.store.apply_definitions(plan_module.wanted(ruleset), now=now)
-        changed = {k: len(v) for k, v in done.items() if v}
-        if changed:
-            log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
-        old = self.scheduler.transport if self.scheduler is not None else None
-        self.scheduler = scheduler_module.Scheduler(
-            self.store, ruleset, transport, unsubscribe_url=unsubscribe_links(ruleset)
-        )
-        if old is not None and old is not transport:
-            await old.close()  # a reload replaces the transport: the old one's connections are let go
+        self.rules = app_rules.InForce(self.store)
+        await self.rules.swap(ruleset, transport, now=now)
 
     async def reload(self) -> None:
         """SIGHUP: the new rule set replaces the old one only when it is valid."""
-        now = self.clock()
-        try:
-            ruleset = load(self.rules_dir, now)
-            await self._apply(ruleset, now, transport_for(ruleset))
-        except (RulesInvalid, NotBuilt, credentials.MissingSecret) as exc:
-            log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
-            return
-        if self.inbox is not None:
-            await self.inbox.update(ruleset.settings)  # pollers of changed mailboxes (or secrets) start anew
+        assert self.rules is not None
+        if await self.rules.reload(self.rules_dir, now=self.clock()) and self.inbox is not None:
+            await self.inbox.update(self.rules.ruleset.settings)  # pollers of changed mailboxes (or secrets) start anew
 
     async def tick(self) -> scheduler_module.TickReport:
-        assert self.scheduler is not None
+        assert self.rules is not None and self.store is not None
         if self.reload_wanted:
             self.reload_wanted = False
             await self.reload()
         now = self.clock()
-        report = await self.scheduler.tick(now)
+        assert self.rules.scheduler is not None
+        report = await self.rules.scheduler.tick(now)
         if str(report) != "nothing to do":
             log.info("%s: %s", now.strftime("%Y-%m-%d %H:%M:%S UTC"), report)
             # The tick's writes, still in SQLite's WAL, go into the database file now that its mail is out.
-            assert self.store is not None
             try:
                 pages = await self.store.checkpoint()
             except Exception:  # the tick's work is committed; SQLite checkpoints by itself past its bound
@@ -155,12 +96,13 @@ class Daemon:
     async def run(self, *, once: bool = False) -> None:
         await self.start()
         try:
-            assert self.store is not None and self.scheduler is not None
+            assert self.store is not None and self.rules is not None
+            mail = app_inbox.Inbox(self.store)
             if self.read_mail and once:  # before the tick: a reply stops the step that would go out now
-                await imap.Inbox(self.store, clock=self.clock).poll_once(self.scheduler.ruleset.settings)
+                await imap.Inbox(mail, clock=self.clock).poll_once(self.rules.ruleset.settings)
             elif self.read_mail:
-                self.inbox = imap.Inbox(self.store, clock=self.clock)
-                await self.inbox.update(self.scheduler.ruleset.settings)
+                self.inbox = imap.Inbox(mail, clock=self.clock)
+                await self.inbox.update(self.rules.ruleset.settings)
             while True:
                 try:
                     await self.tick()
@@ -182,8 +124,8 @@ class Daemon:
         if self.inbox is not None:
             await self.inbox.close()
             self.inbox = None
-        if self.scheduler is not None and self.scheduler.transport is not None:
-            await self.scheduler.transport.close()
+        if self.rules is not None:
+            await self.rules.close()
         if self.store is not None:
             await self.store.close()
 
@@ -206,10 +148,10 @@ async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, 
     daemon.install_signals()
     try:
         await daemon.run(once=once)
-    except RulesInvalid as exc:
+    except app_rules.RulesInvalid as exc:
         print(f"{exc}\noutreach: {rules_dir} is not valid; not starting", file=sys.stderr)
         return 1
-    except (store_module.StoreError, NotBuilt, credentials.MissingSecret) as exc:
+    except (store_module.StoreError, sending.NotBuilt, credentials.MissingSecret) as exc:
         print(f"outreach: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach import scheduler
+from outreach.app import enrolling, scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import smtp
 from outreach.rules import model, timing
@@ -59,7 +59,7 @@ async def enroll_all(s: Sending, at: dt.datetime) -> dict[str, int]:
     ids = {}
     for record_id in ("L1", "L2", "L3"):
         record = await s.store.get_record(record_id)
-        result = await s.scheduler.enroll(record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=at)
+        result = await enrolling.enroll(s.store, RULES, record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=at)
         assert isinstance(result, seq.Enrollment), result
         ids[record_id] = result.id
     return ids
@@ -107,7 +107,7 @@ async def test_temporary_failures_back_off_exponentially_with_jitter_until_max_a
     server = smtp_server(data="451 4.3.0 Mailbox busy")
     s = sending(open_store, server)
     record = await s.store.get_record("L1")
-    await s.scheduler.enroll(record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=MONDAY)
+    await enrolling.enroll(s.store, RULES, record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=MONDAY)
     now, waits = MONDAY, []
     for _ in range(RULES.settings.limits.max_attempts):
         await s.scheduler.tick(now)
@@ -134,7 +134,7 @@ async def test_a_crash_between_sending_and_sent_leaves_the_message_unknown_and_n
     server = smtp_server()
     s = sending(open_store, server)
     record = await s.store.get_record("L1")
-    await s.scheduler.enroll(record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=MONDAY)
+    await enrolling.enroll(s.store, RULES, record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=MONDAY)
     await s.scheduler.run_due(MONDAY, scheduler.TickReport())
     arrived = asyncio.Event()
     real_send = s.transport.send
@@ -185,9 +185,9 @@ async def test_a_raising_transport_defers_and_the_batch_goes_on(open_store: Stor
 
 
 def test_the_daemon_builds_the_smtp_transport_settings_name(tmp_path: Path) -> None:
-    from outreach import daemon
+    from outreach.app import sending as app_sending
 
     relay = model.Server(name="smtp", host="smtp.example.com", port=2525, security=model.Security.STARTTLS)
     settings = dataclasses.replace(RULES.settings, transport=model.Transport(type="smtp", smtp=relay))
-    built = daemon.transport_for(dataclasses.replace(RULES, settings=settings))
+    built = app_sending.transport_for(dataclasses.replace(RULES, settings=settings))
     assert isinstance(built, smtp.SmtpTransport) and built.where == "smtp.example.com:2525"

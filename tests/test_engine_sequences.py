@@ -183,13 +183,12 @@ def test_a_template_removed_while_people_wait_blocks_not_crashes(rules: model.Ru
     )
 
 
-def test_every_halting_event_stops_a_live_enrollment_once(rules: model.RuleSet, nurture: model.Sequence) -> None:
+def test_a_stop_ends_a_live_enrollment_once(rules: model.RuleSet, nurture: model.Sequence) -> None:
     e = enrolled(rules, nurture, "2026-11-23T08:00:00")
-    for event, reason in seq.HALTING_EVENTS.items():
-        stopped = seq.stop(e, reason, utc("2026-11-24T10:00:00"))
-        assert (stopped.status, stopped.reason, stopped.next_due_at) == (seq.Status.STOPPED, event, None)
-        assert seq.stop(stopped, "later", utc("2026-11-25T10:00:00")) == stopped  # an ended one stays as it ended
-    assert set(seq.HALTING_EVENTS) == {"replied", "converted", "deleted", "unsubscribed", "bounced"}
+    stopped = seq.stop(e, "replied", utc("2026-11-24T10:00:00"))
+    assert (stopped.status, stopped.reason, stopped.next_due_at) == (seq.Status.STOPPED, "replied", None)
+    assert stopped.ended_at == utc("2026-11-24T10:00:00") and not stopped.awaiting_task
+    assert seq.stop(stopped, "later", utc("2026-11-25T10:00:00")) == stopped  # an ended one stays as it ended
     by_hand = seq.stop(seq.block(e, "x"), "stopped by anna", utc("2026-11-24T10:00:00"))
     assert by_hand.status is seq.Status.STOPPED and by_hand.reason == "stopped by anna"
 

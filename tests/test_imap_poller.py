@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from outreach import daemon as daemon_module
-from outreach import scheduler
+from outreach.app import enrolling, inbox, scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import imap, inbound
 from outreach.mail import transport as mail_transport
@@ -110,7 +110,7 @@ class World:
 
     def poller(self, server: model.Server | None = None, **options: Any) -> imap.Poller:
         mailbox = imap.Mailbox("anna", server or self.server, senders=("anna@example.com",))
-        return imap.Poller(mailbox, self.store, clock=self.clock, **options)
+        return imap.Poller(mailbox, inbox.Inbox(self.store), clock=self.clock, **options)
 
     def deliver(self, raw: bytes, at: dt.datetime | None = None) -> int:
         """APPEND to the rep's INBOX, with INTERNALDATE `at` (default: the test's clock)."""
@@ -152,7 +152,8 @@ async def world(
     sched = scheduler.Scheduler(store, RULES, mail_transport.MaildirTransport(str(tmp_path / "outbox")))
     for record_id in EMAIL:
         record = await store.get_record(record_id)
-        enrolled = await sched.enroll(record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=MONDAY)
+        enrolled = await enrolling.enroll(sched.store, RULES, record, RULES.sequences["inbound-nurture"], enrolled_by="anna",
+                                          now=MONDAY)
         assert isinstance(enrolled, seq.Enrollment), enrolled
     assert (await sched.tick(MONDAY)).sent == 3  # the intros, from anna@example.com
     server = model.Server(
@@ -190,7 +191,7 @@ async def test_a_reply_to_our_message_stops_every_sequence_of_that_person(world:
     w = world
     assert str(await w.poller().poll_once()) == "no new mail"  # the first look: nothing arrived yet
     jo = await w.store.get_record("L1")
-    assert isinstance(await w.scheduler.enroll(jo, RULES.sequences["welcome"], enrolled_by="anna", now=MONDAY),
+    assert isinstance(await enrolling.enroll(w.store, RULES, jo, RULES.sequences["welcome"], enrolled_by="anna", now=MONDAY),
                       seq.Enrollment)  # fmt: skip
     w.deliver(reply(await w.sent_id("L1"), "jo@example.org"))
     before = w.dovecot.flags_of(REP, PASSWORD)
@@ -728,7 +729,7 @@ async def test_run_once_reads_the_mailboxes_before_the_tick(
     await d.store.import_records(rows(*PEOPLE), now=MONDAY)
     record = await d.store.get_record("L1")
     assert d.scheduler is not None
-    await d.scheduler.enroll(record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=MONDAY)
+    await enrolling.enroll(d.store, RULES, record, RULES.sequences["inbound-nurture"], enrolled_by="anna", now=MONDAY)
     await d.tick()  # the intro goes out
     (intro,) = await d.store.outbox(record_id="L1")
     await d.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.daemon import unsubscribe_links
+from outreach.app.sending import unsubscribe_links
 from outreach.engine import sequences as seq
 from outreach.mail import links
 from outreach.rules import model, validate

@@ -6,7 +6,7 @@ import email_validator
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from outreach import records
+from outreach.app import importing as records
 
 ATOM = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 plain = st.from_regex(

@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from outreach import cli, plan
+from outreach import cli
+from outreach.app import rules as app_rules
+from outreach.review import plan
 from outreach.rules import validate
 from outreach.store import Store, migrate, tables
 from tests.conftest import ROOT
@@ -46,7 +48,7 @@ def test_everything_is_added_to_an_empty_store(rules: Path) -> None:
 
 def test_a_pinned_sequence_change_keeps_live_enrollments_on_their_version(rules: Path) -> None:
     before = ruleset(rules)
-    active = {k: (v[0], v[1]) for k, v in plan.wanted(before).items()}
+    active = {k: (v[0], v[1]) for k, v in app_rules.definitions(before).items()}
     old = before.sequences["inbound-nurture"].source.hash
     edit(
         rules / "sequences" / "inbound-nurture.yaml",
@@ -67,7 +69,7 @@ def test_a_pinned_sequence_change_keeps_live_enrollments_on_their_version(rules:
 
 def test_next_step_moves_them_after_their_next_step(rules: Path) -> None:
     before = ruleset(rules)
-    active = dict(plan.wanted(before))
+    active = dict(app_rules.definitions(before))
     old = before.sequences["inbound-nurture"].source.hash
     edit(rules / "sequences" / "inbound-nurture.yaml", "on_edit: pin", "on_edit: next_step")
     p = plan.make_plan(ruleset(rules), active, {("inbound-nurture", old): 3})
@@ -77,7 +79,7 @@ def test_next_step_moves_them_after_their_next_step(rules: Path) -> None:
 
 def test_removing_a_sequence_says_how_many_will_be_stopped(rules: Path) -> None:
     before = ruleset(rules)
-    active = dict(plan.wanted(before))
+    active = dict(app_rules.definitions(before))
     old = before.sequences["inbound-nurture"].source.hash
     active[("Sequence", "old-promo")] = ("feed" * 16, {"kind": "Sequence", "name": "old-promo"})
     p = plan.make_plan(before, active, {("old-promo", "feed" * 16): 17, ("inbound-nurture", old): 2})
@@ -88,7 +90,7 @@ def test_removing_a_sequence_says_how_many_will_be_stopped(rules: Path) -> None:
 
 def test_a_template_change_counts_the_enrollments_whose_next_send_it_changes(rules: Path) -> None:
     before = ruleset(rules)
-    active = dict(plan.wanted(before))
+    active = dict(app_rules.definitions(before))
     seq = before.sequences["inbound-nurture"].source.hash
     edit(
         rules / "templates" / "nurture.yaml", "Would a 20-minute call next week help you", "Would a short call help you"
@@ -103,7 +105,7 @@ def test_a_template_change_counts_the_enrollments_whose_next_send_it_changes(rul
 
 def test_markdown_and_json_carry_the_same_plan(rules: Path) -> None:
     before = ruleset(rules)
-    active = dict(plan.wanted(before))
+    active = dict(app_rules.definitions(before))
     edit(rules / "templates" / "campaigns.yaml", "a few seats are left", "only a few seats are left")
     p = plan.make_plan(ruleset(rules), active, {})
     md = plan.format_markdown(p)

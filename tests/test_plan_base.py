@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from outreach import cli, review
+from outreach import cli
+from outreach.review import base as review
 from outreach.rules import validate
 from tests.conftest import ROOT
 

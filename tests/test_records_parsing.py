@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from outreach import records
+from outreach.app import importing as records
 from outreach.rules import model
 from outreach.rules.criteria import FieldType
 

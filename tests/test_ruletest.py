@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from outreach import cli
 from outreach.mail import message
-from outreach.ruletest import Recorded
+from outreach.review.ruletests import Recorded
 from tests.conftest import ROOT, write_rule_test
 
 RULES = ROOT / "rules"

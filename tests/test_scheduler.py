@@ -12,7 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from outreach import daemon as daemon_module
-from outreach import plan, scheduler
+from outreach.app import enrolling, events, scheduler
+from outreach.app import rules as app_rules
+from outreach.engine import events as engine_events
 from outreach.engine import sequences as seq
 from outreach.mail import transport as mail_transport
 from outreach.rules import model, validate
@@ -47,7 +49,7 @@ async def seeded_store(database: tuple[str, str | None], people: tuple[Row, ...]
     url, schema = database
     store = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
     await store.import_records(rows(*people), now=MONDAY - dt.timedelta(days=1))
-    await store.apply_definitions(plan.wanted(RULES), now=MONDAY - dt.timedelta(days=1))
+    await app_rules.apply(store, RULES, now=MONDAY - dt.timedelta(days=1))
     return store
 
 
@@ -75,7 +77,7 @@ async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterato
 
 async def enroll(w: World, record_id: str, at: dt.datetime, sequence: str = "inbound-nurture") -> seq.Enrollment:
     record = await w.store.get_record(record_id)
-    result = await w.scheduler.enroll(record, RULES.sequences[sequence], enrolled_by="anna", now=at)
+    result = await enrolling.enroll(w.store, RULES, record, RULES.sequences[sequence], enrolled_by="anna", now=at)
     assert isinstance(result, seq.Enrollment), result
     return result
 
@@ -137,7 +139,7 @@ async def test_a_conversion_stops_the_sequence_and_nothing_more_is_sent(world: W
     w = world
     e = await enroll(w, "L1", MONDAY)
     await w.scheduler.tick(MONDAY)
-    await w.store.convert("L1", now=MONDAY + dt.timedelta(hours=2))
+    await events.convert(w.store, "L1", now=MONDAY + dt.timedelta(hours=2))
     assert await status(w, e.id) == ("stopped", "converted", 1)
     await w.scheduler.tick(dt.datetime(2026, 11, 30, 8, 0, tzinfo=UTC))
     assert len(w.mail()) == 1
@@ -147,8 +149,8 @@ async def test_a_reply_event_stops_every_live_sequence_of_the_person(world: Worl
     w = world
     a = await enroll(w, "W1", MONDAY)
     b = await enroll(w, "W1", MONDAY, "welcome")
-    stopped = await w.store.record_event("W1", "replied", now=MONDAY + dt.timedelta(hours=1), halt="replied")
-    assert stopped == 2
+    done = await events.record(w.store, "W1", engine_events.Kind.REPLIED, now=MONDAY + dt.timedelta(hours=1))
+    assert done.stopped == 2
     assert (await status(w, a.id))[:2] == ("stopped", "replied") == (await status(w, b.id))[:2]
 
 
@@ -159,10 +161,8 @@ async def test_a_missing_merge_field_blocks_with_the_reason_and_a_retry_sends(wo
     assert report.blocked == 1 and w.mail() == []
     assert await status(w, e.id) == ("blocked", "missing merge field record.first_name", 0)
     await w.store.set_fields("L2", {"first_name": "Kim"}, now=MONDAY + dt.timedelta(hours=1))
-    row = await w.store.get_enrollment(e.id)
-    assert row is not None
-    again = seq.retry(scheduler.enrollment_of(row), MONDAY + dt.timedelta(hours=1))
-    await w.store.save_enrollment(scheduler.columns_of(again))
+    again = await enrolling.retry(w.store, e.id, now=MONDAY + dt.timedelta(hours=1))
+    assert again["status"] == "active" and again["reason"] is None
     assert (await w.scheduler.tick(MONDAY + dt.timedelta(hours=1))).sent == 1
     assert w.mail()[0]["Subject"] == "Quick question, Kim"
 
@@ -172,12 +172,12 @@ async def test_refusals_duplicate_and_unsubscribed(world: World) -> None:
     await enroll(w, "L1", MONDAY)
     record = await w.store.get_record("L1")
     nurture = RULES.sequences["inbound-nurture"]
-    assert await w.scheduler.enroll(record, nurture, enrolled_by="anna", now=MONDAY) == (
+    assert await enrolling.enroll(w.store, RULES, record, nurture, enrolled_by="anna", now=MONDAY) == (
         "jo@example.org is already active in inbound-nurture"
     )
-    await w.store.record_event("W1", "unsubscribed", now=MONDAY, halt="unsubscribed", suppress="unsubscribed")
+    await events.unsubscribe(w.store, "W1", now=MONDAY)
     mila = await w.store.get_record("W1")
-    why = await w.scheduler.enroll(mila, nurture, enrolled_by="anna", now=MONDAY + dt.timedelta(days=1))
+    why = await enrolling.enroll(w.store, RULES, mila, nurture, enrolled_by="anna", now=MONDAY + dt.timedelta(days=1))
     assert why == "mila@example.org unsubscribed on 2026-11-23 08:00 UTC and cannot be enrolled"
 
 
@@ -190,8 +190,7 @@ async def test_auto_enrollment_enrolls_each_record_once_per_version_as_its_owner
     (welcome,) = w.mail()
     assert welcome["To"] == "mila@example.org" and welcome["From"] == "Anna Berger <anna@example.com>"
     (row,) = await w.store.enrollments(record_id="W1")
-    stopped = seq.stop(scheduler.enrollment_of(row), "stopped by anna", MONDAY)
-    await w.store.save_enrollment(scheduler.columns_of(stopped))
+    await enrolling.stop(w.store, enrollment_id=row["id"], by="anna", now=MONDAY)
     await w.store.set_fields("W1", {"score": 5}, now=MONDAY + dt.timedelta(minutes=5))  # changed after the last look
     assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=6))).enrolled == 0
     fresh = scheduler.Scheduler(w.store, RULES, w.scheduler.transport)  # a restarted daemon looks at everything
@@ -262,7 +261,7 @@ async def test_next_step_edits_move_enrollments_after_their_next_step(world: Wor
         )
     )
     edited = ruleset(rules)
-    await w.store.apply_definitions(plan.wanted(edited), now=MONDAY + dt.timedelta(hours=1))
+    await app_rules.apply(w.store, edited, now=MONDAY + dt.timedelta(hours=1))
     w.scheduler = scheduler.Scheduler(w.store, edited, w.scheduler.transport)
     await w.scheduler.tick(dt.datetime(2026, 11, 25, 8, 0, tzinfo=UTC))  # the nudge, then onto the new version
     row = await w.store.get_enrollment(e.id)
@@ -400,7 +399,7 @@ async def test_an_edited_sequence_does_not_enroll_again_those_who_had_it(world: 
     path = rules / "sequences" / "welcome.yaml"
     path.write_text(path.read_text().replace("wait: 3 days", "wait: 4 days"))
     edited = ruleset(rules)
-    await w.store.apply_definitions(plan.wanted(edited), now=MONDAY + dt.timedelta(hours=1))
+    await app_rules.apply(w.store, edited, now=MONDAY + dt.timedelta(hours=1))
     w.scheduler = scheduler.Scheduler(w.store, edited, w.scheduler.transport)
     assert (await w.scheduler.tick(MONDAY + dt.timedelta(hours=2))).enrolled == 0
     assert len(w.mail()) == 1  # one welcome, not two

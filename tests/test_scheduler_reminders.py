@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from outreach import plan, reminding, scheduler
+from outreach.app import reminding, scheduler
+from outreach.app import rules as app_rules
 from outreach.engine import render
 from outreach.mail import transport as mail_transport
 from outreach.rules import model, validate
@@ -114,7 +115,7 @@ async def open_world(db: tuple[str, str | None], tmp_path: Path, rules: model.Ru
     url, schema = db
     store = await Store.open(url, fields=rules.settings.fields, upgrade=True, schema=schema)
     await store.import_records(rows(*leads), now=SATURDAY_10 - HOUR)
-    await store.apply_definitions(plan.wanted(rules), now=SATURDAY_10 - HOUR)
+    await app_rules.apply(store, rules, now=SATURDAY_10 - HOUR)
     outbox = tmp_path / "outbox"
     sched = scheduler.Scheduler(store, rules, mail_transport.MaildirTransport(str(outbox)))
     return World(store, rules, outbox, sched)

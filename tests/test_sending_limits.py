@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach import scheduler
+from outreach.app import enrolling, scheduler
 from outreach.engine import sequences as seq
 from outreach.mail import limits
 from outreach.mail import transport as mail_transport
@@ -42,7 +42,8 @@ async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:  # noq
 
 async def enroll(sched: scheduler.Scheduler, store: Store, record_id: str, at: dt.datetime) -> int:
     record = await store.get_record(record_id)
-    result = await sched.enroll(record, sched.ruleset.sequences["inbound-nurture"], enrolled_by="anna", now=at)
+    result = await enrolling.enroll(sched.store, sched.ruleset, record, sched.ruleset.sequences["inbound-nurture"],
+                                   enrolled_by="anna", now=at)
     assert isinstance(result, seq.Enrollment), result
     return result.id
 
@@ -59,7 +60,7 @@ async def test_steps_over_the_daily_limit_wait_for_a_free_slot_and_say_why(store
         assert row is not None and row["status"] == "active"
         assert row["reason"] == "waiting: daily limit of anna reached (2/2)"
         assert row["next_due_at"] == MONDAY + dt.timedelta(days=1)  # when the first of the two turns 24 hours old
-    line = seq.widget_line(scheduler.enrollment_of(held[0]), RULES.sequences["inbound-nurture"])  # type: ignore[arg-type]
+    line = seq.widget_line(enrolling.enrollment_of(held[0]), RULES.sequences["inbound-nurture"])  # type: ignore[arg-type]
     assert line.detail == "waiting: daily limit of anna reached (2/2); next mail 2026-11-24 08:00 UTC"
 
     assert str(await sched.tick(MONDAY + dt.timedelta(hours=23))) == "nothing to do"

@@ -16,6 +16,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from outreach.app import events
+from outreach.app import rules as app_rules
 from outreach.rules import criteria, timing
 from outreach.rules.criteria import FieldType, Op
 from outreach.store import Store, StoreBusy, StoreError, bulk, migrate, tables
@@ -338,21 +340,21 @@ async def test_set_records_a_stage_change_and_its_time(store: Store) -> None:
 
 async def test_convert_turns_a_lead_into_a_contact_and_is_an_event(store: Store) -> None:
     await imported(store)
-    contact = await store.convert("L1", now=NOW)
+    contact = await events.convert(store, "L1", now=NOW)
     assert contact.type == "contact" and contact.converted_at == NOW
     assert [e.kind for e in await store.events("L1")] == ["converted"]
     with pytest.raises(StoreError, match="only leads are converted"):
-        await store.convert("C1", now=NOW)
+        await events.convert(store, "C1", now=NOW)
 
 
 async def test_a_deleted_record_leaves_lists_and_is_an_event(store: Store) -> None:
     await imported(store)
-    await store.delete("L2", now=NOW)
+    await events.delete(store, "L2", now=NOW)
     assert "L2" not in [r.id for r in await store.list_records(now=NOW)]
     assert (await store.get_record("L2")).deleted_at == NOW
     assert [e.kind for e in await store.events("L2")] == ["deleted"]
     with pytest.raises(NotFound):
-        await store.delete("L2", now=NOW)
+        await events.delete(store, "L2", now=NOW)
 
 
 async def test_tasks_are_added_listed_and_completed(store: Store) -> None:
@@ -387,7 +389,7 @@ async def test_an_appointment_is_kept_and_is_an_event(store: Store) -> None:
 async def test_apply_keeps_every_version_and_stops_enrollments_of_a_removed_sequence(store: Store) -> None:
     await imported(store)
     first = {("Sequence", "nurture"): ("h1", {"kind": "Sequence", "v": 1}), ("Template", "intro"): ("t1", {"v": 1})}
-    assert await store.apply_definitions(first, now=NOW) == {
+    assert await app_rules.apply_definitions(store, first, now=NOW) == {
         "added": [("Sequence", "nurture"), ("Template", "intro")], "changed": [], "removed": [],
     }  # fmt: skip
     async with store.engine.begin() as conn:
@@ -401,10 +403,11 @@ async def test_apply_keeps_every_version_and_stops_enrollments_of_a_removed_sequ
         )  # fmt: skip
     assert await store.enrollment_counts() == {("nurture", "h1"): 2}
     second = {("Sequence", "nurture"): ("h2", {"kind": "Sequence", "v": 2}), ("Template", "intro"): ("t1", {"v": 1})}
-    assert (await store.apply_definitions(second, now=NOW))["changed"] == [("Sequence", "nurture")]
+    assert (await app_rules.apply_definitions(store, second, now=NOW))["changed"] == [("Sequence", "nurture")]
     active = await store.active_definitions()
     assert active[("Sequence", "nurture")].hash == "h2" and active[("Sequence", "nurture")].body["v"] == 2
-    done = await store.apply_definitions({("Template", "intro"): ("t1", {"v": 1})}, now=NOW + dt.timedelta(days=1))
+    done = await app_rules.apply_definitions(store, {("Template", "intro"): ("t1", {"v": 1})},
+                                             now=NOW + dt.timedelta(days=1))
     assert done["removed"] == [("Sequence", "nurture")]
     assert await store.enrollment_counts() == {}
     async with store.engine.connect() as conn:
@@ -570,7 +573,7 @@ async def test_rows_read_from_the_sqlite_driver_equal_what_sqlalchemy_reads(sqli
     store = sqlite_store
     await imported(store)
     await store.set_fields("L1", {"stage": "Contacted"}, now=NOW + dt.timedelta(hours=1))
-    await store.delete("L2", now=NOW + dt.timedelta(hours=2))
+    await events.delete(store, "L2", now=NOW + dt.timedelta(hours=2))
     later = dt.datetime(2026, 11, 25, 9, 30, 15, 123456, tzinfo=dt.UTC)
     base = {"email": "jo@example.org", "sequence": "s", "sequence_hash": "h1", "enrolled_by": "anna",
             "step_index": 0, "steps_done": 0, "started_at": NOW}  # fmt: skip

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from outreach import credentials
+from outreach.mail import credentials, smtp
 from outreach.mail import message as mail_message
-from outreach.mail import smtp
 from outreach.rules import model, timing
 from tests import mailservers
 from tests.mailservers import SmtpServers, SmtpSinks

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from outreach import records as import_files
 from outreach import store as store_module
+from outreach.app import importing as import_files
 from outreach.rules import criteria, diagnostics, model, timing
 from outreach.rules import validate as rules_validate
 

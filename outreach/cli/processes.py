@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from outreach import reminding
+from outreach.app import reminding
 from outreach.cli import options
 from outreach.engine import reminders, render
 from outreach.rules import model

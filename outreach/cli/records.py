@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from outreach import records as import_files
-from outreach import reminding, scheduler
+from outreach.app import enrolling, events, reminding
+from outreach.app import importing as import_files
 from outreach.cli import options
 from outreach.cli import processes as process_commands
 from outreach.engine import sequences as seq
@@ -160,7 +160,7 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
     found, enrolled = options.on_store(db_url, ruleset, go)
     by_record: dict[str, dict[str, Any]] = {}
     for r in found:
-        mine = [scheduler.enrollment_of(e) for e in enrolled if e["record_id"] == r.id]
+        mine = [enrolling.enrollment_of(e) for e in enrolled if e["record_id"] == r.id]
         _counts, lines = seq.widget(mine, ruleset)
         nexts = [line.next_email for line in lines if line.next_email is not None]
         by_record[r.id] = {
@@ -214,7 +214,7 @@ def show(record_id: str, at: str | None, as_json: bool, rules_dir: str, db_url: 
                 await store.enrollments(record_id=record_id), standing)  # fmt: skip
 
     record, tasks_, events, enrolled, standing = options.on_store(db_url, ruleset, go)
-    counts, lines = seq.widget([scheduler.enrollment_of(e) for e in enrolled], ruleset)
+    counts, lines = seq.widget([enrolling.enrollment_of(e) for e in enrolled], ruleset)
     if as_json:
         click.echo(options.dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
                            "sequences": {"counts": counts, "enrollments": [
@@ -297,7 +297,7 @@ def set_(record_id: str, assignments: tuple[str, ...], rules_dir: str, db_url: s
         except ValueError as exc:
             raise click.BadParameter(f"{pair!r}: {exc}", param_hint="FIELD=VALUE") from None
 
-    record = options.on_store(db_url, ruleset, lambda s: s.set_fields(record_id, values, now=options.now()))
+    record = options.on_store(db_url, ruleset, lambda s: events.set_fields(s, record_id, values, now=options.now()))
     click.echo(f"record {record.id}: " + ", ".join(f"{k}={record.value(k)}" for k in values))
 
 
@@ -314,7 +314,7 @@ def convert(record_id: str, rules_dir: str, db_url: str | None) -> None:
     """
     ruleset = options.load_rules(rules_dir)
 
-    record = options.on_store(db_url, ruleset, lambda s: s.convert(record_id, now=options.now()))
+    record = options.on_store(db_url, ruleset, lambda s: events.convert(s, record_id, now=options.now()))
     click.echo(f"record {record.id} is now a {record.type}")
 
 
@@ -331,7 +331,7 @@ def delete(record_id: str, rules_dir: str, db_url: str | None) -> None:
     """
     ruleset = options.load_rules(rules_dir)
 
-    options.on_store(db_url, ruleset, lambda s: s.delete(record_id, now=options.now()))
+    options.on_store(db_url, ruleset, lambda s: events.delete(s, record_id, now=options.now()))
     click.echo(f"record {record_id} deleted")
 
 
@@ -376,8 +376,8 @@ def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: 
     task = options.on_store(
         db_url,
         ruleset,
-        lambda s: s.add_task(
-            record_id, subject, type=task_type, priority=priority, owner=owner, due_at=due_at, now=now
+        lambda s: events.add_task(
+            s, record_id, subject, type=task_type, priority=priority, owner=owner, due_at=due_at, now=now
         ),
     )
     click.echo(
@@ -436,7 +436,7 @@ def tasks_complete(task_id: int, rules_dir: str, db_url: str | None) -> None:
     """
     ruleset = options.load_rules(rules_dir)
 
-    task = options.on_store(db_url, ruleset, lambda s: s.complete_task(task_id, now=options.now()))
+    task = options.on_store(db_url, ruleset, lambda s: events.complete_task(s, task_id, now=options.now()))
     click.echo(f"task {task.id} completed")
 
 
@@ -467,5 +467,5 @@ def appointments_add(record_id: str, starts: str, subject: str, rules_dir: str, 
     now = options.now()
     starts_at = options.parse_when(starts, now_=now)
 
-    appointment = options.on_store(db_url, ruleset, lambda s: s.add_appointment(record_id, starts_at, subject, now=now))
+    appointment = options.on_store(db_url, ruleset, lambda s: events.add_appointment(s, record_id, starts_at, subject, now=now))
     click.echo(f"appointment {appointment.id} with record {record_id} at {options.when(appointment.starts_at)}")

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from outreach import ruletest
 from outreach.cli import options
+from outreach.review import ruletests
 from outreach.rules import diagnostics, model
 from outreach.rules import validate as rules_validate
 
@@ -70,7 +70,7 @@ def test(paths: tuple[str, ...], fmt: str, rules_dir: str | None, name_part: str
         if rules_dir is not None:
             raise click.UsageError("--rules goes with RuleTest files; a directory is its own rule set")
         sets = [([d], []) for d in dirs]
-    results: list[ruletest.Result] = []
+    results: list[ruletests.Result] = []
     for where, only in sets:
         result = rules_validate.validate(where)
         if result.errors or result.ruleset is None:
@@ -78,11 +78,11 @@ def test(paths: tuple[str, ...], fmt: str, rules_dir: str | None, name_part: str
             click.echo(f"{', '.join(where)}: {len(result.errors)} error(s); no RuleTest ran", err=True)
             sys.exit(1)
         tests = [t for t in _tests_in(result.ruleset, only) if name_part is None or name_part in t.name]
-        results += options.run(ruletest.run_all(tests, result.ruleset))
+        results += options.run(ruletests.run_all(tests, result.ruleset))
     if fmt == "json":
-        click.echo(ruletest.format_json(results))
+        click.echo(ruletests.format_json(results))
     elif fmt == "junit":
-        click.echo(ruletest.format_junit(results))
+        click.echo(ruletests.format_junit(results))
     else:
-        click.echo(ruletest.format_text(results))
+        click.echo(ruletests.format_text(results))
     sys.exit(0 if all(r.passed for r in results) else 1)

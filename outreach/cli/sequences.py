@@ -10,12 +10,11 @@ from typing import Any
 
 import click
 
-from outreach import daemon as daemon_module
-from outreach import scheduler as scheduler_module
+from outreach.app import enrolling, sending
 from outreach.cli import options
 from outreach.engine import sequences as seq
 from outreach.rules import criteria, model
-from outreach.store import NotFound, Store, StoreError
+from outreach.store import Store, StoreError
 
 
 @click.command()
@@ -48,8 +47,10 @@ def run(once: bool, tick: float, at: str | None, rules_dir: str, db_url: str | N
     if at is not None and not once:
         raise click.UsageError("--now goes with --once: a running daemon follows the clock")
     now = options.parse_when(at, now_=options.now()) if at else None
-    daemon_module.configure_logging()
-    sys.exit(asyncio.run(daemon_module.serve(rules_dir, db_url, once=once, tick=tick, now=now)))
+    from outreach import daemon  # the composition root: imported only when the daemon runs
+
+    daemon.configure_logging()
+    sys.exit(asyncio.run(daemon.serve(rules_dir, db_url, once=once, tick=tick, now=now)))
 
 
 def _check_user(ruleset: model.RuleSet, user: str | None) -> None:
@@ -110,25 +111,18 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
             raise click.BadParameter(f"no view {view_name!r}", param_hint="--view")
         where = criteria.All(tuple(x for x in (where, ruleset.views[view_name].where) if x is not None))
 
-    async def go(store: Store) -> tuple[list[tuple[str, seq.Enrollment | str]], int]:
+    async def go(store: Store) -> list[tuple[str, seq.Enrollment | str]]:
         sequence = _applied_sequence(ruleset, sequence_name, await store.active_definitions())
-        scheduler = scheduler_module.Scheduler(store, ruleset, None)
-        found = list((await store.records_by_id(list(record_ids))).values()) if record_ids else []
-        missing = [rid for rid in record_ids if rid not in {r.id for r in found}]
-        if where is not None:
-            found += await store.list_records(where, now=now, limit=None)
-        results: list[tuple[str, seq.Enrollment | str]] = [(rid, f"no record {rid!r}") for rid in missing]
         from rich.progress import Progress
 
-        with Progress(transient=True, disable=len(found) < 50 or not sys.stderr.isatty()) as bar:
-            task = bar.add_task("enrolling", total=len(found))
-            for record in found:
-                results.append((record.id, await scheduler.enroll(record, sequence, enrolled_by=as_user, now=now,
-                                                                  dry_run=dry_run)))  # fmt: skip
-                bar.advance(task)
-        return results, len(found)
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("enrolling", total=None)
+            return await enrolling.enroll_many(store, ruleset, sequence, record_ids=record_ids, where=where,
+                                               enrolled_by=as_user, now=now, dry_run=dry_run,
+                                               progress=lambda done, total: bar.update(task, completed=done,
+                                                                                       total=total))  # fmt: skip
 
-    results, _total = options.on_store(db_url, ruleset, go)
+    results = options.on_store(db_url, ruleset, go)
     done = [(rid, r) for rid, r in results if isinstance(r, seq.Enrollment)]
     refused = [(rid, r) for rid, r in results if isinstance(r, str)]
     verb = "would enroll" if dry_run else "enrolled"
@@ -209,27 +203,9 @@ def enrollments_stop(enrollment_id: int | None, record_id: str | None, sequence_
     ruleset = options.load_rules(rules_dir)
     _check_user(ruleset, as_user)
     now = options.now()
-    reason = f"stopped by {as_user}" if as_user else "stopped by hand"
-
     async def go(store: Store) -> list[dict[str, Any]]:
-        if enrollment_id is not None:
-            row = await store.get_enrollment(enrollment_id)
-            rows_ = [row] if row else []
-        else:
-            rows_ = await store.enrollments(record_id=record_id, sequence=sequence_name, live_only=True)
-        if not rows_:
-            raise NotFound("no such live enrollment")
-        ended = [r for r in rows_ if r["status"] not in seq.LIVE]
-        if ended:
-            raise StoreError(f"enrollment {ended[0]['id']} is {ended[0]['status']} already; nothing to stop")
-        out = []
-        for row in rows_:
-            stopped = seq.stop(scheduler_module.enrollment_of(row), reason, now)
-            await store.save_enrollment(scheduler_module.columns_of(stopped),
-                                        event=("sequence_stopped", {"sequence": row["sequence"], "reason": reason}),
-                                        now=now)  # fmt: skip
-            out.append(scheduler_module.columns_of(stopped))
-        return out
+        return await enrolling.stop(store, enrollment_id=enrollment_id, record_id=record_id, sequence=sequence_name,
+                                    by=as_user, now=now)  # fmt: skip
 
     for e in options.on_store(db_url, ruleset, go):
         click.echo(_enrollment_line(e))
@@ -250,16 +226,7 @@ def enrollments_retry(enrollment_id: int, rules_dir: str, db_url: str | None) ->
     now = options.now()
 
     async def go(store: Store) -> dict[str, Any]:
-        row = await store.get_enrollment(enrollment_id)
-        if row is None:
-            raise NotFound(f"no enrollment {enrollment_id}")
-        try:
-            again = seq.retry(scheduler_module.enrollment_of(row), now)
-        except ValueError as exc:
-            raise StoreError(str(exc)) from None
-        values = scheduler_module.columns_of(again)
-        await store.save_enrollment(values, event=("sequence_retried", {"sequence": row["sequence"]}), now=now)
-        return values
+        return await enrolling.retry(store, enrollment_id, now=now)
 
     click.echo(_enrollment_line(options.on_store(db_url, ruleset, go)))
 
@@ -293,20 +260,14 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
 
     async def facts(store: Store) -> tuple[Any, str | None]:
         record = await store.get_record(record_id)
-        email = record.email or ""
-        refused = seq.refusal(
-            scheduler_module.recipient_of(record), sequence,
-            live_in_sequence=bool(email) and await store.live_in_sequence(email, sequence_name),
-            unsubscribed_at=await store.unsubscribed_at(email) if email else None,
-        )  # fmt: skip
-        return record, refused
+        return record, await enrolling.refusal(store, record, sequence)
 
     record, refused = options.on_store(db_url, ruleset, facts)
     if refused:
         click.echo(f"enrolling {record_id} would be refused: {refused}")
-    who = scheduler_module.recipient_of(record)
+    who = enrolling.recipient_of(record)
     user = as_user or record.owner or ""
-    links = daemon_module.unsubscribe_links(ruleset)
+    links = sending.unsubscribe_links(ruleset)
     e = dataclasses.replace(seq.enroll(0, dataclasses.replace(who, email=who.email or "-"), sequence,
                                        ruleset.settings, enrolled_by=user, now=now), email=who.email or "")  # fmt: skip
     problems = 0

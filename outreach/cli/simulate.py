@@ -6,9 +6,9 @@ import datetime as dt
 
 import click
 
-from outreach import simulation
 from outreach.cli import options
 from outreach.engine import reminders
+from outreach.review import simulation
 from outreach.rules import model, timing
 
 DEFAULT_SPAN = dt.timedelta(days=30)

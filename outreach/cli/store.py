@@ -8,12 +8,14 @@ from typing import Any, NoReturn
 
 import click
 
-from outreach import plan as plan_module
-from outreach import review
+from outreach import store as store_module
+from outreach.app import rules as app_rules
 from outreach.cli import options, simulate
+from outreach.review import base as review
+from outreach.review import plan as plan_module
 from outreach.rules import diagnostics, gitref, model
 from outreach.rules import validate as rules_validate
-from outreach.store import Store, migrate
+from outreach.store import Store
 
 
 @click.group()
@@ -39,7 +41,7 @@ def upgrade(db_url: str | None, rules_dir: str) -> None:
     """
 
     revision = options.on_store(db_url, _rules_if_any(rules_dir), lambda s: s.revision(), upgrade=True)
-    click.echo(f"database at revision {revision} (head {migrate.head()})")
+    click.echo(f"database at revision {revision} (head {store_module.Store.schema_head()})")
 
 
 @db.command()
@@ -63,7 +65,7 @@ def current(db_url: str | None, rules_dir: str) -> None:
             raise
         click.echo(exc.message)
         sys.exit(1)
-    click.echo(f"{url}: revision {revision} (head {migrate.head()})")
+    click.echo(f"{url}: revision {revision} (head {store_module.Store.schema_head()})")
 
 
 def _rules_if_any(rules_dir: str) -> model.RuleSet | None:
@@ -183,7 +185,7 @@ def apply(rules_dir: str, db_url: str | None) -> None:
 
     async def go(store: Store) -> plan_module.Plan:
         result = await _plan(store, ruleset)
-        await store.apply_definitions(plan_module.wanted(ruleset), now=when)
+        await app_rules.apply(store, ruleset, now=when)
         return result
 
     result = options.on_store(db_url, ruleset, go)

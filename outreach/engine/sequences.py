@@ -28,16 +28,6 @@ class Status(enum.StrEnum):
 
 LIVE = (Status.ACTIVE, Status.BLOCKED)
 
-# Record events that end every live sequence of the person, and the reason they leave.
-HALTING_EVENTS: Mapping[str, str] = {
-    "replied": "replied",
-    "converted": "converted",
-    "deleted": "deleted",
-    "unsubscribed": "unsubscribed",
-    "bounced": "bounced",
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class Enrollment:
     """One person in one sequence, at one version, as the store keeps it."""

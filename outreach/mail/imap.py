@@ -2,8 +2,8 @@
 
 A poller logs in (LOGIN over implicit TLS, STARTTLS or plain, as the mailbox's `security` says; secrets through
 outreach.credentials), SELECTs the folder and reads every message whose UID is above the last one it handled, in
-UID order. Each is classified (outreach.mail.inbound) and handed to the store, which applies what it means and
-moves the mailbox's position (`mailbox_state`: UIDVALIDITY and last UID) in the same transaction: after a crash,
+UID order. Each is classified (outreach.mail.inbound) and handed on (outreach/app/inbox.py), which records what it
+means and moves the mailbox's position (`mailbox_state`: UIDVALIDITY and last UID) in the same transaction: after a crash,
 a restart or a dropped connection, reading resumes after the last message applied, so nothing is missed and
 nothing is read twice. Then it waits for new mail: IDLE when the server's CAPABILITY offers it, re-issued every
 25 minutes (RFC 2177 asks for less than 29), else a new look every `poll_every`. Any connection error closes the
@@ -47,10 +47,8 @@ from typing import Any, Protocol
 
 import aioimaplib
 
-from outreach import credentials
-from outreach.mail import inbound
+from outreach.mail import credentials, inbound
 from outreach.rules import model
-from outreach.store import inbound as store_inbound
 
 log = logging.getLogger("outreach.imap")
 
@@ -199,7 +197,21 @@ def search_date(at: dt.datetime) -> str:
     return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
 
-def resync_since(position: store_inbound.MailboxPosition | None, first_sent: dt.datetime | None) -> dt.datetime | None:
+class Position(Protocol):
+    """How far a mailbox has been read: its UIDVALIDITY and the last UID handled (None: never read), and when it
+    was last known to be read up to there."""
+
+    @property
+    def uidvalidity(self) -> int | None: ...
+
+    @property
+    def last_uid(self) -> int | None: ...
+
+    @property
+    def updated_at(self) -> dt.datetime: ...
+
+
+def resync_since(position: Position | None, first_sent: dt.datetime | None) -> dt.datetime | None:
     """From when a mailbox must be read again when its position is unknown or its UIDVALIDITY changed: from the
     last time it was read to its end (less RESYNC_MARGIN), or for a first look from when our first message went
     out (None: read nothing, start at the end)."""
@@ -409,10 +421,30 @@ def _text(response: Any) -> str:
 # --- the poller ------------------------------------------------------------------------------------------------
 
 
-class InboxStore(Protocol):
-    """What the poller needs of the store (outreach.store.Store has it)."""
+class Applied(Protocol):
+    """What one message did, as the poller logs it."""
 
-    async def mailbox_position(self, mailbox: str) -> store_inbound.MailboxPosition | None: ...
+    @property
+    def records(self) -> tuple[str, ...]: ...
+
+    @property
+    def stopped(self) -> int: ...
+
+    @property
+    def blocked(self) -> int: ...
+
+    @property
+    def bounced(self) -> tuple[int, ...]: ...
+
+    @property
+    def suppressed(self) -> tuple[str, ...]: ...
+
+
+class InboxStore(Protocol):
+    """What the poller needs: where each mailbox was read up to, what we sent (the classifier's questions), and a
+    place for what a classified message means (outreach.app.inbox.Inbox has it all)."""
+
+    async def mailbox_position(self, mailbox: str) -> Position | None: ...
 
     async def set_mailbox_position(self, mailbox: str, uidvalidity: int, last_uid: int, now: dt.datetime) -> bool: ...
 
@@ -436,7 +468,7 @@ class InboxStore(Protocol):
         senders: Collection[str],
         now: dt.datetime,
         resync_since: dt.datetime | None = None,
-    ) -> store_inbound.Applied | None: ...
+    ) -> Applied | None: ...
 
 
 @dataclasses.dataclass
@@ -603,7 +635,7 @@ class Poller:
         self,
         session: Session,
         selected: Selected,
-        position: store_inbound.MailboxPosition | None,
+        position: Position | None,
         report: PollReport,
     ) -> None:
         since = resync_since(position, await self.store.first_sent_at(self.mailbox.senders))
@@ -676,7 +708,7 @@ class Poller:
             log.exception("mailbox %s: UID %d skipped: the classifier failed", self.name, fetched.uid)
             return None
 
-    def _log(self, uid: int, message: inbound.Inbound, applied: store_inbound.Applied | None) -> None:
+    def _log(self, uid: int, message: inbound.Inbound, applied: Applied | None) -> None:
         if applied is None:
             log.info("mailbox %s: UID %d was handled already (%s)", self.name, uid, message.kind)
             return

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 
-from outreach import credentials
+from outreach.mail import credentials
 from outreach.rules import model
 
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiosmtplib
 
-from outreach import credentials
+from outreach.mail import credentials
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
 

@@ -1,9 +1,11 @@
-"""The store's verbs for mail that comes back: where each mailbox was read up to, what we sent, and what a reply,
-an auto-reply or a bounce does.
+"""The store's verbs for mail that comes back: where each mailbox was read up to, what we sent, and one
+transaction per message for what it means.
 
 Mixed into Store. The IMAP poller (outreach/mail/imap.py) asks which Message-IDs are ours and what we sent to an
-address, classifies a message (outreach/mail/inbound.py), and hands the result to `apply_inbound`, which writes
-its effects and the mailbox's new position in one transaction: a message is applied once, or not at all.
+address, classifies a message (outreach/mail/inbound.py), and hands it to the application layer
+(outreach/app/inbox.py), which opens `inbound_message`: in its transaction the mailbox's position moves, the
+records and messages the message is about are read, and what the engine decided (outreach/engine/events.py) is
+written. A message is applied once, or not at all.
 
 A mailbox's position (`mailbox_state`) is its UIDVALIDITY and the last UID handled; `updated_at` is when the
 mailbox was last known to be read up to there. Moving it is a compare-and-set (`last_uid < uid`), so two daemons
@@ -12,18 +14,16 @@ reading one mailbox (PostgreSQL) never apply one message twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from outreach.store import sequencing, tables
-
-if TYPE_CHECKING:
-    from outreach.mail import inbound
+from outreach.store import changes, rows, tables
 
 SOURCE = "imap"
 # The events a message of a mailbox leaves; a resynchronisation skips the messages that left one already.
@@ -43,22 +43,11 @@ class MailboxPosition:
     updated_at: dt.datetime
 
 
-@dataclasses.dataclass(frozen=True)
-class Applied:
-    """What one message did: the records it touched, the sequences it stopped or blocked, the outbox messages it
-    marked bounced and the addresses it suppressed."""
-
-    kind: str
-    records: tuple[str, ...] = ()
-    stopped: int = 0
-    blocked: int = 0
-    bounced: tuple[int, ...] = ()
-    suppressed: tuple[str, ...] = ()
-
-
 class InboundVerbs:
     engine: AsyncEngine
     dialect: str
+    _record_of: Callable[[Mapping[Any, Any]], rows.Record]
+    _write_lock: Callable[[AsyncConnection], Awaitable[None]]
 
     # --- where a mailbox was read up to ------------------------------------------------------------
 
@@ -127,7 +116,7 @@ class InboundVerbs:
             sa.select(o.c.subject)
             .distinct()
             .select_from(o.join(e, e.c.id == o.c.enrollment_id).join(r, r.c.id == o.c.record_id))
-            .where(r.c.email == address.lower(), e.c.status.in_(sequencing.LIVE), o.c.state.in_(_MAYBE_DELIVERED))
+            .where(r.c.email == address.lower(), e.c.status.in_(changes.LIVE), o.c.state.in_(_MAYBE_DELIVERED))
         )
         if senders:
             query = query.where(sa.func.lower(o.c.sender).in_([s.lower() for s in senders]))
@@ -146,57 +135,117 @@ class InboundVerbs:
 
     # --- applying one message ---------------------------------------------------------------------------
 
-    async def apply_inbound(
+    @contextlib.asynccontextmanager
+    async def inbound_message(
         self,
         mailbox: str,
         uidvalidity: int,
         uid: int,
-        message: inbound.Inbound,
         *,
-        senders: Collection[str],
+        message_id: str | None,
         now: dt.datetime,
         resync_since: dt.datetime | None = None,
-    ) -> Applied | None:
-        """Apply one classified message and move the mailbox's position to `uid`, in one transaction.
+    ) -> AsyncIterator[InboundChanges | None]:
+        """One transaction for one classified message: the mailbox's position moves to `uid`, and the application
+        layer reads what the message is about and writes what it means (outreach/app/inbox.py) through the
+        InboundChanges yielded: a message is applied once, or not at all.
 
-        - reply: a `replied` event on the record of our message (or, for a reply found by its subject, on each
-          record with a live enrollment at the sender's address), which stops every live sequence of the person;
-        - auto_reply: an `auto_reply` event on the record's activity; its sequences go on;
-        - bounce: our message becomes `bounced`, the live enrollments of its address are blocked with the
-          diagnostic ("bounced: 550 5.1.1 user unknown"), the address is suppressed (reason `bounced`) and the
-          record gets a `bounced` event;
-        - delayed: a `bounce_delayed` event only, a warning;
-        - ignored: nothing but the position.
-
-        Returns None, and changes nothing, when the message was applied already: the position is at `uid` or
+        Yields None, and changes nothing, when the message was applied already: the position is at `uid` or
         further (another daemon), or, while resynchronising (`resync_since`, the position is left alone), a
         message with its Message-ID left an event of this mailbox since then.
         """
         async with self.engine.begin() as conn:
+            await self._write_lock(conn)
             if resync_since is None:
                 if not await _advance(conn, mailbox, uidvalidity, uid, now):
-                    return None
+                    yield None
+                    return
             else:
                 m = tables.mailbox_state
-                # A write first: it takes SQLite's write lock and PostgreSQL's row lock before the check below.
+                # A write first: it takes PostgreSQL's row lock before the check below (SQLite's lock is held).
                 await conn.execute(sa.update(m).where(m.c.mailbox == mailbox).values(mailbox=m.c.mailbox))
-                if message.message_id and await _left_event(conn, mailbox, message.message_id, resync_since):
-                    return None
-            data = {
-                "mailbox": mailbox, "uid": uid, "message_id": message.message_id, "from": message.from_address,
-                "subject": message.subject, "reason": message.reason,
-            }  # fmt: skip
-            kind = str(message.kind)
-            if kind == "reply":
-                return await _reply(conn, message, senders, data, now)
-            if kind == "auto_reply":
-                records = await _records(conn, message, senders)
-                for record_id in records:
-                    await sequencing.insert_event(conn, record_id, "auto_reply", now, data, SOURCE)
-                return Applied(kind, tuple(records))
-            if kind in ("bounce", "delayed"):
-                return await _bounce(conn, mailbox, message, senders, data, now)
-            return Applied(kind)
+                if message_id and await _left_event(conn, mailbox, message_id, resync_since):
+                    yield None
+                    return
+            yield InboundChanges(conn, self.dialect, self._record_of)
+
+
+@dataclasses.dataclass
+class OurMessage:
+    """A message of ours that an inbound message is about: its outbox row's id, record, recipient, Message-ID."""
+
+    outbox_id: int
+    record_id: str | None
+    recipient: str
+    message_id: str
+
+
+class InboundChanges(changes.Changes):
+    """The reads and writes of one inbound message's transaction (Changes, and what only mail that comes back
+    needs: which of our messages and records it is about, and an outbox message marked bounced)."""
+
+    async def records_of(
+        self, our_message_ids: Collection[str], from_address: str | None, senders: Collection[str]
+    ) -> list[str]:
+        """The records a reply or an auto-reply is about: those our referenced mail went to, else those with a live
+        enrollment at the sender's address (mail from one of `senders`)."""
+        o, e, r = tables.outbox, tables.enrollments, tables.records
+        if our_message_ids:
+            # Mail to people only: a rep's answer to a reminder about a record is no reply of that record.
+            query = (
+                sa.select(o.c.record_id)
+                .distinct()
+                .where(
+                    o.c.message_id.in_(list(our_message_ids)),
+                    o.c.record_id.is_not(None),
+                    sa.or_(o.c.enrollment_id.is_not(None), o.c.campaign.is_not(None)),
+                )
+            )
+            return sorted((await self.conn.execute(query)).scalars())
+        if not from_address:
+            return []
+        mailed = sa.select(o.c.id).where(o.c.enrollment_id == e.c.id)
+        if senders:
+            mailed = mailed.where(sa.func.lower(o.c.sender).in_([s.lower() for s in senders]))
+        query = (
+            sa.select(e.c.record_id)
+            .distinct()
+            .select_from(e.join(r, r.c.id == e.c.record_id))
+            .where(r.c.email == from_address.lower(), e.c.status.in_(changes.LIVE), sa.exists(mailed))
+        )
+        return sorted((await self.conn.execute(query)).scalars())
+
+    async def messages_of(
+        self, our_message_ids: Collection[str], addresses: Collection[str], senders: Collection[str]
+    ) -> list[OurMessage]:
+        """The messages of ours a bounce is about, of those that may have reached their recipient: the ones it
+        references, else (no copy of our message in the report) our latest mail to each address it names."""
+        o = tables.outbox
+        columns = (o.c.id, o.c.record_id, o.c.recipient, o.c.message_id)
+        if our_message_ids:
+            query = sa.select(*columns).where(
+                o.c.message_id.in_(list(our_message_ids)), o.c.state.in_(_MAYBE_DELIVERED)
+            )
+            found: Sequence[Any] = (await self.conn.execute(query.order_by(o.c.id))).all()
+        else:
+            found = []
+            for address in dict.fromkeys(addresses):
+                query = sa.select(*columns).where(sa.func.lower(o.c.recipient) == address,
+                                                  o.c.state.in_(_MAYBE_DELIVERED))  # fmt: skip
+                if senders:
+                    query = query.where(sa.func.lower(o.c.sender).in_([s.lower() for s in senders]))
+                row = (await self.conn.execute(query.order_by(o.c.id.desc()).limit(1))).first()
+                if row is not None:
+                    found.append(row)
+        return [OurMessage(row.id, row.record_id, str(row.recipient), row.message_id) for row in found]
+
+    async def mark_bounced(self, outbox_id: int, reason: str, now: dt.datetime) -> None:
+        """Our message bounced: its outbox row, and its campaign recipient's row when it has one."""
+        o, c = tables.outbox, tables.campaign_recipients
+        await self.conn.execute(sa.update(o).where(o.c.id == outbox_id).values(state="bounced",
+                                                                              last_error=reason[:1000]))  # fmt: skip
+        await self.conn.execute(sa.update(c).where(c.c.outbox_id == outbox_id).values(status="bounced",
+                                                                                       bounced_at=now))  # fmt: skip
 
 
 async def _advance(conn: AsyncConnection, mailbox: str, uidvalidity: int, uid: int, now: dt.datetime) -> bool:
@@ -224,124 +273,3 @@ async def _left_event(conn: AsyncConnection, mailbox: str, message_id: str, sinc
         .limit(1)
     )
     return (await conn.execute(query)).first() is not None
-
-
-async def _records(conn: AsyncConnection, message: inbound.Inbound, senders: Collection[str]) -> list[str]:
-    """The records a reply or an auto-reply is about: those our referenced mail went to, else those with a live
-    enrollment at the sender's address (mail from one of `senders`)."""
-    o, e, r = tables.outbox, tables.enrollments, tables.records
-    if message.our_message_ids:
-        # Mail to people only: a rep's answer to a reminder about a record is no reply of that record.
-        query = (
-            sa.select(o.c.record_id)
-            .distinct()
-            .where(
-                o.c.message_id.in_(list(message.our_message_ids)),
-                o.c.record_id.is_not(None),
-                sa.or_(o.c.enrollment_id.is_not(None), o.c.campaign.is_not(None)),
-            )
-        )
-        return sorted((await conn.execute(query)).scalars())
-    if not message.from_address:
-        return []
-    mailed = sa.select(o.c.id).where(o.c.enrollment_id == e.c.id)
-    if senders:
-        mailed = mailed.where(sa.func.lower(o.c.sender).in_([s.lower() for s in senders]))
-    query = (
-        sa.select(e.c.record_id)
-        .distinct()
-        .select_from(e.join(r, r.c.id == e.c.record_id))
-        .where(r.c.email == message.from_address.lower(), e.c.status.in_(sequencing.LIVE), sa.exists(mailed))
-    )
-    return sorted((await conn.execute(query)).scalars())
-
-
-async def _reply(
-    conn: AsyncConnection, message: inbound.Inbound, senders: Collection[str], data: Mapping[str, Any],
-    now: dt.datetime,
-) -> Applied:  # fmt: skip
-    records = await _records(conn, message, senders)
-    stopped = 0
-    for record_id in records:
-        await sequencing.insert_event(conn, record_id, "replied", now, data, SOURCE)
-        stopped += await sequencing.halt_record(conn, record_id, "replied", now)
-    return Applied("reply", tuple(records), stopped=stopped)
-
-
-async def _bounce(
-    conn: AsyncConnection, mailbox: str, message: inbound.Inbound, senders: Collection[str],
-    data: Mapping[str, Any], now: dt.datetime,
-) -> Applied:  # fmt: skip
-    """A permanent bounce or a delay warning, applied to each of our messages it is about."""
-    permanent = str(message.kind) == "bounce"
-    o = tables.outbox
-    columns = (o.c.id, o.c.record_id, o.c.recipient, o.c.message_id)
-    reported = [b for b in message.bounced if b.permanent == permanent] or list(message.bounced)
-    if message.our_message_ids:
-        query = sa.select(*columns).where(
-            o.c.message_id.in_(list(message.our_message_ids)), o.c.state.in_(_MAYBE_DELIVERED)
-        )
-        rows: Sequence[Any] = (await conn.execute(query.order_by(o.c.id))).all()
-    else:  # no copy of our message in the report: our latest mail to each address it names
-        rows = []
-        for address in dict.fromkeys(b.address for b in reported):
-            query = sa.select(*columns).where(sa.func.lower(o.c.recipient) == address, o.c.state.in_(_MAYBE_DELIVERED))
-            if senders:
-                query = query.where(sa.func.lower(o.c.sender).in_([s.lower() for s in senders]))
-            row = (await conn.execute(query.order_by(o.c.id.desc()).limit(1))).first()
-            if row is not None:
-                rows.append(row)
-    records: list[str] = []
-    bounced: list[int] = []
-    suppressed: list[str] = []
-    blocked = 0
-    for row in rows:
-        recipient = str(row.recipient).lower()
-        about = next((b for b in reported if recipient in (b.address, b.final_recipient)), None)
-        about = about or (reported[0] if reported else None)
-        status = about.status if about else ""
-        diagnostic = _diagnostic(status, about.diagnostic if about else "") or message.reason
-        details = {**data, "outbox": row.id, "recipient": recipient, "original": row.message_id,
-                   "status": status, "diagnostic": diagnostic}  # fmt: skip
-        if row.record_id is not None:
-            records.append(row.record_id)
-        if not permanent:
-            if row.record_id is not None:
-                await sequencing.insert_event(conn, row.record_id, "bounce_delayed", now, details, SOURCE)
-            continue
-        reason = f"bounced: {diagnostic}"
-        await conn.execute(sa.update(o).where(o.c.id == row.id).values(state="bounced", last_error=reason[:1000]))
-        c = tables.campaign_recipients
-        await conn.execute(sa.update(c).where(c.c.outbox_id == row.id).values(status="bounced", bounced_at=now))
-        e = tables.enrollments
-        done = await conn.execute(
-            sa.update(e)
-            .where(sa.func.lower(e.c.email) == recipient, e.c.status.in_(sequencing.LIVE))
-            .values(status="blocked", reason=reason[:500])
-        )
-        blocked += int(done.rowcount or 0)
-        if await _suppress(conn, recipient, now, f"{SOURCE} {mailbox}"):
-            suppressed.append(recipient)
-        bounced.append(row.id)
-        if row.record_id is not None:
-            await sequencing.insert_event(
-                conn, row.record_id, "bounced", now, {**details, "blocked": int(done.rowcount or 0)}, SOURCE
-            )
-    return Applied(str(message.kind), tuple(dict.fromkeys(records)), blocked=blocked, bounced=tuple(bounced),
-                   suppressed=tuple(suppressed))  # fmt: skip
-
-
-def _diagnostic(status: str, diagnostic: str) -> str:
-    """`550 5.1.1 user unknown`: the server's words, with the status in front when they lack it."""
-    if diagnostic and status and status not in diagnostic:
-        return f"{status} {diagnostic}"
-    return diagnostic or status
-
-
-async def _suppress(conn: AsyncConnection, email: str, now: dt.datetime, source: str) -> bool:
-    """Keep an address off every sequence and campaign (reason `bounced`); False when it was already."""
-    s = tables.suppressions
-    if (await conn.execute(sa.select(s.c.email).where(s.c.email == email))).first() is not None:
-        return False
-    await conn.execute(sa.insert(s).values(email=email, reason="bounced", at=now, source=source[:200]))
-    return True

@@ -17,33 +17,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from outreach.store import bulk, tables
+from outreach.store import bulk, changes, tables
 from outreach.store import rows as rows_module
-
-LIVE = ("active", "blocked")
 
 
 class AlreadyLive(Exception):
     """The address is active (or blocked) in the sequence already."""
-
-
-async def insert_event(
-    conn: AsyncConnection, record_id: str | None, kind: str, at: dt.datetime, data: Mapping[str, Any], source: str
-) -> None:
-    await conn.execute(
-        sa.insert(tables.events).values(record_id=record_id, kind=kind, at=at, data=dict(data), source=source)
-    )
-
-
-async def halt_record(conn: AsyncConnection, record_id: str, reason: str, now: dt.datetime) -> int:
-    """Stop every live enrollment of a record (in the caller's transaction). Returns how many."""
-    e = tables.enrollments
-    done = await conn.execute(
-        sa.update(e)
-        .where(e.c.record_id == record_id, e.c.status.in_(LIVE))
-        .values(status="stopped", reason=reason, ended_at=now, next_due_at=None, awaiting_task=False)
-    )
-    return int(done.rowcount or 0)
 
 
 _ENROLLMENT_COLUMNS = frozenset(tables.enrollments.c.keys())
@@ -180,31 +159,17 @@ def _aware(value: Any) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-async def _fail(conn: AsyncConnection, outbox_id: int, detail: str, now: dt.datetime) -> None:
-    o, e = tables.outbox, tables.enrollments
-    await conn.execute(
-        sa.update(o).where(o.c.id == outbox_id).values(state="failed", last_error=detail[:1000], next_attempt_at=None)
-    )
-    row = (await conn.execute(sa.select(o.c.enrollment_id, o.c.record_id).where(o.c.id == outbox_id))).one()
-    if row.enrollment_id is not None:
-        await conn.execute(
-            sa.update(e)
-            .where(e.c.id == row.enrollment_id, e.c.status.in_(LIVE))
-            .values(status="blocked", reason=f"undeliverable: {detail}"[:500])
-        )
-    await insert_event(conn, row.record_id, "send_failed", now, {"outbox": outbox_id, "detail": detail}, "engine")
-
-
 class SequenceVerbs:
     engine: AsyncEngine
     dialect: str
     _records_in: Callable[[AsyncConnection, list[str]], Awaitable[dict[str, rows_module.Record]]]
+    _record_of: Callable[[Mapping[Any, Any]], rows_module.Record]
 
     # --- enrolling -------------------------------------------------------------------------
 
     async def live_in_sequence(self, email: str, sequence: str) -> bool:
         e = tables.enrollments
-        query = sa.select(e.c.id).where(e.c.email == email, e.c.sequence == sequence, e.c.status.in_(LIVE))
+        query = sa.select(e.c.id).where(e.c.email == email, e.c.sequence == sequence, e.c.status.in_(changes.LIVE))
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).first() is not None
 
@@ -221,7 +186,7 @@ class SequenceVerbs:
             async with self.engine.begin() as conn:
                 result = await conn.execute(sa.insert(tables.enrollments).values(**data))
                 new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-                await insert_event(
+                await changes.insert_event(
                     conn,
                     values["record_id"],
                     "enrolled",
@@ -256,7 +221,7 @@ class SequenceVerbs:
         if sequence is not None:
             query = query.where(e.c.sequence == sequence)
         if live_only:
-            query = query.where(e.c.status.in_(LIVE))
+            query = query.where(e.c.status.in_(changes.LIVE))
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
 
@@ -268,38 +233,7 @@ class SequenceVerbs:
             await batch.save(values)
             await batch.flush()
             if event is not None and now is not None:
-                await insert_event(conn, values["record_id"], event[0], now, event[1], source)
-
-    # --- events that halt --------------------------------------------------------------------------
-
-    async def record_event(
-        self,
-        record_id: str,
-        kind: str,
-        *,
-        now: dt.datetime,
-        data: Mapping[str, Any] | None = None,
-        halt: str | None = None,
-        suppress: str | None = None,
-        source: str = "engine",
-    ) -> int:
-        """Record an event on a record; with `halt`, stop its live sequences in the same transaction.
-
-        With `suppress` (e.g. "unsubscribed"), the record's address is kept off every
-        current and future sequence and campaign. Returns how many enrollments stopped.
-        """
-        r, s = tables.records, tables.suppressions
-        async with self.engine.begin() as conn:
-            await insert_event(conn, record_id, kind, now, data or {}, source)
-            if suppress is not None:
-                email = (await conn.execute(sa.select(r.c.email).where(r.c.id == record_id))).scalar()
-                if email:
-                    exists = (await conn.execute(sa.select(s.c.email).where(s.c.email == email.lower()))).first()
-                    if exists is None:
-                        await conn.execute(
-                            sa.insert(s).values(email=email.lower(), reason=suppress, at=now, source=source)
-                        )
-            return await halt_record(conn, record_id, halt, now) if halt else 0
+                await changes.insert_event(conn, values["record_id"], event[0], now, event[1], source)
 
     # --- the scheduler's work ----------------------------------------------------------------------
 
@@ -415,14 +349,14 @@ class SequenceVerbs:
         async with self.engine.connect() as conn:
             return {row[0]: (int(row[1]), _aware(row[2])) for row in await conn.execute(query)}
 
-    async def finish_sends(self, done: Sequence[SendOutcome], now: dt.datetime) -> None:
+    @contextlib.asynccontextmanager
+    async def finishing_sends(self, done: Sequence[SendOutcome], now: dt.datetime) -> AsyncIterator[changes.FinishedSends]:
         """What became of claimed messages, written in one transaction: sent, deferred until a retry, or failed.
 
-        A failed message (refused for good, or out of attempts) blocks its enrollment with the server's reply
-        and adds a `send_failed` event to the record.
+        A failed message (refused for good, or out of attempts) becomes `failed`; the application layer writes
+        what that means for its enrollment and record through the FinishedSends yielded (`failed`: the outcome,
+        its enrollment's id and its record's), in the same transaction.
         """
-        if not done:
-            return
         o = tables.outbox
         sent = [{"id": d.outbox_id, "state": "sent", "sent_at": now, "last_error": None} for d in done if d.ok]
         deferred = [
@@ -430,14 +364,19 @@ class SequenceVerbs:
             for d in done if not d.ok and d.retry_at is not None
         ]  # fmt: skip
         held = [d.outbox_id for d in done if not d.attempted]
+        lost = [d for d in done if not d.ok and d.retry_at is None]
         async with self.engine.begin() as conn:
             await bulk.update(conn, o, "id", sent)
             await bulk.update(conn, o, "id", deferred)
             if held:
                 await conn.execute(sa.update(o).where(o.c.id.in_(held)).values(attempts=o.c.attempts - 1))
-            for d in done:
-                if not d.ok and d.retry_at is None:
-                    await _fail(conn, d.outbox_id, d.detail, now)
+            failed: list[changes.Failed] = []
+            for d in lost:
+                await conn.execute(sa.update(o).where(o.c.id == d.outbox_id)
+                                   .values(state="failed", last_error=d.detail[:1000], next_attempt_at=None))  # fmt: skip
+                row = (await conn.execute(sa.select(o.c.enrollment_id, o.c.record_id).where(o.c.id == d.outbox_id))).one()
+                failed.append(changes.Failed(d.outbox_id, d.detail, row.enrollment_id, row.record_id))
+            yield changes.FinishedSends(conn, self.dialect, self._record_of, failed=failed)
 
     async def outbox(self, *, state: str | None = None, record_id: str | None = None) -> list[dict[str, Any]]:
         o = tables.outbox

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outreach.rules import criteria as rules_criteria
 from outreach.rules.criteria import FieldType
-from outreach.store import bulk, migrate, reminding, rows, sequencing, tables
+from outreach.store import bulk, changes, migrate, reminding, rows, sequencing, tables
 from outreach.store import criteria as sql_criteria
 from outreach.store import inbound as inbound_verbs
 
@@ -105,6 +105,7 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
         self.url = url
         self.dialect = engine.dialect.name
         self._lock_file: Any = None
+        self._file_backed = self.dialect == "sqlite" and sa.make_url(url).database not in (None, "", ":memory:")
         self.fields = rules_criteria.BUILTIN_FIELDS
         self._statements: dict[Hashable, Any] = {}
 
@@ -187,6 +188,11 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
             row: tuple[int, int, int] = tuple((await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one())
         return max(row[2], 0)  # (busy, frames in the WAL, frames copied); -1 when not in WAL mode
 
+    @staticmethod
+    def schema_head() -> str:
+        """The newest schema revision this version of outreach knows (Alembic's head)."""
+        return migrate.head()
+
     async def revision(self) -> str | None:
         return await migrate.current(self.engine)
 
@@ -221,6 +227,21 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.begin() as conn:
             yield conn
+
+    async def _write_lock(self, conn: AsyncConnection) -> None:
+        """On an SQLite file, take the write lock before anything is read (BEGIN IMMEDIATE): SQLite's driver
+        reads outside the transaction until its first write, so what was read could change before it. Another
+        process's write waits (busy_timeout), as it would for any write. PostgreSQL locks rows as it reads them."""
+        if self._file_backed:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @contextlib.asynccontextmanager
+    async def changing(self) -> AsyncIterator[changes.Changes]:
+        """One transaction for an event: the application layer reads what it is about and writes what the engine
+        decided through the Changes yielded; all of it commits together (outreach/store/changes.py)."""
+        async with self.engine.begin() as conn:
+            await self._write_lock(conn)
+            yield changes.Changes(conn, self.dialect, self._record_of)
 
     # --- records -------------------------------------------------------------------------
 
@@ -493,34 +514,6 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
             await self._event(conn, record_id, "updated", now, {"fields": changed}, source)
         return await self.get_record(record_id)
 
-    async def convert(self, record_id: str, *, now: dt.datetime, source: str = "cli") -> rows.Record:
-        """A lead becomes a contact; the conversion is an event (it ends the lead's sequences)."""
-        r = tables.records
-        async with self._tx() as conn:
-            old = (await conn.execute(sa.select(r.c.type, r.c.deleted_at).where(r.c.id == record_id))).first()
-            if old is None or old.deleted_at is not None:
-                raise NotFound(f"no record {record_id!r}")
-            if old.type != "lead":
-                raise StoreError(f"record {record_id!r} is a {old.type}; only leads are converted")
-            await conn.execute(
-                sa.update(r).where(r.c.id == record_id).values(type="contact", converted_at=now, updated_at=now)
-            )
-            await self._event(conn, record_id, "converted", now, {}, source)
-            await sequencing.halt_record(conn, record_id, "converted", now)  # a conversion ends the lead's sequences
-        return await self.get_record(record_id)
-
-    async def delete(self, record_id: str, *, now: dt.datetime, source: str = "cli") -> None:
-        """Mark a record deleted (kept for history; hidden from lists and campaigns)."""
-        r = tables.records
-        async with self._tx() as conn:
-            done = await conn.execute(
-                sa.update(r).where(r.c.id == record_id, r.c.deleted_at.is_(None)).values(deleted_at=now, updated_at=now)
-            )
-            if done.rowcount == 0:
-                raise NotFound(f"no record {record_id!r}")
-            await self._event(conn, record_id, "deleted", now, {}, source)
-            await sequencing.halt_record(conn, record_id, "deleted", now)
-
     def _fields_out(self, stored: Mapping[str, Any] | None) -> dict[str, Any]:
         out = dict(stored or {})
         for name in self._datetime_fields.intersection(out):  # kept as ISO text in the JSON
@@ -637,7 +630,7 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
                                                                 data, "engine")))  # fmt: skip
         return [event for *_, event in sorted(found, key=lambda x: x[:3])]
 
-    _event = staticmethod(sequencing.insert_event)
+    _event = staticmethod(changes.insert_event)
 
     # --- definitions -------------------------------------------------------------------------
 
@@ -649,20 +642,23 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
         async with self.engine.connect() as conn:
             return {(row.kind, row.name): rows.ActiveDefinition(**row._mapping) for row in await conn.execute(query)}
 
-    async def apply_definitions(
+    @contextlib.asynccontextmanager
+    async def applying_definitions(
         self,
         wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]],
         *,
         now: dt.datetime,
-    ) -> dict[str, list[tuple[str, str]]]:
+    ) -> AsyncIterator[changes.AppliedDefinitions]:
         """Make `wanted` ({(kind, name): (hash, body)}) the definitions in force, in one transaction.
 
-        New versions are kept beside the old ones; a removed sequence stops its
-        live enrollments ("sequence removed"). Returns what was added, changed and removed.
+        New versions are kept beside the old ones. The AppliedDefinitions yielded says what was added, changed and
+        removed (`done`); through it the application layer writes, in the same transaction, what a removal means
+        for the enrollments in flight (outreach/app/rules.py).
         """
-        a, d, e = tables.active_definitions, tables.definitions, tables.enrollments
+        a, d = tables.active_definitions, tables.definitions
         done: dict[str, list[tuple[str, str]]] = {"added": [], "changed": [], "removed": []}
-        async with self._tx() as conn:
+        async with self.engine.begin() as conn:
+            await self._write_lock(conn)
             current = {(row.kind, row.name): row.hash for row in await conn.execute(sa.select(a))}
             known = {
                 (row.kind, row.name, row.hash) for row in await conn.execute(sa.select(d.c.kind, d.c.name, d.c.hash))
@@ -685,13 +681,7 @@ class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.Inb
             for kind, name in sorted(set(current) - set(wanted)):
                 await conn.execute(sa.delete(a).where(a.c.kind == kind, a.c.name == name))
                 done["removed"].append((kind, name))
-                if kind == "Sequence":
-                    await conn.execute(
-                        sa.update(e)
-                        .where(e.c.sequence == name, e.c.status.in_(("active", "blocked")))
-                        .values(status="stopped", reason="sequence removed", ended_at=now, next_due_at=None)
-                    )
-        return done
+            yield changes.AppliedDefinitions(conn, self.dialect, self._record_of, done=done)
 
     async def enrollment_counts(self) -> dict[tuple[str, str], int]:
         """Live (active or blocked) enrollments by (sequence, version hash)."""

@@ -18,15 +18,15 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
-import sqlalchemy as sa
-
+from outreach import store as store_module
 from outreach.engine import reminders, render
 from outreach.mail import message as mail_message
 from outreach.rules import model, timing
-from outreach.store import Store, rows
 from outreach.store import reminding as store_reminding
+from outreach.store import rows
 
 log = logging.getLogger("outreach")
 LOOK_AFTER_CHANGES = dt.timedelta(minutes=5)  # changed records are looked at again, but not at every tick
@@ -77,10 +77,24 @@ def local_time(t: dt.datetime, zone: str) -> str:
     return t.astimezone(timing.zone(zone)).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
+class ReminderStore(Protocol):
+    """The store's verbs that the reminder runs and the commands' standings use (outreach.store.Store has them)."""
+
+    async def last_record_change(self) -> dt.datetime | None: ...
+
+    def reminder_pass(
+        self, scope: store_reminding.Scope, known: Sequence[str]
+    ) -> AbstractAsyncContextManager[store_reminding.ReminderPass]: ...
+
+    async def reminder_candidates(
+        self, scope: store_reminding.Scope, *, record_ids: Sequence[str] | None = None, everyone: bool = False
+    ) -> list[store_reminding.Candidate]: ...
+
+
 class Reminders:
     """The reminders phase of the scheduler's tick, for one rule set."""
 
-    def __init__(self, store: Store, ruleset: model.RuleSet) -> None:
+    def __init__(self, store: ReminderStore, ruleset: model.RuleSet) -> None:
         self.store = store
         self.ruleset = ruleset
         self._looked: dict[str, dt.datetime] = {}  # per process: when a pass last read every candidate
@@ -101,7 +115,7 @@ class Reminders:
                 continue
             try:
                 queued += await self.run_process(process, now)
-            except sa.exc.SQLAlchemyError:
+            except store_module.DatabaseError:
                 raise  # the pass's transaction is gone; the daemon logs it and the next tick tries again
             except Exception:  # one broken process must not stop the others, nor the daemon
                 log.exception("the reminders of process %s failed", process.name)
@@ -261,7 +275,7 @@ class Standing:
 
 
 async def standings(
-    store: Store,
+    store: ReminderStore,
     ruleset: model.RuleSet,
     process: model.SalesProcess,
     now: dt.datetime,

@@ -1,13 +1,14 @@
 """RuleTests, run: the real scheduler and store on a virtual clock, and what happened compared with what was expected.
 
 Each RuleTest (RULES-LANGUAGE.md, "kind: RuleTest") gets an empty SQLite store in memory (one store, emptied
-between tests), the rule set's definitions applied, its records imported at `start`, and a transport that
-records every message with the virtual time it was sent. The clock then moves from `start` to `until`,
+between tests: outreach/store/memory.py), the rule set put in force as the daemon puts it (outreach/app/rules.py),
+its records imported at `start`, and a transport that records every message with the virtual time it was sent. The clock then moves from `start` to `until`,
 stopping only where something can happen: at each event, where the store says an enrollment or a deferred
 message is next due, at the daily run of a process when one of its records can be reminded then, five
 minutes after the reminders' last look when a change left a reminder due (the daemon looks again then) and, for
-auto-enrolling sequences whose criteria depend on time, at every hourly full scan. At each stop the events of that instant are applied through the store's
-verbs, then one `Scheduler.tick(now)` runs, as the daemon's would.
+auto-enrolling sequences whose criteria depend on time, at every hourly full scan. At each stop the events of that instant are recorded through the
+application layer, as the CLI, the IMAP poller and the web handlers record them (outreach/app/events.py,
+enrolling.py, inbox.py), then one `Scheduler.tick(now)` runs, as the daemon's would.
 
 `check` compares the run with the expectations (pure); `format_text`, `format_json` and `format_junit` print
 results. Nothing here reads the wall clock except to time a run for the report.
@@ -26,34 +27,27 @@ import email.utils
 import functools
 import json
 import re
-import sqlite3
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 from xml.etree import ElementTree
 
-import aiosqlite
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from outreach import plan as plan_module
-from outreach import records as import_rows
-from outreach import reminding
-from outreach import scheduler as scheduler_module
 from outreach import store as store_module
+from outreach.app import enrolling, events, inbox, reminding, sending
+from outreach.app import importing as import_rows
+from outreach.app import rules as app_rules
 from outreach.engine import reminders
-from outreach.engine import sequences as seq
-from outreach.mail import inbound, links
+from outreach.mail import inbound
 from outreach.mail import transport as mail_transport
 from outreach.rules import criteria, model
-from outreach.store import migrate, tables
+from outreach.store import memory
 
 MAILBOX = "ruletest"  # the mailbox replies, auto-replies and bounces are "read" from
 TEST_SECRET = b"outreach test: unsubscribe links of RuleTests"  # signs links as a daemon with a secret would
 MAX_STOPS = 100_000  # a run that stops more often than this is a bug in the engine or here, not a long test
 _RECHECK = reminding.LOOK_AFTER_CHANGES
-_HOUR = scheduler_module.FULL_SCAN_EVERY
+_HOUR = enrolling.FULL_SCAN_EVERY
 
 
 class RuleTestError(Exception):
@@ -182,90 +176,16 @@ def until_of(test: model.RuleTest) -> dt.datetime:
     return max(named) + dt.timedelta(days=1)
 
 
-class _InlineConnection(aiosqlite.Connection):
-    """aiosqlite's connection without its worker thread: each call runs at once on the event loop's thread.
-
-    A RuleTest's store is private and in memory, so a query never waits for anything, and handing each call
-    to a thread and back costs more than the query (ten times the whole run, on a small machine).
-    """
-
-    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._connection is None:
-            raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
-
-    async def _connect(self) -> _InlineConnection:
-        if self._connection is None:
-            self._connection = self._connector()
-        return self
-
-    def __await__(self) -> Generator[Any, None, _InlineConnection]:
-        return self._connect().__await__()
-
-    def stop(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-def _memory() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:", check_same_thread=False)
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
-
-
-_KEPT = ("alembic_version", "definitions", "active_definitions")  # the same rule set's definitions stay applied
-
-
-class Stores:
-    """One SQLite store in memory, emptied between RuleTests (all but the definitions): each test starts from
-    nothing, and the SQL the engine compiled for one test serves the next. `raw` is its one sqlite3
-    connection, for the runner's own look at what is due next (the store's verbs cost more than the query)."""
-
-    def __init__(self) -> None:
-        self.store: store_module.Store | None = None
-        self.raw: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        self.raw = _memory()
-        return self.raw
-
-    async def fresh(self, fields: Mapping[str, criteria.FieldType]) -> store_module.Store:
-        if self.store is None:
-
-            async def connection() -> _InlineConnection:
-                return await _InlineConnection(self._connect, 64)
-
-            engine = create_async_engine("sqlite+aiosqlite://", poolclass=sa.pool.StaticPool, async_creator=connection)
-            await migrate.upgrade(engine)
-            self.store = store_module.Store(engine, "sqlite:///:memory:")
-        else:
-            assert self.raw is not None
-            emptied = [t.name for t in reversed(tables.metadata.sorted_tables) if t.name not in _KEPT]
-            script = "".join(f"DELETE FROM {name};" for name in emptied)
-            if self.raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
-                script += "DELETE FROM sqlite_sequence WHERE name <> 'definitions';"  # ids start at 1 again
-            self.raw.executescript(f"BEGIN;{script}COMMIT;")
-        self.store.fields = dict(fields)
-        return self.store
-
-    async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
-            self.raw = None
-
-
 async def run_all(tests: Iterable[model.RuleTest], ruleset: model.RuleSet) -> list[Result]:
     """Run RuleTests one after the other, each on its own store."""
-    stores = Stores()
+    stores = memory.MemoryStore()
     try:
         return [await run(test, ruleset, stores) for test in tests]
     finally:
         await stores.close()
 
 
-async def run(test: model.RuleTest, ruleset: model.RuleSet, stores: Stores) -> Result:
+async def run(test: model.RuleTest, ruleset: model.RuleSet, stores: memory.MemoryStore) -> Result:
     """Run one RuleTest and check it."""
     started = time.perf_counter()
     problem = expects_nothing(test)
@@ -273,8 +193,7 @@ async def run(test: model.RuleTest, ruleset: model.RuleSet, stores: Stores) -> R
         return Result(test, error=f"{test.source.file}:{test.source.line}: {problem}")
     store = await stores.fresh(ruleset.settings.fields)
     try:
-        assert stores.raw is not None
-        actual = await _Run(test, ruleset, store, stores.raw).go()
+        actual = await _Run(test, ruleset, store, stores).go()
     except RuleTestError as exc:
         return Result(test, error=f"{test.source.file}:{exc.line}: {exc}", seconds=time.perf_counter() - started)
     return Result(test, tuple(check(test, actual)), None, actual, time.perf_counter() - started)
@@ -293,11 +212,10 @@ class Trace:
 
 async def trace(test: model.RuleTest, ruleset: model.RuleSet) -> Trace:
     """Run one RuleTest on a store of its own without checking its expectations; RuleTestError as `run` has."""
-    stores = Stores()
+    stores = memory.MemoryStore()
     try:
         store = await stores.fresh(ruleset.settings.fields)
-        assert stores.raw is not None
-        one = _Run(test, ruleset, store, stores.raw)
+        one = _Run(test, ruleset, store, stores)
         actual = await one.go()
         by_id = {m["message_id"]: m for m in await store.outbox()}
         outbox = tuple(by_id.get(r.header("Message-ID"), {}) for r in one.transport.messages)
@@ -321,15 +239,15 @@ class _Run:
     """One RuleTest's run on its store."""
 
     def __init__(
-        self, test: model.RuleTest, ruleset: model.RuleSet, store: store_module.Store, raw: sqlite3.Connection
+        self, test: model.RuleTest, ruleset: model.RuleSet, store: store_module.Store, memory_: memory.MemoryStore
     ) -> None:
         self.test = test
-        self.raw = raw
+        self.memory = memory_
         self.ruleset = ruleset
         self.store = store
         self.transport = RecordingTransport(test.start)
-        self.scheduler = scheduler_module.Scheduler(store, ruleset, self.transport,
-                                                    unsubscribe_url=_unsubscribe_links(ruleset))  # fmt: skip
+        self.rules = app_rules.InForce(store, links=_unsubscribe_links)
+        self.inbox = inbox.Inbox(store)
         self.notices: list[str] = []
         self.uid = 0
         self.changed: dt.datetime | None = None  # when an event last changed something
@@ -339,7 +257,7 @@ class _Run:
     async def go(self) -> Actual:
         test, store = self.test, self.store
         start, until = test.start, until_of(test)
-        await store.apply_definitions(plan_module.wanted(self.ruleset), now=start)
+        await self.rules.swap(self.ruleset, self.transport, now=start)
         await store.set_mailbox_position(MAILBOX, 1, 0, start)
         rows = [import_rows.Row(0, r.id, r.type, _address(r.fields.get("email")),
                                 {k: v for k, v in r.fields.items() if k != "email"}) for r in test.records]  # fmt: skip
@@ -353,7 +271,8 @@ class _Run:
                 await self.apply(events.pop(0), now)
             self.transport.now = now
             self.ticks = [t for t in self.ticks if now - t < _RECHECK] + [now]
-            await self.scheduler.tick(now)
+            assert self.rules.scheduler is not None
+            await self.rules.scheduler.tick(now)
             following = await self.next_stop(now, events)
             if following is None or following > until:
                 return await self.actual()
@@ -364,10 +283,9 @@ class _Run:
         """The next instant at which the daemon would act or an event happens."""
         soon = now + dt.timedelta(seconds=1)  # something due and left undone (held back) is looked at again
         times: list[dt.datetime] = [events[0].at] if events else []
-        for query in (_NEXT_STEP, _NEXT_RETRY):
-            found = self.raw.execute(query).fetchone()[0]
+        for found in (self.memory.next_step_due(), self.memory.next_retry_due()):
             if found is not None:
-                times.append(max(_stamp(found), soon))
+                times.append(max(found, soon))
         times += self.reminder_stops(now)
         if self.hourly:
             times.append(self.test.start + _HOUR * ((now - self.test.start) // _HOUR + 1))
@@ -385,20 +303,19 @@ class _Run:
             run = reminders.next_run(process, now) if process.follow_up.enabled else None
             if run is None:
                 continue
-            states = {row[0]: row[1:] for row in self.raw.execute(_STATES, (process.name,))}
+            states = self.memory.reminder_states(process.name)
             due: list[dt.datetime] = []
-            for rid, stage, entered_text in self._staged(process):
-                entered = _stamp(entered_text)
+            for rid, stage, entered in self.memory.staged(process.module, process.stage_field):
                 since = reminders.overdue_since(process, stage, entered, settings=settings)
                 if since is None:
                     continue
                 state = states.get(rid)
-                if state is None or (state[0], _stamp(state[1]), _stamp(state[2])) != (stage, entered, since):
+                if state is None or (state[0], state[1], state[2]) != (stage, entered, since):
                     first = reminders.first_reminder_at(process, since)
                     if first is not None:
                         due.append(first)
                 elif state[3] is not None and state[4] is None:
-                    due.append(_stamp(state[3]))
+                    due.append(state[3])
             if not due:
                 continue
             if min(due) > now:
@@ -413,14 +330,6 @@ class _Run:
         if self.changed is None or now - self.changed >= _RECHECK:
             return run
         return min([run, *(t + _RECHECK for t in self.ticks if t + _RECHECK > now)])
-
-    def _staged(self, process: model.SalesProcess) -> list[tuple[str, Any, str]]:
-        """(id, stage, entered at) of the live records of the process's module that are in a stage."""
-        if process.stage_field == "stage":
-            return list(self.raw.execute(_STAGED, (process.module,)))
-        rows_ = self.raw.execute(_STAGED_IN_FIELD, (f"$.{process.stage_field}", process.module))
-        return [(rid, json.loads(stage) if isinstance(stage, str) and stage[:1] in '"[{' else stage, at)
-                for rid, stage, at in rows_]  # fmt: skip
 
     # --- events -------------------------------------------------------------------------------------------
 
@@ -446,20 +355,20 @@ class _Run:
         changed = event.ruleset
         if changed is None:  # validation builds it for every apply event of a valid RuleTest
             raise RuleTestError("apply: the changed rule set has errors", event.line)
-        await self.store.apply_definitions(plan_module.wanted(changed), now=now)
+        await self.rules.swap(changed, self.transport, now=now)
         self.ruleset = changed
-        self.scheduler = scheduler_module.Scheduler(self.store, changed, self.transport,
-                                                    unsubscribe_url=_unsubscribe_links(changed))  # fmt: skip
         self.hourly = _hourly(changed)
 
     async def _apply(self, event: model.TestEvent, record: store_module.rows.Record, now: dt.datetime) -> None:
+        """One event, recorded through the application layer as the CLI and the daemon record it."""
         store, args, line, kind = self.store, event.args, event.line, event.kind
-        rid = record.id
+        rid, by = record.id, "test"
         if kind == "enroll":
             sequence = self.ruleset.sequences.get(str(args["sequence"]))
             if sequence is None:
                 raise RuleTestError(f"enroll: unknown sequence {args['sequence']!r}", line)
-            got = await self.scheduler.enroll(record, sequence, enrolled_by=str(args["as"]), now=now, source="test")
+            got = await enrolling.enroll(store, self.ruleset, record, sequence, enrolled_by=str(args["as"]), now=now,
+                                         source=by)  # fmt: skip
             if isinstance(got, str):
                 self.notices.append(f"{now:%a %Y-%m-%d %H:%M} UTC  enroll {rid} in {sequence.name} refused: {got}")
         elif kind in ("reply", "auto_reply", "bounce"):
@@ -467,35 +376,31 @@ class _Run:
         elif kind in ("open", "click"):
             if args.get("campaign") is not None:
                 raise RuleTestError(f"{kind}: campaigns are not built yet", line)
-            await store.record_event(rid, "opened" if kind == "open" else "clicked", now=now, source="test")
+            await (events.opened if kind == "open" else events.clicked)(store, rid, now=now, source=by)
         elif kind == "unsubscribe":
-            await store.record_event(rid, "unsubscribed", now=now, halt="unsubscribed", suppress="unsubscribed",
-                                     source="test")  # fmt: skip
+            await events.unsubscribe(store, rid, now=now, source=by)
         elif kind == "convert":
-            await store.convert(rid, now=now, source="test")
+            await events.convert(store, rid, now=now, source=by)
         elif kind == "delete":
-            await store.delete(rid, now=now, source="test")
+            await events.delete(store, rid, now=now, source=by)
         elif kind == "set":
-            await store.set_fields(rid, {k: v for k, v in args.items() if k != "record"}, now=now, source="test")
+            await events.set_fields(store, rid, {k: v for k, v in args.items() if k != "record"}, now=now, source=by)
         elif kind == "task":
-            await store.add_task(rid, str(args["subject"]), now=now, owner=record.owner, source="test")
+            await events.add_task(store, rid, str(args["subject"]), now=now, owner=record.owner, source=by)
         elif kind == "complete_task":
             open_tasks = [t for t in await store.list_tasks(rid) if t.enrollment_id is not None]
             if not open_tasks:
                 raise RuleTestError(f"complete_task: {rid} has no open sequence task at {now.isoformat()}", line)
-            await store.complete_task(open_tasks[0].id, now=now, source="test")
+            await events.complete_task(store, open_tasks[0].id, now=now, source=by)
         elif kind == "appointment":
-            await store.add_appointment(rid, args["starts"], "appointment", now=now, source="test")
+            await events.add_appointment(store, rid, args["starts"], "appointment", now=now, source=by)
         elif kind == "stop":
-            live = await store.enrollments(record_id=rid, sequence=str(args["sequence"]), live_only=True)
-            if not live:
+            try:
+                await enrolling.stop(store, record_id=rid, sequence=str(args["sequence"]), by=args.get("as"), now=now,
+                                     source=by)  # fmt: skip
+            except store_module.NotFound:
                 raise RuleTestError(f"stop: {rid} has no live enrollment in {args['sequence']} at {now.isoformat()}",
-                                    line)  # fmt: skip
-            reason = f"stopped by {args['as']}" if args.get("as") else "stopped by hand"
-            for row in live:
-                stopped = seq.stop(scheduler_module.enrollment_of(row), reason, now)
-                await store.save_enrollment(scheduler_module.columns_of(stopped), now=now, source="test",
-                                            event=("sequence_stopped", {"sequence": row["sequence"], "reason": reason}))  # fmt: skip
+                                    line) from None  # fmt: skip
         else:  # the schema allows no other kind
             raise RuleTestError(f"unknown event {kind!r}", line)
 
@@ -522,7 +427,7 @@ class _Run:
         else:
             message = inbound.Inbound(inbound.Kind(kind), "RuleTest", own_id, record.email.lower(),
                                       f"Re: {latest.header('Subject')}", (ours,), (ours,))  # fmt: skip
-        await self.store.apply_inbound(MAILBOX, 1, self.uid, message, senders=(), now=now)
+        await self.inbox.apply_inbound(MAILBOX, 1, self.uid, message, senders=(), now=now)
 
     # --- the end -------------------------------------------------------------------------------------------
 
@@ -546,12 +451,9 @@ class _Run:
         return Actual(tuple(sent), tasks, fields, enrollments, tuple(self.notices))
 
 
-def _unsubscribe_links(ruleset: model.RuleSet) -> Callable[[seq.Enrollment], str | None] | None:
+def _unsubscribe_links(ruleset: model.RuleSet) -> sending.UnsubscribeLinks:
     """Unsubscribe links signed with the test secret when Settings has `tracking`, as a daemon's would be."""
-    tracking = ruleset.settings.tracking
-    if tracking is None:
-        return None
-    return lambda e: links.unsubscribe_url(tracking, TEST_SECRET, e.email, f"e{e.id}")
+    return sending.unsubscribe_links(ruleset, secret=TEST_SECRET)
 
 
 def _hourly(ruleset: model.RuleSet) -> bool:
@@ -572,29 +474,6 @@ def _address(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     return import_rows.plain_email(value) or value.strip().lower()
-
-
-# What is due next, read from the store's tables (SQLite keeps times as naive UTC text, which sorts as time).
-_NEXT_STEP = (
-    "SELECT min(next_due_at) FROM enrollments WHERE status = 'active' AND NOT awaiting_task AND next_due_at IS NOT NULL"
-)
-_NEXT_RETRY = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'deferred'"
-_STATES = (
-    "SELECT record_id, stage, stage_entered_at, overdue_since, next_due_at, stopped FROM reminder_state "
-    "WHERE process = ?"
-)
-_STAGED = (
-    "SELECT id, stage, stage_entered_at FROM records WHERE type = ? AND deleted_at IS NULL "
-    "AND stage IS NOT NULL AND stage_entered_at IS NOT NULL"
-)
-_STAGED_IN_FIELD = (
-    "SELECT id, json_extract(fields, ?), stage_entered_at FROM records WHERE type = ? AND deleted_at IS NULL "
-    "AND stage_entered_at IS NOT NULL"
-)
-
-
-def _stamp(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def _aware(t: dt.datetime) -> dt.datetime:

@@ -2,7 +2,7 @@
 
 The record (a file, a JSON string or a sample) and the events (a file holding a list) are checked as the
 `records` and `events` of a RuleTest would be, by the rule set's own validator, and each problem is reported in
-the file it is in, with its line and column. The run is the RuleTest runner's (`ruletest.trace`): the real
+the file it is in, with its line and column. The run is the RuleTest runner's (`ruletests.trace`): the real
 scheduler and an SQLite store in memory on a virtual clock, with an `enroll` at --start before the events.
 Nothing here reads or writes the user's database.
 """
@@ -19,8 +19,8 @@ import yaml
 import yaml.error
 import yaml.nodes
 
-from outreach import ruletest
 from outreach.engine import sequences as seq
+from outreach.review import ruletests
 from outreach.rules import diagnostics, loader, model
 from outreach.rules import validate as rules_validate
 from outreach.rules.diagnostics import Code, Diagnostic, Severity
@@ -303,8 +303,8 @@ class Timeline:
 async def run(sim: Simulation) -> Timeline:
     """Run the simulation's RuleTest and tell what it did; BadInput when an event cannot happen (file:line)."""
     try:
-        trace = await ruletest.trace(sim.test, sim.ruleset)
-    except ruletest.RuleTestError as exc:
+        trace = await ruletests.trace(sim.test, sim.ruleset)
+    except ruletests.RuleTestError as exc:
         raise BadInput(f"{sim.events_label}:{exc.line}: {exc}") from None
     rid, name = sim.record.id, sim.sequence.name
     if (rid, name) not in trace.actual.enrollments:
@@ -340,7 +340,7 @@ def _step_name(step: str | None, steps: Mapping[str, tuple[int, model.Step]]) ->
     return f"step {steps[step][0]} {step}: "
 
 
-def _mail_text(sent: ruletest.Sent, row: Mapping[str, Any], sequences: Mapping[int, str],
+def _mail_text(sent: ruletests.Sent, row: Mapping[str, Any], sequences: Mapping[int, str],
                steps: Mapping[str, tuple[int, model.Step]], name: str, reminders: Mapping[str, str]) -> str:  # fmt: skip
     thread = "new thread" if sent.thread == "new" else "reply"
     what = f"mail {sent.template} to {sent.to} from {sent.sender}, {thread}: {json.dumps(sent.subject, ensure_ascii=False)}"
@@ -407,7 +407,7 @@ def _show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _outcome(row: Mapping[str, Any], trace: ruletest.Trace, sim: Simulation) -> tuple[str, dt.datetime | None]:
+def _outcome(row: Mapping[str, Any], trace: ruletests.Trace, sim: Simulation) -> tuple[str, dt.datetime | None]:
     """How the enrollment stands at the end, and since when (None: still active)."""
     status, reason = row["status"], row["reason"]
     if status == "active":

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from outreach import plan
 from outreach.engine import sequences as seq
+from outreach.review import plan
 from outreach.rules import criteria, model
 
 # A Monday at 08:00 UTC, fixed so that a plan reads the same whenever it runs.

@@ -12,32 +12,27 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import operator
 import os
 import random
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
-import sqlalchemy as sa
-
-from outreach import reminding
+from outreach import store as store_module
+from outreach.app import enrolling, reminding
+from outreach.app import events as recording
+from outreach.engine import events
 from outreach.engine import sequences as seq
 from outreach.mail import limits
 from outreach.mail import message as mail_message
 from outreach.mail import transport as mail_transport
-from outreach.rules import model
+from outreach.rules import criteria, model
 from outreach.rules import validate as rules_validate
-from outreach.store import Store, rows
-from outreach.store.sequencing import AlreadyLive, Batch, SendOutcome
+from outreach.store import changes, rows
+from outreach.store.sequencing import Batch, Pending, SendOutcome
 
-_ENROLLMENT_COLUMNS = tuple(f for f in seq.ENROLLMENT_FIELDS if f not in ("version", "status"))
-# The columns of Enrollment's fields in their order, and where the status is: a claimed row becomes an
-# Enrollment without a dictionary in between (the scheduler does it for every due step).
-_ROW_COLUMNS = tuple("sequence_hash" if f == "version" else f for f in seq.ENROLLMENT_FIELDS)
-_STATUS_AT = _ROW_COLUMNS.index("status")
-_ATTRIBUTES = operator.attrgetter(*_ENROLLMENT_COLUMNS)
-FULL_SCAN_EVERY = dt.timedelta(hours=1)
+FULL_SCAN_EVERY = enrolling.FULL_SCAN_EVERY
 log = logging.getLogger("outreach")
 
 
@@ -59,28 +54,31 @@ class TickReport:
         return ", ".join(parts) or "nothing to do"
 
 
-def recipient_of(record: rows.Record) -> seq.Recipient:
-    return seq.Recipient(record.id, record.type, record.email, record.owner, record.timezone, record.as_dict(),
-                         deleted=record.deleted_at is not None)  # fmt: skip
+class SchedulerStore(enrolling.EnrollStore, reminding.ReminderStore, Protocol):
+    """The store's verbs that a tick uses (outreach.store.Store has them)."""
 
+    fields: Mapping[str, criteria.FieldType]
 
-def enrollment_of(row: Mapping[str, Any]) -> seq.Enrollment:
-    try:
-        values = [row[c] for c in _ROW_COLUMNS]
-    except KeyError:  # a row without some optional columns
-        named = {k: v for k, v in row.items() if k in seq.ENROLLMENT_FIELDS}
-        named["status"] = seq.Status(named["status"])
-        named["version"] = row["sequence_hash"]
-        return seq.Enrollment(**named)
-    values[_STATUS_AT] = seq.Status(values[_STATUS_AT])
-    return seq.enrollment_from(values)
+    async def pending(self, now: dt.datetime) -> Pending: ...
 
+    def due_batch(self, now: dt.datetime, limit: int) -> AbstractAsyncContextManager[Batch]: ...
 
-def columns_of(e: seq.Enrollment) -> dict[str, Any]:
-    values = dict(zip(_ENROLLMENT_COLUMNS, _ATTRIBUTES(e), strict=True))  # shallow: every field is a plain value
-    values["sequence_hash"] = e.version
-    values["status"] = str(e.status)
-    return values
+    async def finished_step_tasks(self, limit: int) -> list[tuple[dict[str, Any], dt.datetime]]: ...
+
+    async def records_by_id(self, ids: list[str]) -> dict[str, rows.Record]: ...
+
+    async def save_enrollment(self, values: Mapping[str, Any], *, event: tuple[str, Mapping[str, Any]] | None = None,
+                              now: dt.datetime | None = None, source: str = "cli") -> None: ...  # fmt: skip
+
+    async def definition_body(self, kind: str, name: str, digest: str) -> dict[str, Any] | None: ...
+
+    async def daily_usage(self, since: dt.datetime) -> dict[str, tuple[int, dt.datetime]]: ...
+
+    async def claim_outbox(self, now: dt.datetime, limit: int, attempt_id: str) -> list[dict[str, Any]]: ...
+
+    def finishing_sends(
+        self, done: Sequence[SendOutcome], now: dt.datetime
+    ) -> AbstractAsyncContextManager[changes.FinishedSends]: ...
 
 
 class Scheduler:
@@ -88,7 +86,7 @@ class Scheduler:
 
     def __init__(
         self,
-        store: Store,
+        store: SchedulerStore,
         ruleset: model.RuleSet,
         transport: mail_transport.Transport | None,
         *,
@@ -109,8 +107,7 @@ class Scheduler:
         self._versions: dict[tuple[str, str], model.Sequence | None] = {
             (s.name, s.source.hash): s for s in ruleset.sequences.values()
         }
-        self._scanned: dict[tuple[str, str], dt.datetime] = {}  # auto-enrollment's last look, per version
-        self._full_scan: dict[tuple[str, str], dt.datetime] = {}  # and its last look at every record
+        self.auto_enrollment = enrolling.AutoEnrollment(store, ruleset, batch=batch)
         self.reminders = reminding.Reminders(store, ruleset)
         self._usage: dict[str, tuple[int, dt.datetime]] = {}  # mail per sender address in the last 24 hours
 
@@ -122,70 +119,6 @@ class Scheduler:
             self._versions[key] = rules_validate.rebuild_sequence(body, self.ruleset) if body else None
         return self._versions[key]
 
-    # --- enrolling --------------------------------------------------------------------------
-
-    async def enroll(
-        self, record: rows.Record, sequence: model.Sequence, *, enrolled_by: str, now: dt.datetime,
-        dry_run: bool = False, source: str = "cli",
-    ) -> seq.Enrollment | str:  # fmt: skip
-        """Enroll one record, or say why not (the notice for the user)."""
-        who = recipient_of(record)
-        if enrolled_by not in self.ruleset.settings.users:
-            return f"{enrolled_by!r} is not a user in Settings.users"
-        email = who.email or ""
-        why = seq.refusal(
-            who, sequence,
-            live_in_sequence=bool(email) and await self.store.live_in_sequence(email, sequence.name),
-            unsubscribed_at=await self.store.unsubscribed_at(email) if email else None,
-        )  # fmt: skip
-        if why is not None:
-            return why
-        planned = seq.enroll(0, who, sequence, self.ruleset.settings, enrolled_by=enrolled_by, now=now)
-        if dry_run:
-            return planned
-        try:
-            new_id = await self.store.insert_enrollment(columns_of(planned), now=now, source=source)
-        except AlreadyLive as exc:
-            return str(exc)
-        return dataclasses.replace(planned, id=new_id)
-
-    async def auto_enroll(self, now: dt.datetime, report: TickReport) -> None:
-        """Enroll records matching a sequence's `enroll_when`, once per record and sequence.
-
-        An edited sequence does not enroll again those who had it. They are enrolled
-        as their owner (a record without an owner is left out).
-        """
-        await self._auto_enroll(now, report, await self.store.last_record_change())
-
-    async def _auto_enroll(self, now: dt.datetime, report: TickReport, changed: dt.datetime | None) -> None:
-        """auto_enroll, knowing when a record last changed."""
-        automatic = [s for s in self.ruleset.sequences.values() if s.enroll_when is not None]
-        if not automatic:
-            return
-        for sequence in automatic:
-            assert sequence.enroll_when is not None
-            key = (sequence.name, sequence.source.hash)
-            full_due = key not in self._full_scan or now - self._full_scan[key] >= FULL_SCAN_EVERY
-            if not full_due and (changed is None or changed < self._scanned.get(key, now)):
-                continue  # no record changed since the last look
-            since = self._scanned.get(key)
-            if key not in self._full_scan or now - self._full_scan[key] >= FULL_SCAN_EVERY:
-                since = None  # criteria on time (older_than) change without the record changing
-            found = await self.store.auto_enrollment_candidates(
-                sequence.enroll_when, modules=sequence.applies_to, sequence=sequence.name,
-                changed_since=since, now=now, limit=self.batch,
-            )  # fmt: skip
-            for record in found:
-                if record.owner is None:
-                    continue
-                result = await self.enroll(record, sequence, enrolled_by=record.owner, now=now, source="engine")
-                if isinstance(result, seq.Enrollment):
-                    report.enrolled += 1
-            if len(found) < self.batch:
-                self._scanned[key] = max([now, *(r.updated_at for r in found)])
-                if since is None:
-                    self._full_scan[key] = now
-
     # --- running due steps ----------------------------------------------------------------------
 
     async def tick(self, now: dt.datetime) -> TickReport:
@@ -193,7 +126,7 @@ class Scheduler:
         (and nothing made for it by an earlier phase of this tick) is skipped, so an idle tick is one query."""
         report = TickReport()
         pending = await self.store.pending(now)  # nothing below changes records
-        await self._auto_enroll(now, report, pending.record_changed)
+        report.enrolled += await self.auto_enrollment.run(now, pending.record_changed)
         resumed = await self.resume_tasks(now) if pending.tasks_done else 0
         if pending.due or report.enrolled or resumed:
             while await self.run_due(now, report) >= self.batch:
@@ -207,14 +140,14 @@ class Scheduler:
         """Task steps whose task was completed: the next step's wait starts at the completion. Returns how many."""
         finished = await self.store.finished_step_tasks(self.batch)
         for row, completed_at in finished:
-            e = enrollment_of(row)
+            e = enrolling.enrollment_of(row)
             sequence = await self.version(e.sequence, e.version)
             record = (await self.store.records_by_id([e.record_id])).get(e.record_id)
             if sequence is None or record is None:
                 continue
-            done = seq.after_step(e, sequence, recipient_of(record), self.ruleset.settings, completed_at)
-            done = await self._follow_edit(done, sequence, recipient_of(record), completed_at)
-            await self.store.save_enrollment(columns_of(done))
+            done = seq.after_step(e, sequence, enrolling.recipient_of(record), self.ruleset.settings, completed_at)
+            done = await self._follow_edit(done, sequence, enrolling.recipient_of(record), completed_at)
+            await self.store.save_enrollment(enrolling.columns_of(done))
         return len(finished)
 
     async def run_due(self, now: dt.datetime, report: TickReport) -> int:
@@ -225,11 +158,11 @@ class Scheduler:
             if any(u.daily_limit is not None for u in self.ruleset.settings.users.values()):
                 self._usage = await self.store.daily_usage(now - seq.DAY)
             for row in batch.rows:
-                e = enrollment_of(row)
+                e = enrolling.enrollment_of(row)
                 mark = (len(batch.saves), len(batch.messages), len(batch.events))
                 try:
                     await self._run_one(batch, e, records.get(row["record_id"]), now, report)
-                except sa.exc.SQLAlchemyError:
+                except store_module.DatabaseError:
                     raise  # the batch's transaction is gone; the daemon logs it and tries again next tick
                 except Exception as exc:  # one bad enrollment must not stop the others
                     log.exception("enrollment %s failed", e.id)
@@ -246,7 +179,7 @@ class Scheduler:
                 f"version {e.version[:8]} of sequence {e.sequence} cannot be read with today's rules"  # fmt: skip
             await self._block(batch, e, why, now, report)
             return
-        who = recipient_of(record)
+        who = enrolling.recipient_of(record)
         url = self.unsubscribe_url(e)
         decision = seq.decide(e, sequence, who, self.ruleset, now, unsubscribe_url=url)
         if isinstance(decision, seq.SendEmail):
@@ -260,7 +193,7 @@ class Scheduler:
                 if hold is not None:
                     if hold.reason != e.reason:
                         log.info("enrollment %s of %s: %s", e.id, e.sequence, hold.reason)
-                    await batch.save(columns_of(seq.evolve(e, next_due_at=hold.until, reason=hold.reason)))
+                    await batch.save(enrolling.columns_of(seq.evolve(e, next_due_at=hold.until, reason=hold.reason)))
                     report.held += 1
                     return
                 self._usage[decision.sender.email] = (used + 1, oldest or now)
@@ -281,7 +214,7 @@ class Scheduler:
             done = await self._follow_edit(done, sequence, who, now)
             report.queued += 1
             report.completed += done.status is seq.Status.COMPLETED
-            await batch.save(columns_of(done))
+            await batch.save(enrolling.columns_of(done))
         elif isinstance(decision, seq.CreateTask):
             task_id = await batch.add_task({
                 "record_id": e.record_id, "subject": decision.subject, "type": decision.type, "priority": "normal",
@@ -290,19 +223,19 @@ class Scheduler:
             })  # fmt: skip
             await batch.event(e.record_id, "task_created", now, {"task": task_id, "subject": decision.subject,
                                                                  "sequence": e.sequence, "step": decision.step.id})  # fmt: skip
-            await batch.save(columns_of(seq.task_created(e)))
+            await batch.save(enrolling.columns_of(seq.task_created(e)))
             report.tasks += 1
         elif isinstance(decision, seq.Block):
             await self._block(batch, e, decision.reason, now, report)
         elif isinstance(decision, seq.Wait) and decision.until is not None:
-            await batch.save(columns_of(seq.evolve(e, next_due_at=decision.until)))
+            await batch.save(enrolling.columns_of(seq.evolve(e, next_due_at=decision.until)))
         elif isinstance(decision, seq.Complete):
-            await batch.save(columns_of(seq.evolve(e, status=seq.Status.COMPLETED, ended_at=now,
+            await batch.save(enrolling.columns_of(seq.evolve(e, status=seq.Status.COMPLETED, ended_at=now,
                                                    next_due_at=None)))  # fmt: skip
             report.completed += 1
 
     async def _block(self, batch: Batch, e: seq.Enrollment, reason: str, now: dt.datetime, report: TickReport) -> None:
-        await batch.save(columns_of(seq.block(e, reason)))
+        await batch.save(enrolling.columns_of(seq.block(e, reason)))
         await batch.event(e.record_id, "sequence_blocked", now, {"sequence": e.sequence, "reason": reason,
                                                                  "enrollment": e.id})  # fmt: skip
         report.blocked += 1
@@ -366,9 +299,24 @@ class Scheduler:
                 else:
                     done.append(SendOutcome(m["id"], False, result.detail, now + self.backoff(m["attempts"])))
                     report.deferred += 1
-            await self.store.finish_sends(done, now)
+            await self._finish(done, now)
             if len(claimed) < self.send_batch:
                 return
+
+    async def _finish(self, done: Sequence[SendOutcome], now: dt.datetime) -> None:
+        """Write what became of claimed messages. A message that failed for good blocks its live enrollment with
+        the server's reply (the engine's answer) and leaves a `send_failed` event, in the same transaction."""
+        if not done:
+            return
+        async with self.store.finishing_sends(done, now) as tx:
+            if not tx.failed:
+                return
+            ids = [f.enrollment_id for f in tx.failed if f.enrollment_id is not None]
+            live = {row["id"]: enrolling.enrollment_of(row) for row in await tx.enrollments(ids=ids)} if ids else {}
+            for f in tx.failed:
+                e = live.get(f.enrollment_id) if f.enrollment_id is not None else None
+                await recording.write(tx, events.of_failed_send(e, f.detail), now=now, source="engine")
+                await tx.event(f.record_id, "send_failed", now, {"outbox": f.outbox_id, "detail": f.detail}, "engine")
 
     async def _send(self, m: dict[str, Any]) -> mail_transport.SendResult:
         assert self.transport is not None

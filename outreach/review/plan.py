@@ -40,11 +40,6 @@ class Plan:
         return bool(self.changes)
 
 
-def wanted(ruleset: model.RuleSet) -> dict[tuple[str, str], tuple[str, Mapping[str, Any]]]:
-    """{(kind, name): (hash, body)} of every definition `apply` stores."""
-    return {key: (src.hash, src.body) for key, src in ruleset.live_definitions().items()}
-
-
 class _Dumper(yaml.SafeDumper):
     """Multi-line text as `|` blocks, as rule authors write templates, so diffs show whole lines."""
 

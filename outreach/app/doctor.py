@@ -1,0 +1,106 @@
+"""What needs an operator: secrets, the transport, the store's schema, mail in doubt, blocked enrollments.
+
+`outreach doctor` prints these findings; each check is here, so that what the command reports is what the daemon
+would meet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Protocol
+
+from outreach import store as store_module
+from outreach.app import sending
+from outreach.mail import credentials
+from outreach.rules import model
+
+
+class DoctorStore(Protocol):
+    async def revision(self) -> str | None: ...
+
+    async def outbox_counts(self) -> dict[str, int]: ...
+
+    async def outbox(self, *, state: str | None = None, record_id: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def blocked_reasons(self, limit: int = 10) -> list[tuple[str, int]]: ...
+
+
+@dataclasses.dataclass
+class Finding:
+    level: str  # ok | warning | problem
+    what: str
+    detail: str
+
+
+def secrets_of(settings: model.Settings) -> list[Finding]:
+    """Each secret Settings name is there (nothing is printed of it)."""
+    found = []
+    named: list[tuple[str, dict[str, Any]]] = []
+    if settings.transport.type == "smtp" and settings.transport.smtp is not None:
+        relay = settings.transport.smtp
+        named.append(("SMTP user name", {"env": relay.username_env, "file": relay.username_file,
+                                         "literal": relay.username}))  # fmt: skip
+        named.append(("SMTP password", {"env": relay.password_env, "file": relay.password_file}))
+    for name, box in settings.mailboxes.items():
+        named.append((f"IMAP user name of mailbox {name}", {"env": box.username_env, "file": box.username_file,
+                                                            "literal": box.username}))  # fmt: skip
+        named.append((f"IMAP password of mailbox {name}", {"env": box.password_env, "file": box.password_file}))
+    tracking = "tracking secret (signs unsubscribe links)"
+    if settings.tracking is not None:
+        named.append((tracking, {"env": settings.tracking.secret_env, "file": settings.tracking.secret_file}))
+    for what, where in named:
+        try:
+            value = credentials.read(what, **where)
+        except credentials.MissingSecret as exc:
+            # without the tracking secret mail goes out without unsubscribe links (the daemon warns); without
+            # the others, nothing is sent or no reply is seen
+            found.append(Finding("warning" if what == tracking else "problem", "secret", str(exc)))
+            continue
+        if value is not None:
+            found.append(Finding("ok", "secret", f"{what}: set"))
+    return found
+
+
+async def check_store(store: DoctorStore) -> list[Finding]:
+    found = []
+    revision, head = await store.revision(), store_module.Store.schema_head()
+    if revision == head:
+        found.append(Finding("ok", "store", f"schema at revision {revision}"))
+    else:
+        found.append(Finding("problem", "store", f"schema at revision {revision}, the code needs {head} "
+                                                 "(outreach db upgrade)"))  # fmt: skip
+    counts = await store.outbox_counts()
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
+    found.append(Finding("ok", "outbox", summary))
+    for m in await store.outbox(state="unknown"):
+        found.append(Finding("problem", "outbox", f"message {m['id']} to {m['recipient']} ({m['subject']!r}) was "
+                             f"being sent when the daemon stopped: it may or may not have gone out; check the relay's "
+                             f"log, then `outreach outbox requeue {m['id']}` to send it again"))  # fmt: skip
+    if counts.get("failed"):
+        found.append(Finding("warning", "outbox", f"{counts['failed']} message(s) failed for good "
+                                                  "(outreach outbox list --state failed)"))  # fmt: skip
+    for reason, n in await store.blocked_reasons():
+        found.append(Finding("warning", "enrollments", f"{n} blocked: {reason}"))
+    return found
+
+
+async def check_transport(ruleset: model.RuleSet, *, connect: bool) -> list[Finding]:
+    """The transport Settings name can be built: a maildir that can be written, or an SMTP relay whose secrets are
+    set (and with `connect`, that answers: EHLO, login, QUIT; nothing is sent)."""
+    transport = ruleset.settings.transport
+    try:
+        sending.transport_for(ruleset)
+    except (sending.NotBuilt, credentials.MissingSecret) as exc:
+        return [Finding("problem", "transport", str(exc))]
+    if transport.type == "maildir":
+        existing = os.path.abspath(transport.maildir)
+        while not os.path.exists(existing):  # the daemon makes the missing directories
+            existing = os.path.dirname(existing)
+        ok = os.access(existing, os.W_OK)
+        return [Finding("ok" if ok else "problem", "transport",
+                        f"maildir {transport.maildir} {'is writable' if ok else 'cannot be written'}")]  # fmt: skip
+    if connect and transport.smtp is not None:
+        ok, detail = await sending.check_relay(transport.smtp)
+        return [Finding("ok" if ok else "problem", "transport", detail)]
+    return []

@@ -1,0 +1,236 @@
+"""Enrolling people in sequences, and ending or retrying an enrollment by hand: the one home of `enroll`.
+
+- `enroll`: one record, or why not (the notice for the user); `outreach enroll`, a RuleTest's `enroll` event
+  and automatic enrollment all come here;
+- `enroll_many`: records by id, criteria or a View (`outreach enroll --view`, `--where`);
+- `AutoEnrollment`: the scheduler's phase for sequences with `enroll_when`;
+- `refusal`: why a record cannot be enrolled now (`outreach preview` says it before anyone enrolls);
+- `stop` and `retry`: a user ends a live enrollment, or tries a blocked step again.
+
+The engine decides (outreach/engine/sequences.py: who may be enrolled, the first step's time; engine/events.py:
+what a stop does); the store writes. Every function takes the store through the narrow Protocol below and `now`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from outreach import store as store_module
+from outreach.engine import events
+from outreach.engine import sequences as seq
+from outreach.rules import criteria, model
+from outreach.store import changes, rows
+
+FULL_SCAN_EVERY = dt.timedelta(hours=1)  # auto-enrollment looks at every record this often (criteria on time)
+
+# --- an enrollment and its row -----------------------------------------------------------------------------
+
+_ENROLLMENT_COLUMNS = tuple(f for f in seq.ENROLLMENT_FIELDS if f not in ("version", "status"))
+# The columns of Enrollment's fields in their order, and where the status is: a claimed row becomes an
+# Enrollment without a dictionary in between (the scheduler does it for every due step).
+_ROW_COLUMNS = tuple("sequence_hash" if f == "version" else f for f in seq.ENROLLMENT_FIELDS)
+_STATUS_AT = _ROW_COLUMNS.index("status")
+_ATTRIBUTES = operator.attrgetter(*_ENROLLMENT_COLUMNS)
+
+
+def recipient_of(record: rows.Record) -> seq.Recipient:
+    return seq.Recipient(record.id, record.type, record.email, record.owner, record.timezone, record.as_dict(),
+                         deleted=record.deleted_at is not None)  # fmt: skip
+
+
+def enrollment_of(row: Mapping[str, Any]) -> seq.Enrollment:
+    try:
+        values = [row[c] for c in _ROW_COLUMNS]
+    except KeyError:  # a row without some optional columns
+        named = {k: v for k, v in row.items() if k in seq.ENROLLMENT_FIELDS}
+        named["status"] = seq.Status(named["status"])
+        named["version"] = row["sequence_hash"]
+        return seq.Enrollment(**named)
+    values[_STATUS_AT] = seq.Status(values[_STATUS_AT])
+    return seq.enrollment_from(values)
+
+
+def columns_of(e: seq.Enrollment) -> dict[str, Any]:
+    values = dict(zip(_ENROLLMENT_COLUMNS, _ATTRIBUTES(e), strict=True))  # shallow: every field is a plain value
+    values["sequence_hash"] = e.version
+    values["status"] = str(e.status)
+    return values
+
+
+# --- what enrolling needs of the store ------------------------------------------------------------------------
+
+
+class EnrollStore(Protocol):
+    """The store's verbs that enrolling uses (outreach.store.Store has them)."""
+
+    async def live_in_sequence(self, email: str, sequence: str) -> bool: ...
+
+    async def unsubscribed_at(self, email: str) -> dt.datetime | None: ...
+
+    async def insert_enrollment(self, values: Mapping[str, Any], *, now: dt.datetime, source: str = "cli") -> int: ...
+
+    async def auto_enrollment_candidates(
+        self, where: criteria.Criteria, *, modules: tuple[str, ...], sequence: str,
+        changed_since: dt.datetime | None, now: dt.datetime, limit: int,
+    ) -> list[rows.Record]: ...  # fmt: skip
+
+
+class ManyStore(EnrollStore, Protocol):
+    async def records_by_id(self, ids: list[str]) -> dict[str, rows.Record]: ...
+
+    async def list_records(
+        self, where: criteria.Criteria | None = None, *, now: dt.datetime, module: str | None = None,
+        include_deleted: bool = False, limit: int | None = None,
+    ) -> list[rows.Record]: ...  # fmt: skip
+
+
+class ByHandStore(Protocol):
+    def changing(self) -> AbstractAsyncContextManager[changes.Changes]: ...
+
+
+# --- enrolling ---------------------------------------------------------------------------------------------
+
+
+async def refusal(store: EnrollStore, record: rows.Record, sequence: model.Sequence) -> str | None:
+    """Why the record cannot be enrolled in the sequence now (the engine's answer, with the store's facts)."""
+    email = record.email or ""
+    return seq.refusal(
+        recipient_of(record), sequence,
+        live_in_sequence=bool(email) and await store.live_in_sequence(email, sequence.name),
+        unsubscribed_at=await store.unsubscribed_at(email) if email else None,
+    )  # fmt: skip
+
+
+async def enroll(
+    store: EnrollStore, ruleset: model.RuleSet, record: rows.Record, sequence: model.Sequence, *,
+    enrolled_by: str, now: dt.datetime, dry_run: bool = False, source: str = "cli",
+) -> seq.Enrollment | str:  # fmt: skip
+    """Enroll one record, or say why not (the notice for the user). With `dry_run` nothing is written."""
+    if enrolled_by not in ruleset.settings.users:
+        return f"{enrolled_by!r} is not a user in Settings.users"
+    why = await refusal(store, record, sequence)
+    if why is not None:
+        return why
+    planned = seq.enroll(0, recipient_of(record), sequence, ruleset.settings, enrolled_by=enrolled_by, now=now)
+    if dry_run:
+        return planned
+    try:
+        new_id = await store.insert_enrollment(columns_of(planned), now=now, source=source)
+    except store_module.AlreadyLive as exc:
+        return str(exc)
+    return dataclasses.replace(planned, id=new_id)
+
+
+async def enroll_many(
+    store: ManyStore, ruleset: model.RuleSet, sequence: model.Sequence, *, record_ids: Sequence[str] = (),
+    where: criteria.Criteria | None = None, enrolled_by: str, now: dt.datetime, dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[str, seq.Enrollment | str]]:  # fmt: skip
+    """Enroll records by id and those matching `where` (a View's criteria, --where pairs): each record's
+    enrollment or the reason it was refused, unknown ids first. `progress(done, total)` follows the records."""
+    found = list((await store.records_by_id(list(record_ids))).values()) if record_ids else []
+    known = {r.id for r in found}
+    results: list[tuple[str, seq.Enrollment | str]] = [(rid, f"no record {rid!r}") for rid in record_ids
+                                                       if rid not in known]  # fmt: skip
+    if where is not None:
+        found += await store.list_records(where, now=now, limit=None)
+    for done, record in enumerate(found, 1):
+        results.append((record.id, await enroll(store, ruleset, record, sequence, enrolled_by=enrolled_by, now=now,
+                                                dry_run=dry_run)))  # fmt: skip
+        if progress is not None:
+            progress(done, len(found))
+    return results
+
+
+class AutoEnrollment:
+    """Enrolls records matching a sequence's `enroll_when`, once per record and sequence (the scheduler's phase).
+
+    An edited sequence does not enroll again those who had it. They are enrolled as their owner (a record without
+    an owner is left out). A sequence is looked at again only when a record changed since its last look, and at
+    every record once an hour (criteria on time, older_than, start to match without the record changing).
+    """
+
+    def __init__(self, store: EnrollStore, ruleset: model.RuleSet, *, batch: int = 500) -> None:
+        self.store = store
+        self.ruleset = ruleset
+        self.batch = batch
+        self._scanned: dict[tuple[str, str], dt.datetime] = {}  # the last look, per version
+        self._full_scan: dict[tuple[str, str], dt.datetime] = {}  # and the last look at every record
+
+    async def run(self, now: dt.datetime, changed: dt.datetime | None) -> int:
+        """Look, knowing when a record last changed; returns how many were enrolled."""
+        enrolled = 0
+        for sequence in self.ruleset.sequences.values():
+            if sequence.enroll_when is None:
+                continue
+            key = (sequence.name, sequence.source.hash)
+            full_due = key not in self._full_scan or now - self._full_scan[key] >= FULL_SCAN_EVERY
+            if not full_due and (changed is None or changed < self._scanned.get(key, now)):
+                continue  # no record changed since the last look
+            since = None if full_due else self._scanned.get(key)
+            found = await self.store.auto_enrollment_candidates(
+                sequence.enroll_when, modules=sequence.applies_to, sequence=sequence.name,
+                changed_since=since, now=now, limit=self.batch,
+            )  # fmt: skip
+            for record in found:
+                if record.owner is None:
+                    continue
+                result = await enroll(self.store, self.ruleset, record, sequence, enrolled_by=record.owner, now=now,
+                                      source="engine")  # fmt: skip
+                enrolled += isinstance(result, seq.Enrollment)
+            if len(found) < self.batch:
+                self._scanned[key] = max([now, *(r.updated_at for r in found)])
+                if since is None:
+                    self._full_scan[key] = now
+        return enrolled
+
+
+# --- by hand: stop, retry ----------------------------------------------------------------------------------
+
+
+async def stop(
+    store: ByHandStore, *, enrollment_id: int | None = None, record_id: str | None = None,
+    sequence: str | None = None, by: str | None, now: dt.datetime, source: str = "cli",
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Stop an enrollment (by id), or a record's live enrollments in a sequence, at once: nothing further is sent.
+    Returns the stopped enrollments' rows; NotFound or StoreError (ended already) says why nothing was."""
+    async with store.changing() as tx:
+        if enrollment_id is not None:
+            found = await tx.enrollments(ids=[enrollment_id], live_only=False)
+        else:
+            found = await tx.enrollments(record_ids=[record_id or ""], sequences=[sequence or ""])
+        if not found:
+            raise store_module.NotFound("no such live enrollment")
+        ended = [r for r in found if r["status"] not in seq.LIVE]
+        if ended:
+            raise store_module.StoreError(f"enrollment {ended[0]['id']} is {ended[0]['status']} already; "
+                                          "nothing to stop")  # fmt: skip
+        effects = events.of_hand_stop([enrollment_of(r) for r in found], by=by, now=now)
+        out = []
+        for e in effects.enrollments:
+            values = columns_of(e)
+            await tx.save_enrollment(values)
+            await tx.event(e.record_id, "sequence_stopped", now, {"sequence": e.sequence, "reason": e.reason}, source)
+            out.append(values)
+        return out
+
+
+async def retry(store: ByHandStore, enrollment_id: int, *, now: dt.datetime, source: str = "cli") -> dict[str, Any]:
+    """A blocked enrollment's step is tried again at the next tick; StoreError when it is not blocked."""
+    async with store.changing() as tx:
+        found = await tx.enrollments(ids=[enrollment_id], live_only=False)
+        if not found:
+            raise store_module.NotFound(f"no enrollment {enrollment_id}")
+        try:
+            again = seq.retry(enrollment_of(found[0]), now)
+        except ValueError as exc:
+            raise store_module.StoreError(str(exc)) from None
+        values = columns_of(again)
+        await tx.save_enrollment(values)
+        await tx.event(again.record_id, "sequence_retried", now, {"sequence": again.sequence}, source)
+        return values

@@ -1,0 +1,139 @@
+"""A rule set put in force: validated whole, its definitions stored, and the running scheduler swapped at once.
+
+- `load`: the whole rule directory validated (decision 6: all or nothing), or RulesInvalid with every error;
+- `apply`: the rule set's definitions become the ones in force in the store (`outreach apply`, the daemon's start
+  and reload, a RuleTest's start and `apply` event); a sequence removed stops its live enrollments, as the engine
+  decides (outreach/engine/events.py), in the same transaction;
+- `InForce`: the rule set a process runs and the scheduler (with its transport) that runs it; `swap` replaces
+  them together only once the new set is applied, so a tick runs wholly on the old set or wholly on the new one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from outreach.app import enrolling, sending
+from outreach.app import scheduler as scheduler_module
+from outreach.engine import events
+from outreach.mail import credentials
+from outreach.mail import transport as mail_transport
+from outreach.rules import diagnostics, model
+from outreach.rules import validate as rules_validate
+from outreach.store import changes
+
+log = logging.getLogger("outreach")
+
+Applied = dict[str, list[tuple[str, str]]]  # {"added" | "changed" | "removed": [(kind, name), ...]}
+
+
+class RulesInvalid(Exception):
+    """The rule directory has errors; the message lists them (file:line:col: ...)."""
+
+
+class ApplyStore(Protocol):
+    def applying_definitions(
+        self, wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]], *, now: dt.datetime
+    ) -> AbstractAsyncContextManager[changes.AppliedDefinitions]: ...
+
+
+class RulesStore(scheduler_module.SchedulerStore, ApplyStore, Protocol):
+    """What a rule set in force needs of the store: applying it, and running it."""
+
+
+def load(rules_dir: str, now: dt.datetime) -> model.RuleSet:
+    """The whole rule directory, validated; RulesInvalid with every error when anything is wrong."""
+    result = rules_validate.validate([rules_dir], now=now)
+    if result.ruleset is None:
+        raise RulesInvalid(diagnostics.format_text(result.errors))
+    return result.ruleset
+
+
+def definitions(ruleset: model.RuleSet) -> dict[tuple[str, str], tuple[str, Mapping[str, Any]]]:
+    """{(kind, name): (hash, body)} of every definition `apply` stores."""
+    return {key: (src.hash, src.body) for key, src in ruleset.live_definitions().items()}
+
+
+async def apply(store: ApplyStore, ruleset: model.RuleSet, *, now: dt.datetime) -> Applied:
+    """Make the rule set's definitions the ones in force, in one transaction; returns what was added, changed and
+    removed. Active enrollments stay on their version (or move at their next step, `on_edit: next_step`); the
+    live enrollments of a removed sequence stop ("sequence removed")."""
+    return await apply_definitions(store, definitions(ruleset), now=now)
+
+
+async def apply_definitions(
+    store: ApplyStore, wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]], *, now: dt.datetime
+) -> Applied:
+    """`apply`, given the definitions ({(kind, name): (hash, body)}) rather than the rule set."""
+    async with store.applying_definitions(wanted, now=now) as tx:
+        removed = [name for kind, name in tx.done["removed"] if kind == "Sequence"]
+        if removed:
+            live = [enrolling.enrollment_of(r) for r in await tx.enrollments(sequences=removed)]
+            for e in events.of_removed_sequence(live, now).enrollments:
+                await tx.save_enrollment(enrolling.columns_of(e))
+        return tx.done
+
+
+class InForce:
+    """The rule set a process runs, and its scheduler and transport. `links` makes the unsubscribe links of a rule
+    set (the daemon's sign with the secret Settings names; a RuleTest's with its own)."""
+
+    def __init__(
+        self,
+        store: RulesStore,
+        *,
+        links: Callable[[model.RuleSet], sending.UnsubscribeLinks] = sending.unsubscribe_links,
+        **scheduler_options: Any,
+    ) -> None:
+        self.store = store
+        self.links = links
+        self.scheduler_options = scheduler_options  # more Scheduler keywords (batch sizes, rng)
+        self.scheduler: scheduler_module.Scheduler | None = None
+
+    @property
+    def ruleset(self) -> model.RuleSet:
+        assert self.scheduler is not None, "no rule set is in force yet"
+        return self.scheduler.ruleset
+
+    @property
+    def transport(self) -> mail_transport.Transport | None:
+        return self.scheduler.transport if self.scheduler is not None else None
+
+    async def swap(self, ruleset: model.RuleSet, transport: mail_transport.Transport | None, *,
+                   now: dt.datetime) -> Applied:  # fmt: skip
+        """Apply `ruleset` and make it, with `transport`, the one the scheduler runs; the old transport, when it
+        is replaced, lets its connections go. Nothing is swapped when applying fails."""
+        done = await apply(self.store, ruleset, now=now)
+        changed = {k: len(v) for k, v in done.items() if v}
+        if changed:
+            log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
+        old = self.transport
+        self.scheduler = scheduler_module.Scheduler(self.store, ruleset, transport, unsubscribe_url=self.links(ruleset),
+                                                    **self.scheduler_options)  # fmt: skip
+        if old is not None and old is not transport:
+            await old.close()
+        return done
+
+    async def reload(self, rules_dir: str, *, now: dt.datetime) -> bool:
+        """SIGHUP: the rule directory validated whole and its transport built first; the new set replaces the
+        old one only when both hold, else the errors are logged and the old set keeps running."""
+        try:
+            ruleset = load(rules_dir, now)
+            transport = sending.transport_for(ruleset)
+        except (RulesInvalid, sending.NotBuilt, credentials.MissingSecret) as exc:
+            log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
+            return False
+        try:
+            await self.swap(ruleset, transport, now=now)
+        except BaseException:
+            if transport is not self.transport:
+                await transport.close()
+            raise
+        return True
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            await self.transport.close()

@@ -1,0 +1,142 @@
+"""One transaction in which the application layer reads what an event is about and writes what the engine decided.
+
+`Store.changing()` opens it. The application layer reads the live enrollments (and the record) an event concerns
+through it, asks the engine what the event means (outreach/engine/events.py), and writes that answer through it:
+the event, the enrollments' new states, the suppressed addresses. All of it commits together or not at all, and
+nothing here decides anything: a business rule in an UPDATE would be a decision in the wrong place.
+
+Concurrency: on an SQLite file the transaction starts with BEGIN IMMEDIATE, so what it reads cannot change before
+it writes (SQLite's driver would otherwise read outside the transaction, before its first write); on PostgreSQL
+the enrollments it reads are locked FOR UPDATE, so the scheduler's claim (FOR UPDATE SKIP LOCKED) passes them by
+until it commits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from outreach.store import bulk, rows, tables
+
+LIVE = ("active", "blocked")  # an enrollment's statuses while it can still send
+
+
+async def insert_event(
+    conn: AsyncConnection, record_id: str | None, kind: str, at: dt.datetime, data: Mapping[str, Any], source: str
+) -> None:
+    await conn.execute(
+        sa.insert(tables.events).values(record_id=record_id, kind=kind, at=at, data=dict(data), source=source)
+    )
+
+
+@dataclasses.dataclass
+class Changes:
+    """Reads and writes inside one transaction (see the module's docstring)."""
+
+    conn: AsyncConnection
+    dialect: str
+    record_of: Callable[[Mapping[Any, Any]], rows.Record]
+    _read: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict, repr=False)
+
+    # --- reading ---------------------------------------------------------------------------------------
+
+    async def enrollments(
+        self,
+        *,
+        ids: Collection[int] | None = None,
+        record_ids: Collection[str] | None = None,
+        emails: Collection[str] | None = None,
+        sequences: Collection[str] | None = None,
+        live_only: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Enrollments by id, record, address (any case) or sequence (the criteria given all hold), live ones only
+        unless `live_only` is False; in id order, locked until the transaction ends (PostgreSQL)."""
+        e = tables.enrollments
+        query = sa.select(e).order_by(e.c.id)
+        if ids is not None:
+            query = query.where(e.c.id.in_(list(ids)))
+        if record_ids is not None:
+            query = query.where(e.c.record_id.in_(list(record_ids)))
+        if emails is not None:
+            query = query.where(sa.func.lower(e.c.email).in_(sorted({x.lower() for x in emails})))
+        if sequences is not None:
+            query = query.where(e.c.sequence.in_(list(sequences)))
+        if live_only:
+            query = query.where(e.c.status.in_(LIVE))
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        found = [dict(r._mapping) for r in await self.conn.execute(query)]
+        self._read.update((row["id"], row) for row in found)
+        return found
+
+    async def record(self, record_id: str) -> rows.Record | None:
+        """The record, deleted or not (None: no such record); locked until the transaction ends (PostgreSQL)."""
+        r = tables.records
+        query = sa.select(r).where(r.c.id == record_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).first()
+        return self.record_of(row._mapping) if row is not None else None
+
+    async def suppressed(self, email: str) -> bool:
+        s = tables.suppressions
+        return (await self.conn.execute(sa.select(s.c.email).where(s.c.email == email.lower()))).first() is not None
+
+    # --- writing ---------------------------------------------------------------------------------------
+
+    async def event(self, record_id: str | None, kind: str, at: dt.datetime, data: Mapping[str, Any],
+                    source: str) -> None:  # fmt: skip
+        await insert_event(self.conn, record_id, kind, at, data, source)
+
+    async def save_enrollment(self, values: Mapping[str, Any]) -> None:
+        """An enrollment's new state (its columns); only the columns that differ from what was read are written."""
+        read = self._read.get(values["id"], {})
+        changed = {k: v for k, v in values.items() if k in tables.enrollments.c and k != "id" and read.get(k, v) != v}
+        if not read:
+            changed = {k: v for k, v in values.items() if k in tables.enrollments.c and k != "id"}
+        if changed:
+            await bulk.update(self.conn, tables.enrollments, "id", [{"id": values["id"], **changed}])
+
+    async def suppress(self, email: str, reason: str, at: dt.datetime, source: str) -> bool:
+        """Keep an address off every sequence and campaign; False when it was already (its first reason stays)."""
+        if await self.suppressed(email):
+            return False
+        await self.conn.execute(
+            sa.insert(tables.suppressions).values(email=email.lower(), reason=reason, at=at, source=source[:200])
+        )
+        return True
+
+    async def update_record(self, record_id: str, values: Mapping[str, Any]) -> None:
+        """Columns of a record (converted_at, deleted_at, type, updated_at ...), as the application layer says."""
+        await self.conn.execute(sa.update(tables.records).where(tables.records.c.id == record_id).values(**values))
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """A claimed message that failed for good: its outbox id, the server's reply, its enrollment and record."""
+
+    outbox_id: int
+    detail: str
+    enrollment_id: int | None
+    record_id: str | None
+
+
+@dataclasses.dataclass
+class FinishedSends(Changes):
+    """The transaction that wrote what became of claimed messages (Store.finishing_sends), and those that failed."""
+
+    failed: list[Failed] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class AppliedDefinitions(Changes):
+    """The transaction that made a rule set's definitions the ones in force (Store.applying_definitions), and what
+    it added, changed and removed: {"added" | "changed" | "removed": [(kind, name), ...]}."""
+
+    done: dict[str, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)
