@@ -97,11 +97,11 @@ class Daemon:
         await self.start()
         try:
             assert self.store is not None and self.rules is not None
-            mail = app_inbox.Inbox(self.store)
+            recorder = app_inbox.InboundMail(self.store)
             if self.read_mail and once:  # before the tick: a reply stops the step that would go out now
-                await imap.Inbox(mail, clock=self.clock).poll_once(self.rules.ruleset.settings)
+                await imap.Inbox(self.store, recorder, clock=self.clock).poll_once(self.rules.ruleset.settings)
             elif self.read_mail:
-                self.inbox = imap.Inbox(mail, clock=self.clock)
+                self.inbox = imap.Inbox(self.store, recorder, clock=self.clock)
                 await self.inbox.update(self.rules.ruleset.settings)
             while True:
                 try:

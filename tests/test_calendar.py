@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from outreach import calendar
 from outreach.rules import model, timing
 
+pytestmark = pytest.mark.unit
+
 BERLIN = timing.zone("Europe/Berlin")
 NEW_YORK = timing.zone("America/New_York")
 UTC = dt.UTC

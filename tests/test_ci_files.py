@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pytest
 import yaml
 
 from outreach import cli
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
 
 WORKFLOW = ROOT / "docs" / "ci" / "github-actions.yml"
 

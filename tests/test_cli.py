@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from outreach import cli
 from outreach.rules import schemas
 from tests.conftest import FIXTURES, ROOT
+
+pytestmark = pytest.mark.acceptance
 
 BASE = str(FIXTURES / "base")
 

@@ -47,6 +47,7 @@ def settings(here: Path, **changes: object) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
+@pytest.mark.acceptance
 def test_missing_secrets_are_problems_named_without_their_values(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANNA_IMAP_USER", "anna")
     monkeypatch.setenv("BEN_IMAP_USER", "ben")
@@ -86,6 +87,7 @@ def over_smtp(here: Path, port: int, monkeypatch: pytest.MonkeyPatch, *, passwor
         "password_env": "DOCTOR_SMTP_PASSWORD"}})  # fmt: skip
 
 
+@pytest.mark.integration
 def test_the_relay_is_reached_and_mail_in_doubt_is_a_problem_with_what_to_do(
     here: Path, smtp_server: SmtpServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,6 +109,7 @@ def test_the_relay_is_reached_and_mail_in_doubt_is_a_problem_with_what_to_do(
     assert "jo@example.org" in doubt["detail"]
 
 
+@pytest.mark.integration
 def test_a_wrong_relay_password_is_a_problem(
     here: Path, smtp_server: SmtpServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import random
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,9 @@ from outreach.rules import model, timing
 from outreach.store import Store
 from tests import mailservers
 from tests.mailservers import SmtpServer, SmtpServers
-from tests.test_scheduler import MONDAY, RULES, seeded_store
-from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
+from tests.worlds import MONDAY, RULES, Row, seeded_store
+
+pytestmark = pytest.mark.integration
 
 PEOPLE = (
     Row(2, "L1", "lead", "jo@example.org", {"first_name": "Jo", "owner": "anna"}),
@@ -38,7 +38,7 @@ class Sending:
 
 
 @pytest.fixture
-async def open_store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:  # noqa: F811
+async def open_store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
     store = await seeded_store(backend, PEOPLE)
     try:
         yield store
@@ -182,12 +182,3 @@ async def test_a_raising_transport_defers_and_the_batch_goes_on(open_store: Stor
     assert (report.sent, report.deferred) == (2, 1)
     box = await outbox_by_recipient(s.store)
     assert box["kim@example.net"]["last_error"] == "RuntimeError: a bug in a transport"
-
-
-def test_the_daemon_builds_the_smtp_transport_settings_name(tmp_path: Path) -> None:
-    from outreach.app import sending as app_sending
-
-    relay = model.Server(name="smtp", host="smtp.example.com", port=2525, security=model.Security.STARTTLS)
-    settings = dataclasses.replace(RULES.settings, transport=model.Transport(type="smtp", smtp=relay))
-    built = app_sending.transport_for(dataclasses.replace(RULES, settings=settings))
-    assert isinstance(built, smtp.SmtpTransport) and built.where == "smtp.example.com:2525"

@@ -46,6 +46,7 @@ def _write_blocks(blocks: list[str], where: Path) -> list[Path]:
     return paths
 
 
+@pytest.mark.unit
 def test_the_yaml_examples_of_rules_md_form_one_rule_set_without_errors(tmp_path: Path) -> None:
     blocks = _rules_md_blocks()
     assert blocks, "docs/rules.md has no ```yaml blocks"
@@ -56,6 +57,7 @@ def test_the_yaml_examples_of_rules_md_form_one_rule_set_without_errors(tmp_path
     assert result.ruleset is not None
 
 
+@pytest.mark.unit
 def test_rules_md_has_a_yaml_example_of_every_kind() -> None:
     kinds: set[str] = set()
     for i, block in enumerate(_rules_md_blocks()):
@@ -65,12 +67,14 @@ def test_rules_md_has_a_yaml_example_of_every_kind() -> None:
     assert set(schemas.KINDS) <= kinds, f"no ```yaml example of {sorted(set(schemas.KINDS) - kinds)}"
 
 
+@pytest.mark.unit
 def test_errors_md_explains_every_code() -> None:
     text = _read("errors.md")
     missing = [code.value for code in Code if f"`{code.value}`" not in text]
     assert missing == [], f"docs/errors.md does not mention {missing}"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", schemas.KINDS)
 def test_rules_md_names_every_kind_and_every_key_of_it(kind: str) -> None:
     text = _read("rules.md")
@@ -99,6 +103,7 @@ def _mentions(text: str, command: click.Command) -> list[str]:
     return missing
 
 
+@pytest.mark.unit
 def test_cli_md_describes_every_command_and_option() -> None:
     text = _read("cli.md")
     assert _mentions(text, cli.main) == []
@@ -107,12 +112,14 @@ def test_cli_md_describes_every_command_and_option() -> None:
         assert _mentions(text, command) == [], f"docs/cli.md misses options of `outreach {name}`"
 
 
+@pytest.mark.acceptance
 def test_outreach_help_exits_0_and_shows_an_example() -> None:
     result = CliRunner().invoke(cli.main, ["--help"])
     assert result.exit_code == 0, result.output
     assert "outreach validate rules/" in result.output
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("name", sorted(_commands()))
 def test_command_help_exits_0_and_shows_an_example(name: str) -> None:
     result = CliRunner().invoke(cli.main, [name, "--help"])
@@ -135,6 +142,7 @@ def _cli_md_output(text: str, command: str, first_line: str = "") -> str:
     return match.group(1)
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("fmt", ["text", "json", "github"])
 def test_the_output_examples_of_cli_md_are_real(fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = _read("cli.md")
@@ -188,6 +196,7 @@ class _Lines(logging.Handler):
         self.lines.append(self.format(record) + "\n")
 
 
+@pytest.mark.acceptance
 def test_the_worked_example_of_reminders_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every command of the worked example, run again in a copy of the rules: the page shows its real output.
 
@@ -347,6 +356,7 @@ def walk_through(text: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         log.setLevel(level)
 
 
+@pytest.mark.acceptance
 def test_the_walk_through_of_sequences_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every command of the page, run again in order on copies of rules/ and samples/: the page shows its output.
 
@@ -364,6 +374,7 @@ def test_the_walk_through_of_sequences_md_is_real(tmp_path: Path, monkeypatch: p
     assert ran > 50
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("entered, until", [("2026-11-21T10:00:00Z", "2026-12-02"),
                                             ("2027-03-13T10:00:00Z", "2027-04-01")])  # fmt: skip
 def test_the_simulate_examples_of_cli_md_are_real(entered: str, until: str) -> None:
@@ -375,6 +386,7 @@ def test_the_simulate_examples_of_cli_md_are_real(entered: str, until: str) -> N
         assert result.output == _cli_md_output(_read("testing-rules.md"), command)
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("command", [
     "outreach simulate inbound-nurture --start 2026-11-27T15:00:00Z",
     "outreach simulate inbound-nurture --start 2026-11-27T15:00:00Z --record-json "
@@ -386,6 +398,7 @@ def test_the_sequence_simulate_examples_of_cli_md_are_real(command: str) -> None
     assert result.output == _cli_md_output(_read("cli.md"), command)
 
 
+@pytest.mark.acceptance
 def test_the_simulated_timeline_of_testing_rules_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The events file the page shows, written where the command runs; the timeline is the command's output."""
     section = _read("testing-rules.md").split("\n## A simulated timeline\n", 1)[1].split("\n## ", 1)[0]
@@ -400,6 +413,7 @@ def test_the_simulated_timeline_of_testing_rules_md_is_real(tmp_path: Path, monk
         assert "reply from sam@example.org  [reply.yaml:2]" in result.output
 
 
+@pytest.mark.acceptance
 def test_the_markdown_plan_of_testing_rules_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The example rules committed on `main`, the nudge's wait changed in the working tree, as the page says."""
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from outreach.engine import reminders
+from outreach.engine import reminders, render
 from outreach.rules import criteria, model, timing
+
+pytestmark = pytest.mark.unit
 
 UTC = dt.UTC
 BERLIN = timing.zone("Europe/Berlin")
@@ -558,3 +560,11 @@ def test_a_record_that_leaves_the_process_is_no_longer_reminded() -> None:
     assert first.reminder is not None
     moved = reminders.tick(partner, lead(source="web"), first.state, utc("2026-12-01T07:00:00"), matches=by_source)
     assert moved.reminder is None and moved.state is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "less than a minute"), (60, "1 minute"), (7200, "2 hours"), (86400, "1 day"), (86400 * 9 + 5000, "9 days")],
+)
+def test_how_long_in_a_stage_reads_like_a_person_says_it(seconds: int, text: str) -> None:
+    assert render.human_duration(dt.timedelta(seconds=seconds)) == text

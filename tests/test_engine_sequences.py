@@ -16,6 +16,8 @@ from outreach.engine import sequences as seq
 from outreach.rules import model, validate
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.unit
+
 UTC = dt.UTC
 
 

@@ -56,15 +56,18 @@ def _targets(path: Path, alone: bool) -> list[str]:
     return [str(path)] if alone else [str(BASE), str(path)]
 
 
+@pytest.mark.unit
 def test_there_are_at_least_forty_broken_fixtures() -> None:
     assert len(FIXTURE_FILES) >= 40
 
 
+@pytest.mark.unit
 def test_the_base_rule_set_is_clean() -> None:
     result = validate.validate([str(BASE)])
     assert result.errors == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.name for p in FIXTURE_FILES])
 def test_fixture_reports_its_errors_at_their_lines(path: Path) -> None:
     expected, alone = _header(path)
@@ -82,6 +85,7 @@ def test_fixture_reports_its_errors_at_their_lines(path: Path) -> None:
     assert len(got) == len(expected), f"unexpected extra errors: {got}"
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.name for p in FIXTURE_FILES])
 def test_fixture_errors_show_in_every_format(path: Path) -> None:
     expected, alone = _header(path)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from outreach.rules import loader
 from outreach.rules.diagnostics import Code
+
+pytestmark = pytest.mark.unit
 
 
 def one_doc(text: str) -> loader.Document:

@@ -22,6 +22,8 @@ from outreach.mail import inbound
 from outreach.mail import message as mail_message
 from tests.conftest import FIXTURES
 
+pytestmark = pytest.mark.unit
+
 CORPUS = FIXTURES / "inbound"
 MANIFEST: dict[str, Any] = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
 EXPECTED: dict[str, dict[str, Any]] = MANIFEST["messages"]

@@ -20,6 +20,8 @@ from outreach.mail import message
 from outreach.rules import model
 from tests import mail_oracle
 
+pytestmark = pytest.mark.unit
+
 BERLIN_WINTER = dt.timezone(dt.timedelta(hours=1))
 DATE = dt.datetime(2026, 3, 2, 9, 30, tzinfo=BERLIN_WINTER)
 MESSAGE_ID = "<3f2a9c0e5b7d4e1f8a6b2c4d6e8f0a1b@mail.example.com>"

@@ -14,6 +14,8 @@ import pytest
 from tests import mailservers
 from tests.mailservers import Dovecot, SmtpServers, SmtpSinks
 
+pytestmark = pytest.mark.integration
+
 SENDER = "anna@example.com"
 REPLY = b"""\
 From: Kim Lee <kim@example.org>\r

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import email_validator
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from outreach.app import importing as records
+
+pytestmark = pytest.mark.unit
 
 ATOM = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 plain = st.from_regex(

@@ -12,11 +12,12 @@ from click.testing import CliRunner
 
 from outreach import cli
 from outreach.app import rules as app_rules
+from outreach.review import base as review
 from outreach.review import plan
 from outreach.rules import validate
 from outreach.store import Store, migrate, tables
 from tests.conftest import ROOT
-from tests.test_store import NOW
+from tests.worlds import NOW
 
 
 @pytest.fixture
@@ -38,6 +39,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+@pytest.mark.unit
 def test_everything_is_added_to_an_empty_store(rules: Path) -> None:
     p = plan.make_plan(ruleset(rules), {}, {})
     assert [c.action for c in p.changes] == ["add"] * 15 and p.unchanged == 0
@@ -46,6 +48,7 @@ def test_everything_is_added_to_an_empty_store(rules: Path) -> None:
     assert plan.format_text(p).endswith("Plan: 15 to add, 0 to change, 0 to remove (0 unchanged).")
 
 
+@pytest.mark.unit
 def test_a_pinned_sequence_change_keeps_live_enrollments_on_their_version(rules: Path) -> None:
     before = ruleset(rules)
     active = {k: (v[0], v[1]) for k, v in app_rules.definitions(before).items()}
@@ -67,6 +70,7 @@ def test_a_pinned_sequence_change_keeps_live_enrollments_on_their_version(rules:
     )
 
 
+@pytest.mark.unit
 def test_next_step_moves_them_after_their_next_step(rules: Path) -> None:
     before = ruleset(rules)
     active = dict(app_rules.definitions(before))
@@ -77,6 +81,7 @@ def test_next_step_moves_them_after_their_next_step(rules: Path) -> None:
     assert "after their next step (on_edit: next_step)" in p.changes[0].effects[0]
 
 
+@pytest.mark.unit
 def test_removing_a_sequence_says_how_many_will_be_stopped(rules: Path) -> None:
     before = ruleset(rules)
     active = dict(app_rules.definitions(before))
@@ -88,6 +93,7 @@ def test_removing_a_sequence_says_how_many_will_be_stopped(rules: Path) -> None:
     assert change.effects == ("sequence old-promo removed: 17 live enrollments will be stopped",)
 
 
+@pytest.mark.unit
 def test_a_template_change_counts_the_enrollments_whose_next_send_it_changes(rules: Path) -> None:
     before = ruleset(rules)
     active = dict(app_rules.definitions(before))
@@ -103,6 +109,7 @@ def test_a_template_change_counts_the_enrollments_whose_next_send_it_changes(rul
     assert "-  Would a 20-minute call next week help you" in change.diff  # whole template lines, as written
 
 
+@pytest.mark.unit
 def test_markdown_and_json_carry_the_same_plan(rules: Path) -> None:
     before = ruleset(rules)
     active = dict(app_rules.definitions(before))
@@ -116,6 +123,20 @@ def test_markdown_and_json_carry_the_same_plan(rules: Path) -> None:
     assert data["has_changes"] and data["changes"][0]["name"] == "webinar-last-call"
 
 
+@pytest.mark.unit
+def test_the_semantic_diff_names_items_by_their_id() -> None:
+    old = {"steps": [{"id": "a", "email": "x"}, {"id": "b", "task": "Call"}], "stages": [{"name": "New"}]}
+    new = {"steps": [{"id": "b", "task": "Call", "due_within": "4h"}, {"id": "a", "email": "y"}],
+           "stages": [{"name": "New", "max": "1 week"}, {"name": "Won"}]}  # fmt: skip
+    assert review.describe("Sequence", old, new) == [
+        "step 1 (b) due_within added: 4h",
+        "step 2 (a) email: x → y",
+        "steps order: a, b → b, a",
+        "stage New max added: 1 week",
+        "added stage Won",
+    ]
+
+
 # --- the commands, on a real SQLite store ---------------------------------------------------
 
 
@@ -124,6 +145,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.acceptance
 def test_plan_apply_plan_round_trip_with_terraform_exit_codes(rules: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'o.db'}"
     code, out = run("plan", "--db", db, str(rules))
@@ -137,6 +159,7 @@ def test_plan_apply_plan_round_trip_with_terraform_exit_codes(rules: Path, tmp_p
     assert code == 2 and json.loads(out)["changes"][0]["name"] == "dach-qualified"
 
 
+@pytest.mark.acceptance
 def test_apply_of_a_removed_sequence_stops_its_enrollments(rules: Path, tmp_path: Path) -> None:
     import asyncio
 
@@ -174,6 +197,7 @@ def test_apply_of_a_removed_sequence_stops_its_enrollments(rules: Path, tmp_path
     assert asyncio.run(status()) == ("stopped", "sequence removed")
 
 
+@pytest.mark.acceptance
 def test_an_invalid_rule_set_is_not_applied(rules: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'o.db'}"
     edit(rules / "sequences" / "inbound-nurture.yaml", "email: promo", "email: promotion")
@@ -182,6 +206,7 @@ def test_an_invalid_rule_set_is_not_applied(rules: Path, tmp_path: Path) -> None
     assert not (tmp_path / "o.db").exists()
 
 
+@pytest.mark.acceptance
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'o.db'}"
     code, out = run("db", "upgrade", "--db", db, "--rules", str(tmp_path / "none"))
@@ -191,6 +216,7 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     assert code == 0 and f"revision {head} (head {head})" in out
 
 
+@pytest.mark.acceptance
 def test_a_bad_database_url_is_one_line(rules: Path) -> None:
     code, out = run("plan", "--db", "postgresql://nobody@127.0.0.1:1/nothing", str(rules))
     assert code == 1
@@ -198,6 +224,7 @@ def test_a_bad_database_url_is_one_line(rules: Path) -> None:
     assert len(out.strip().splitlines()) == 1
 
 
+@pytest.mark.unit
 def test_the_url_comes_from_db_then_environment_then_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from outreach.cli import options
 
@@ -208,6 +235,7 @@ def test_the_url_comes_from_db_then_environment_then_settings(monkeypatch: pytes
     assert options.database_url("sqlite:///from-flag.db", settings) == "sqlite:///from-flag.db"
 
 
+@pytest.mark.acceptance
 def test_a_usage_error_of_plan_exits_1_so_that_2_always_means_changes(tmp_path: Path) -> None:
     assert run("plan", "--format", "xml", str(ROOT / "rules"))[0] == 1
     code, out = run("plan", str(tmp_path / "nothing-here"))

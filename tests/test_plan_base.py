@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from outreach import cli
-from outreach.review import base as review
 from outreach.rules import validate
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.acceptance
 
 NURTURE_BEFORE = [
     'Mon 2026-11-23 08:00 UTC  Mon 09:00 CET  step 1 intro  email intro  "Quick question, <first_name>"',
@@ -158,19 +159,6 @@ def test_an_added_step_and_a_new_sequence_get_timelines(repo: Path) -> None:
     assert new[1] == "    timeline:"
     assert new[2].startswith("      Sat 2026-11-28 10:00 UTC  Sat 11:00 CET  step 1 welcome")  # calendar anytime
     assert "Timelines: a sample record enrolled Sat 2026-11-28 10:00 UTC" in out
-
-
-def test_the_semantic_diff_names_items_by_their_id() -> None:
-    old = {"steps": [{"id": "a", "email": "x"}, {"id": "b", "task": "Call"}], "stages": [{"name": "New"}]}
-    new = {"steps": [{"id": "b", "task": "Call", "due_within": "4h"}, {"id": "a", "email": "y"}],
-           "stages": [{"name": "New", "max": "1 week"}, {"name": "Won"}]}  # fmt: skip
-    assert review.describe("Sequence", old, new) == [
-        "step 1 (b) due_within added: 4h",
-        "step 2 (a) email: x → y",
-        "steps order: a, b → b, a",
-        "stage New max added: 1 week",
-        "added stage Won",
-    ]
 
 
 # --- bad input ----------------------------------------------------------------------------------

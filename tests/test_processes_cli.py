@@ -16,6 +16,8 @@ from outreach.mail import transport as mail_transport
 from outreach.store import Store
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.acceptance
+
 # Saturday 21 November 2026: L2 and L3 enter New (2 days), L5 Qualified (2 weeks); L4 is Won (no max).
 CSV = (
     "id,type,email,first_name,company,owner,stage,stage_entered_at\n"

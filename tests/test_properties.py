@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from outreach.rules import criteria, timing
 from outreach.rules.criteria import OPS_BY_TYPE, All, AnyOf, CriteriaError, FieldType, Leaf, Not, Op
 
+pytestmark = pytest.mark.unit
+
 # Modest example counts: the whole file runs in a few seconds.
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TREES = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

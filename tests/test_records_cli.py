@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from outreach import cli
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.acceptance
+
 RULES = str(ROOT / "rules")
 
 GOOD_CSV = (

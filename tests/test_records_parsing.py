@@ -14,6 +14,8 @@ from outreach.app import importing as records
 from outreach.rules import model
 from outreach.rules.criteria import FieldType
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = model.Settings(
     source=model.Source("rules/settings.yaml", 1, ""),
     record_fields={

@@ -11,6 +11,8 @@ from outreach.rules import criteria, model, timing, validate
 from outreach.rules.diagnostics import Code
 from tests.conftest import FIXTURES, ROOT
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = (FIXTURES / "base" / "settings.yaml").read_text(encoding="utf-8")
 
 

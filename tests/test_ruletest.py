@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import textwrap
@@ -13,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from outreach import cli
-from outreach.mail import message
-from outreach.review.ruletests import Recorded
 from tests.conftest import ROOT, write_rule_test
+
+# Tiers: a test that runs RuleTests is `store` (each runs on an SQLite store in memory); one that stops at the
+# errors of a RuleTest file or of the command line is `acceptance` (the CLI alone).
 
 RULES = ROOT / "rules"
 
@@ -70,6 +70,7 @@ FAILING = """
 """
 
 
+@pytest.mark.store
 def test_the_example_rules_tests_all_pass() -> None:
     code, out = run(str(RULES))
 
@@ -78,6 +79,7 @@ def test_the_example_rules_tests_all_pass() -> None:
     assert "FAIL" not in out
 
 
+@pytest.mark.store
 def test_a_passing_rule_test_prints_ok_and_exits_0(rules: Path) -> None:
     write(rules, PASSING)
 
@@ -90,6 +92,7 @@ def test_a_passing_rule_test_prints_ok_and_exits_0(rules: Path) -> None:
     ]
 
 
+@pytest.mark.store
 def test_a_failing_rule_test_shows_expected_and_actual_aligned_by_time_with_file_and_line(rules: Path) -> None:
     path = write(rules, FAILING)
 
@@ -109,6 +112,7 @@ def test_a_failing_rule_test_shows_expected_and_actual_aligned_by_time_with_file
     ]
 
 
+@pytest.mark.store
 def test_sent_is_exhaustive_a_mail_nobody_expected_fails_the_test(rules: Path) -> None:
     text = "\n".join(
         line for line in PASSING.splitlines() if "template: follow-up" not in line and "Re: Quick" not in line
@@ -121,6 +125,7 @@ def test_sent_is_exhaustive_a_mail_nobody_expected_fails_the_test(rules: Path) -
     assert "      + Wed 2026-11-25 08:00 UTC  follow-up to jo@example.org from anna@example.com, reply: " in out
 
 
+@pytest.mark.store
 def test_a_window_matches_any_time_inside_it(rules: Path) -> None:
     text = PASSING.replace(
         "{at: 2026-11-25T08:00:00Z, to: jo@example.org, template: follow-up",
@@ -133,6 +138,7 @@ def test_a_window_matches_any_time_inside_it(rules: Path) -> None:
     assert code == 0, out
 
 
+@pytest.mark.store
 def test_json_lists_each_test_with_its_diff_and_what_was_sent(rules: Path) -> None:
     write(rules, PASSING, "a.yaml")
     write(rules, FAILING, "b.yaml")
@@ -154,6 +160,7 @@ def test_json_lists_each_test_with_its_diff_and_what_was_sent(rules: Path) -> No
     assert bad["diff"][0]["where"].endswith("b.yaml:12")
 
 
+@pytest.mark.store
 def test_junit_xml_has_a_testcase_per_rule_test_and_a_failure_with_the_diff(rules: Path) -> None:
     write(rules, PASSING, "a.yaml")
     write(rules, FAILING, "b.yaml")
@@ -173,6 +180,7 @@ def test_junit_xml_has_a_testcase_per_rule_test_and_a_failure_with_the_diff(rule
     assert failure is not None and "- Sun 2026-11-29 15:00 UTC  follow-up" in (failure.text or "")
 
 
+@pytest.mark.store
 def test_a_rule_test_file_runs_against_the_rules_option(rules: Path) -> None:
     path = write(rules, PASSING)
 
@@ -182,6 +190,7 @@ def test_a_rule_test_file_runs_against_the_rules_option(rules: Path) -> None:
     assert out.splitlines()[-1] == "1 RuleTest, 0 failed"
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -203,6 +212,7 @@ def test_a_rule_test_naming_an_unknown_sequence_record_or_template_is_an_error_a
     assert f"{path}:" in out and "no RuleTest ran" in out
 
 
+@pytest.mark.acceptance
 def test_events_out_of_time_order_are_an_error_at_the_later_event(rules: Path) -> None:
     text = PASSING.replace(
         "events:\n", "events:\n      - {at: 2026-11-24T08:00:00Z, set: {record: L1, stage: Contacted}}\n"
@@ -215,6 +225,7 @@ def test_events_out_of_time_order_are_an_error_at_the_later_event(rules: Path) -
     assert f"{path}:9:" in out and "events must be in time order" in out
 
 
+@pytest.mark.acceptance
 def test_an_event_before_start_is_an_error(rules: Path) -> None:
     path = write(rules, PASSING.replace("{at: 2026-11-23T08:00:00Z, enroll", "{at: 2026-11-22T08:00:00Z, enroll"))
 
@@ -224,6 +235,7 @@ def test_an_event_before_start_is_an_error(rules: Path) -> None:
     assert f"{path}:8:" in out and "outside the test's run" in out
 
 
+@pytest.mark.acceptance
 def test_a_rule_test_that_expects_nothing_is_an_error(rules: Path) -> None:
     write(rules, PASSING.split("expect:")[0] + "expect: {tasks: []}\n")
 
@@ -233,6 +245,7 @@ def test_a_rule_test_that_expects_nothing_is_an_error(rules: Path) -> None:
     assert "a RuleTest must expect something" in out
 
 
+@pytest.mark.store
 def test_an_event_naming_a_campaign_is_an_error_until_campaigns_are_built(rules: Path) -> None:
     shutil.copytree(RULES / "campaigns", rules / "campaigns")
     shutil.copytree(RULES / "views", rules / "views")
@@ -245,6 +258,7 @@ def test_an_event_naming_a_campaign_is_an_error_until_campaigns_are_built(rules:
     assert f"error: {path}:8: open: campaigns are not built yet" in out
 
 
+@pytest.mark.store
 def test_a_reply_before_anything_was_sent_is_an_error(rules: Path) -> None:
     path = write(rules, PASSING.replace(
         "events:\n", "events:\n      - {at: 2026-11-23T07:00:00Z, reply: {record: L1}}\n").replace(
@@ -256,6 +270,7 @@ def test_a_reply_before_anything_was_sent_is_an_error(rules: Path) -> None:
     assert f"{path}:8: reply: nothing was sent to L1 before 2026-11-23T07:00:00+00:00" in out
 
 
+@pytest.mark.acceptance
 def test_usage_errors_exit_2(rules: Path, tmp_path: Path) -> None:
     path = write(rules, PASSING)
 
@@ -265,6 +280,7 @@ def test_usage_errors_exit_2(rules: Path, tmp_path: Path) -> None:
     assert run(str(rules), str(path))[0] == 2
 
 
+@pytest.mark.store
 def test_the_failing_example_of_testing_rules_md_prints_the_diff_shown_there(
     rules: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,6 +297,7 @@ def test_the_failing_example_of_testing_rules_md_prints_the_diff_shown_there(
     assert out == shown
 
 
+@pytest.mark.store
 def test_a_record_imported_long_overdue_is_reminded_at_start_and_one_made_overdue_when_the_daemon_looks_again(
     rules: Path,
 ) -> None:
@@ -310,6 +327,7 @@ def test_a_record_imported_long_overdue_is_reminded_at_start_and_one_made_overdu
     assert code == 0, out
 
 
+@pytest.mark.store
 def test_a_sequence_that_enrolls_by_a_time_criterion_enrolls_at_the_daemons_hourly_full_scan(rules: Path) -> None:
     (rules / "sequences" / "late.yaml").write_text(textwrap.dedent("""
         kind: Sequence
@@ -337,25 +355,3 @@ def test_a_sequence_that_enrolls_by_a_time_criterion_enrolls_at_the_daemons_hour
     code, out = run(str(rules))
 
     assert code == 0, out
-
-
-@pytest.mark.parametrize(
-    "subject",
-    [
-        "Quick question, Jo",
-        "Grüße aus Köln, Jürgen \u2013 über unsere Angebote für das nächste Quartal und was sie für Sie bedeuten",
-        "A long plain subject " + "that goes on and on " * 8,
-        "日本語の件名です。ご確認ください。" * 3,
-        "=?utf-8?q?looks_encoded?= but is typed text",
-    ],
-)
-def test_the_recording_transport_reads_headers_as_the_email_package_does(subject: str) -> None:
-    """The runner reads a few headers without parsing the whole message; they must read as a full parse does."""
-    data = message.build(sender=("Anna Bérger", "anna@example.com"), to="jo@example.org", subject=subject,
-                         text="Hi\n", html=None, message_id="<m1@example.com>",
-                         date=dt.datetime(2026, 11, 23, 8, tzinfo=dt.UTC), in_reply_to="<m0@example.com>")  # fmt: skip
-    recorded = Recorded(dt.datetime(2026, 11, 23, 8, tzinfo=dt.UTC), "anna@example.com", ("jo@example.org",), data)
-    for name in ("Subject", "From", "Message-ID", "In-Reply-To"):
-        assert recorded.header(name) == str(recorded.message[name]), name
-    assert recorded.header("Subject") == subject
-    assert recorded.header("X-Not-There") == ""

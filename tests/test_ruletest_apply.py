@@ -11,6 +11,9 @@ from click.testing import CliRunner
 from outreach import cli
 from tests.conftest import ROOT, write_rule_test
 
+# Tiers: a test that runs RuleTests is `store` (each runs on an SQLite store in memory); one that stops at the
+# errors of a RuleTest file or of the command line is `acceptance` (the CLI alone).
+
 RULES = ROOT / "rules"
 
 
@@ -61,6 +64,7 @@ def edit_test(on_edit: str, rest: str) -> str:
     return EDIT.replace("ON_EDIT", on_edit) + textwrap.dedent(rest).lstrip("\n")
 
 
+@pytest.mark.store
 def test_pinned_enrollments_keep_their_version_and_a_new_enrollment_gets_the_edited_one(rules: Path) -> None:
     # L1 keeps the old version: the follow-up 2 business days after the intro, then the call task.
     # L2, enrolled after the apply, runs the new one: follow-up 3 business days later, no call, the promo.
@@ -85,6 +89,7 @@ def test_pinned_enrollments_keep_their_version_and_a_new_enrollment_gets_the_edi
     assert code == 0, out
 
 
+@pytest.mark.store
 def test_a_pinned_enrollment_does_not_take_the_edited_wait(rules: Path) -> None:
     # the same test expecting L1 on the new version fails: it is pinned
     write(rules, edit_test("pin", """
@@ -101,6 +106,7 @@ def test_a_pinned_enrollment_does_not_take_the_edited_wait(rules: Path) -> None:
     assert "- Thu 2026-11-26 08:00 UTC  follow-up to jo@example.org" in out
 
 
+@pytest.mark.store
 def test_next_step_moves_an_enrollment_after_its_next_step_matching_steps_by_id(rules: Path) -> None:
     # L1's next step (the follow-up) still runs on the old version, 2 business days after the intro; then it
     # moves onto the new version after `nudge`: the call step is gone, the promo goes 1 business day later.
@@ -119,6 +125,7 @@ def test_next_step_moves_an_enrollment_after_its_next_step_matching_steps_by_id(
     assert code == 0, out
 
 
+@pytest.mark.store
 def test_next_step_creates_no_task_for_a_step_the_edit_removed(rules: Path) -> None:
     write(rules, edit_test("next_step", """
         expect:
@@ -132,6 +139,7 @@ def test_next_step_creates_no_task_for_a_step_the_edit_removed(rules: Path) -> N
     assert "- task for L1: 'Call the lead' (its tasks: none)" in out
 
 
+@pytest.mark.store
 def test_removing_a_sequence_stops_its_enrollments_and_sends_nothing_more(rules: Path) -> None:
     write(rules, """
         kind: RuleTest
@@ -158,6 +166,7 @@ def test_removing_a_sequence_stops_its_enrollments_and_sends_nothing_more(rules:
     assert code == 0, out
 
 
+@pytest.mark.store
 def test_a_template_edit_shows_at_the_next_send(rules: Path) -> None:
     # the promo goes 2 business days after the call task is completed (Thursday): Monday, with the new subject
     write(rules, """
@@ -193,6 +202,7 @@ def test_a_template_edit_shows_at_the_next_send(rules: Path) -> None:
     assert code == 0, out
 
 
+@pytest.mark.store
 def test_a_sequence_added_by_an_apply_can_be_enrolled_after_it_but_not_before(rules: Path) -> None:
     added = """
         kind: RuleTest
@@ -247,6 +257,7 @@ def bad(rules: Path, apply: str) -> Path:
     return write(rules, textwrap.dedent(BAD).replace("APPLY", body))
 
 
+@pytest.mark.acceptance
 def test_an_unknown_kind_inline_is_an_error_at_its_line_and_column(rules: Path) -> None:
     path = bad(rules, """
           definitions:
@@ -260,6 +271,7 @@ def test_an_unknown_kind_inline_is_an_error_at_its_line_and_column(rules: Path) 
             "SalesProcess; did you mean 'Sequence'? [events[1].apply.definitions[0].kind]") in out  # fmt: skip
 
 
+@pytest.mark.acceptance
 def test_a_rule_test_inline_is_an_error(rules: Path) -> None:
     path = bad(rules, """
           definitions:
@@ -272,6 +284,7 @@ def test_a_rule_test_inline_is_an_error(rules: Path) -> None:
     assert f"{path}:11:18: error: the text 'RuleTest' is not one of: Settings, Template, Sequence" in out
 
 
+@pytest.mark.acceptance
 def test_a_schema_error_inside_an_inline_definition_is_reported_at_its_line_and_column(rules: Path) -> None:
     path = bad(rules, """
           definitions:
@@ -291,6 +304,7 @@ def test_a_schema_error_inside_an_inline_definition_is_reported_at_its_line_and_
     assert errors[0].endswith("[events[1].apply.definitions[0].steps[1].wait]")
 
 
+@pytest.mark.acceptance
 def test_a_semantic_error_of_an_inline_definition_is_reported_at_its_line(rules: Path) -> None:
     path = bad(rules, """
           definitions:
@@ -312,6 +326,7 @@ def test_a_semantic_error_of_an_inline_definition_is_reported_at_its_line(rules:
     assert "no RuleTest ran" in out
 
 
+@pytest.mark.acceptance
 def test_removing_what_a_rule_still_uses_is_an_error_at_the_apply_naming_the_rule(rules: Path) -> None:
     path = bad(rules, """
           remove:
@@ -326,6 +341,7 @@ def test_removing_what_a_rule_still_uses_is_an_error_at_the_apply_naming_the_rul
             "[steps[3].email] [events[1].apply]") in out  # fmt: skip
 
 
+@pytest.mark.acceptance
 def test_removing_a_definition_the_rule_set_does_not_have_is_an_error(rules: Path) -> None:
     path = bad(rules, """
           remove:
@@ -339,6 +355,7 @@ def test_removing_a_definition_the_rule_set_does_not_have_is_an_error(rules: Pat
             "(Sequence definitions: inbound-nurture, welcome) [events[1].apply.remove[0].name]") in out  # fmt: skip
 
 
+@pytest.mark.acceptance
 def test_an_apply_with_neither_definitions_nor_remove_is_an_error(rules: Path) -> None:
     path = bad(rules, "{}")
 
@@ -348,6 +365,7 @@ def test_an_apply_with_neither_definitions_nor_remove_is_an_error(rules: Path) -
     assert f"{path}:10:7: error: needs one of `definitions`, `remove` [events[1].apply]" in out
 
 
+@pytest.mark.store
 def test_the_next_rule_test_runs_on_the_rule_set_as_written_not_as_changed_by_an_apply_before(rules: Path) -> None:
     # the RuleTests of a run share one store: the first removes inbound-nurture, the second still has it
     write(rules, """
@@ -385,6 +403,7 @@ def test_the_next_rule_test_runs_on_the_rule_set_as_written_not_as_changed_by_an
     assert out.splitlines()[-1] == "2 RuleTests, 0 failed"
 
 
+@pytest.mark.store
 def test_the_example_of_testing_rules_md_is_the_first_test_of_rules_tests_edits_yaml_and_passes(rules: Path) -> None:
     text = (ROOT / "docs" / "testing-rules.md").read_text(encoding="utf-8")
     section = text.split("## Testing a rule change on people already enrolled\n", 1)[1]

@@ -11,46 +11,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from outreach import daemon as daemon_module
 from outreach.app import enrolling, events, scheduler
 from outreach.app import rules as app_rules
 from outreach.engine import events as engine_events
 from outreach.engine import sequences as seq
 from outreach.mail import transport as mail_transport
-from outreach.rules import model, validate
-from outreach.rules.criteria import FieldType
 from outreach.store import Store, tables
 from tests.conftest import ROOT
-from tests.test_store import Row, backend, in_database_file, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
+from tests.worlds import MONDAY, PEOPLE, RULES, ruleset, seeded_store
+
+pytestmark = pytest.mark.store
 
 UTC = dt.UTC
-MONDAY = dt.datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
 UNSUBSCRIBE = "https://t.example.com/u/abc"
-
-
-def ruleset(path: Path = ROOT / "rules") -> model.RuleSet:
-    result = validate.validate([str(path)])
-    assert result.ruleset is not None
-    return result.ruleset
-
-
-RULES = ruleset()
-PEOPLE = (
-    Row(2, "L1", "lead", "jo@example.org", {"first_name": "Jo", "owner": "anna", "company": "Fjord AS"}),
-    Row(3, "L2", "lead", "kim@example.net", {"owner": "ben"}),  # no first_name: the intro cannot be merged
-    Row(4, "W1", "lead", "mila@example.org", {"first_name": "Mila", "owner": "anna"}),
-)
-SIGN_UP = Row(5, "W2", "lead", "tom@example.net", {"first_name": "Tom", "owner": "anna", "source": "website"})
-
-
-async def seeded_store(database: tuple[str, str | None], people: tuple[Row, ...]) -> Store:
-    """A store on the `backend` fixture's database, `people` imported and the example rules applied (a day
-    before MONDAY)."""
-    url, schema = database
-    store = await Store.open(url, fields=RULES.settings.fields, upgrade=True, schema=schema)
-    await store.import_records(rows(*people), now=MONDAY - dt.timedelta(days=1))
-    await app_rules.apply(store, RULES, now=MONDAY - dt.timedelta(days=1))
-    return store
 
 
 @dataclasses.dataclass
@@ -64,7 +37,7 @@ class World:
 
 
 @pytest.fixture
-async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterator[World]:  # noqa: F811
+async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterator[World]:
     store = await seeded_store(backend, PEOPLE)
     outbox = tmp_path / "outbox"
     sched = scheduler.Scheduler(store, RULES, mail_transport.MaildirTransport(str(outbox)),
@@ -267,89 +240,6 @@ async def test_next_step_edits_move_enrollments_after_their_next_step(world: Wor
     row = await w.store.get_enrollment(e.id)
     assert row is not None and row["sequence_hash"] == edited.sequences["inbound-nurture"].source.hash
     assert row["step_index"] == 2 and row["next_due_at"] == dt.datetime(2026, 11, 27, 8, 0, tzinfo=UTC)  # promo
-
-
-async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_invalid(tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    (rules / "settings.yaml").write_text((rules / "settings.yaml").read_text().replace("maildir: var/outbox",
-                                                                                      f"maildir: {tmp_path / 'out'}"))  # fmt: skip
-    clock = [MONDAY]
-    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: clock[0])
-    await d.start()
-    try:
-        assert d.store is not None
-        await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
-        report = await d.tick()
-        assert report.enrolled == 1 and report.sent == 1  # the welcome of W2
-        # after a tick that wrote, the daemon checkpoints: its writes are in the database file, not only the WAL
-        assert in_database_file(tmp_path / "d.db", "SELECT count(*) FROM outbox WHERE state = 'sent'") == 1
-        (rules / "sequences" / "welcome.yaml").write_text("kind: Sequence\nname: welcome\nsteps: []\n")
-        d.reload_wanted = True
-        clock[0] = MONDAY + dt.timedelta(days=3, hours=1)
-        report = await d.tick()  # the invalid reload is refused; the old rules send the check-in
-        assert report.sent == 1
-        assert d.scheduler is not None and "welcome" in d.scheduler.ruleset.sequences
-    finally:
-        await d.close()
-    assert len(mail_transport.read_all(tmp_path / "out")) == 2
-
-
-async def test_a_checkpoint_that_fails_after_a_tick_is_logged_and_the_tick_s_work_stands(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A fault SQLite does not produce on demand, so the checkpoint is made to raise."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    (rules / "settings.yaml").write_text((rules / "settings.yaml").read_text().replace("maildir: var/outbox",
-                                                                                      f"maildir: {tmp_path / 'out'}"))  # fmt: skip
-    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: MONDAY)
-    await d.start()
-    try:
-        assert d.store is not None
-
-        async def broken() -> int:
-            raise sa.exc.OperationalError("PRAGMA wal_checkpoint(PASSIVE)", {}, Exception("disk I/O error"))
-
-        monkeypatch.setattr(d.store, "checkpoint", broken)
-        await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
-        report = await d.tick()
-        assert report.enrolled == 1 and report.sent == 1
-        assert "the checkpoint after the tick failed" in caplog.text
-    finally:
-        await d.close()
-    assert len(mail_transport.read_all(tmp_path / "out")) == 1
-
-
-async def test_a_reload_that_declares_a_field_lets_criteria_use_it(tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    settings = rules / "settings.yaml"
-    settings.write_text(settings.read_text().replace("maildir: var/outbox", f"maildir: {tmp_path / 'out'}"))
-    clock = [MONDAY]
-    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: clock[0])
-    await d.start()
-    try:
-        assert d.store is not None and "industry" not in d.store.fields
-        await d.store.import_records(rows(*PEOPLE), now=MONDAY)
-        settings.write_text(settings.read_text().replace("  first_name: string\n",
-                                                         "  first_name: string\n  industry: string\n"))  # fmt: skip
-        welcome = rules / "sequences" / "welcome.yaml"
-        welcome.write_text(welcome.read_text().replace("enroll_when: {field: source, eq: website}",
-                                                       "enroll_when: {field: industry, eq: saas}"))  # fmt: skip
-        d.reload_wanted = True
-        clock[0] = MONDAY + dt.timedelta(hours=1)
-        await d.tick()  # the reload, and auto-enrollment by the new field: no record has it yet
-        assert d.scheduler is not None and d.scheduler.ruleset.sequences["welcome"].enroll_when is not None
-        assert d.store.fields["industry"] is FieldType.STRING
-        await d.store.set_fields("L1", {"industry": "saas"}, now=clock[0])
-        clock[0] += dt.timedelta(minutes=1)
-        report = await d.tick()
-        assert report.enrolled == 1 and [e["record_id"] for e in await d.store.enrollments(sequence="welcome")] == [
-            "L1"
-        ]
-    finally:
-        await d.close()
 
 
 async def test_one_enrollment_that_fails_is_blocked_and_the_others_go_on(

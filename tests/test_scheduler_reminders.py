@@ -21,12 +21,14 @@ import pytest
 
 from outreach.app import reminding, scheduler
 from outreach.app import rules as app_rules
-from outreach.engine import render
 from outreach.mail import transport as mail_transport
 from outreach.rules import model, validate
 from outreach.store import Store, tables
 from tests.conftest import ROOT
-from tests.test_store import PG_URL, Row, backend, pg_schema, rows  # noqa: F401 - fixtures: both backends, PostgreSQL
+from tests.stores import PG_URL
+from tests.worlds import Row, rows
+
+pytestmark = pytest.mark.store
 
 UTC = dt.UTC
 HOUR = dt.timedelta(hours=1)
@@ -122,7 +124,7 @@ async def open_world(db: tuple[str, str | None], tmp_path: Path, rules: model.Ru
 
 
 @pytest.fixture
-async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterator[World]:  # noqa: F811
+async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterator[World]:
     w = await open_world(backend, tmp_path, ruleset(ROOT / "rules"), lead("L2"))
     try:
         yield w
@@ -262,7 +264,7 @@ text: |
 
 
 async def test_a_digest_is_one_mail_per_owner_listing_all_their_overdue_records(
-    backend: tuple[str, str | None],  # noqa: F811
+    backend: tuple[str, str | None],
     tmp_path: Path,
 ) -> None:
     rules = rules_with(tmp_path, DIGEST_PROCESS, DIGEST_TEMPLATE)
@@ -291,7 +293,7 @@ async def test_a_digest_is_one_mail_per_owner_listing_all_their_overdue_records(
 
 
 async def test_an_unknown_owner_blocks_that_reminder_and_the_tick_goes_on(
-    backend: tuple[str, str | None],  # noqa: F811
+    backend: tuple[str, str | None],
     tmp_path: Path,
 ) -> None:
     w = await open_world(backend, tmp_path, ruleset(ROOT / "rules"), lead("L1", owner="zoe"), lead("L2"),
@@ -316,7 +318,7 @@ async def test_an_unknown_owner_blocks_that_reminder_and_the_tick_goes_on(
 
 
 async def test_a_template_that_does_not_render_blocks_with_the_reason(
-    backend: tuple[str, str | None],  # noqa: F811
+    backend: tuple[str, str | None],
     tmp_path: Path,
 ) -> None:
     template = "kind: Template\nname: overdue-reminder\nsubject: Overdue {{ record.score }}\ntext: x\n"
@@ -351,7 +353,7 @@ follow_up: {enabled: true, at: "0 9 * * *", timezone: Europe/Berlin, to: "user:b
 
 
 async def test_each_record_follows_the_processes_whose_criteria_it_matches(
-    backend: tuple[str, str | None],  # noqa: F811
+    backend: tuple[str, str | None],
     tmp_path: Path,
 ) -> None:
     rules = rules_with(tmp_path, WHERE_PROCESS)
@@ -377,7 +379,7 @@ async def test_each_record_follows_the_processes_whose_criteria_it_matches(
         await w.store.close()
 
 
-async def test_two_daemons_on_postgresql_send_a_run_s_reminder_once(pg_schema: str, tmp_path: Path) -> None:  # noqa: F811
+async def test_two_daemons_on_postgresql_send_a_run_s_reminder_once(pg_schema: str, tmp_path: Path) -> None:
     # PostgreSQL-only: there several daemons share the work (SQLite runs one daemon)
     w = await open_world((PG_URL, pg_schema), tmp_path, ruleset(ROOT / "rules"), lead("L2"), lead("L3", owner="ben"))
     other = await Store.open(PG_URL, fields=w.rules.settings.fields, schema=pg_schema)
@@ -401,11 +403,3 @@ async def test_standings_tell_who_is_overdue_and_when_the_next_reminder_goes(wor
     assert s.record.id == "L2" and s.overdue is not None
     assert (s.overdue.overdue_since, s.overdue.next_reminder, s.overdue.sent) == (
         at("2026-11-23T10:00:00"), at("2026-12-01T07:00:00"), 1)  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0, "less than a minute"), (60, "1 minute"), (7200, "2 hours"), (86400, "1 day"), (86400 * 9 + 5000, "9 days")],
-)
-def test_how_long_in_a_stage_reads_like_a_person_says_it(seconds: int, text: str) -> None:
-    assert render.human_duration(dt.timedelta(seconds=seconds)) == text

@@ -1,13 +1,8 @@
 """The JSON Schemas: well-formed in both drafts, committed as generated, documented,
-closed, accepting the example rules, shipped in the wheel; and the YAML 1.2 pin."""
+closed, accepting the example rules, shipped in the wheel (tests/test_wheel.py); and the YAML 1.2 pin."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import subprocess
-import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +11,9 @@ import jsonschema
 import pytest
 
 from outreach.rules import loader, schemas
-from tests.conftest import ROOT, need
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
 
 DRAFTS = {"2020-12": jsonschema.Draft202012Validator, "07": jsonschema.Draft7Validator}
 SCHEMA_DIR = ROOT / "schemas"
@@ -180,42 +177,7 @@ def test_every_example_document_validates_with_plain_jsonschema(
     assert not errors, f"{file} document {index} ({draft}): {errors}"
 
 
-# (f) -------------------------------------------------------------------------------------
-
-
-def test_the_wheel_ships_the_schemas(tmp_path: Path) -> None:
-    need(importlib.util.find_spec("hatchling") is not None, "hatchling is not installed (pip install -e '.[dev]')")
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, f"pip wheel failed:\n{build.stdout}\n{build.stderr}"
-    wheels = list(tmp_path.glob("outreach-*.whl"))
-    assert len(wheels) == 1, wheels
-    with zipfile.ZipFile(wheels[0]) as whl:
-        names = set(whl.namelist())
-        for required in (
-            "outreach/schemas/sequence.schema.json",
-            "outreach/schemas/draft-07/sequence.schema.json",
-            "outreach/cli/__init__.py",
-        ):
-            assert required in names, f"{required} is not in {wheels[0].name}"
-        for rel, text in schemas.all_files().items():
-            assert whl.read(f"outreach/schemas/{rel}").decode("utf-8") == text, f"outreach/schemas/{rel} is stale"
-        json.loads(whl.read("outreach/schemas/sequence.schema.json"))
+# (f): tests/test_wheel.py
 
 
 # (g) -------------------------------------------------------------------------------------

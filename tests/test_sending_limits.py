@@ -16,8 +16,7 @@ from outreach.mail import limits
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
 from outreach.store import Store
-from tests.test_scheduler import MONDAY, RULES, seeded_store
-from tests.test_store import Row, backend, rows  # noqa: F401 - the backend fixture: SQLite and PostgreSQL
+from tests.worlds import MONDAY, RULES, Row, seeded_store
 
 UTC = dt.UTC
 PEOPLE = tuple(
@@ -32,7 +31,7 @@ def limited(limit: int) -> model.RuleSet:
 
 
 @pytest.fixture
-async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:  # noqa: F811
+async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
     s = await seeded_store(backend, PEOPLE)
     try:
         yield s
@@ -48,6 +47,7 @@ async def enroll(sched: scheduler.Scheduler, store: Store, record_id: str, at: d
     return result.id
 
 
+@pytest.mark.store
 async def test_steps_over_the_daily_limit_wait_for_a_free_slot_and_say_why(store: Store, tmp_path: Path) -> None:
     sched = scheduler.Scheduler(store, limited(2), mail_transport.MaildirTransport(str(tmp_path / "outbox")))
     ids = [await enroll(sched, store, f"L{n}", MONDAY) for n in range(4)]
@@ -73,6 +73,7 @@ async def test_steps_over_the_daily_limit_wait_for_a_free_slot_and_say_why(store
     assert len(await store.outbox()) == 4
 
 
+@pytest.mark.store
 async def test_a_step_that_cannot_go_within_a_day_of_its_due_time_is_blocked_with_quota_exceeded(
     store: Store, tmp_path: Path
 ) -> None:
@@ -92,6 +93,7 @@ async def test_a_step_that_cannot_go_within_a_day_of_its_due_time_is_blocked_wit
     assert taken is not None and taken["steps_done"] == 1
 
 
+@pytest.mark.unit
 def test_quota_hold_lets_mail_go_under_the_limit_and_without_one() -> None:
     sequence = RULES.sequences["inbound-nurture"]
     who = seq.Recipient("L0", "lead", "p0@example.org", "anna", None, {})
@@ -116,6 +118,7 @@ def capped(caps: dict[str, int]) -> model.RuleSet:
         settings, limits=dataclasses.replace(settings.limits, domains=caps)))  # fmt: skip
 
 
+@pytest.mark.store
 async def test_mail_over_a_domains_hourly_cap_waits_in_the_outbox_without_using_an_attempt(
     store: Store, tmp_path: Path
 ) -> None:
@@ -136,6 +139,7 @@ async def test_mail_over_a_domains_hourly_cap_waits_in_the_outbox_without_using_
     assert len(mail_transport.read_all(outbox)) == 4
 
 
+@pytest.mark.unit
 def test_domain_caps_count_a_sliding_hour_per_domain() -> None:
     caps = limits.DomainCaps({"gmail.com": 2})
     assert caps.take("a@gmail.com", MONDAY) is None

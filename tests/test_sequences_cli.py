@@ -13,6 +13,8 @@ from outreach import cli
 from outreach.mail import transport as mail_transport
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.acceptance
+
 CSV = (
     "id,type,email,first_name,company,country,owner,source\n"
     "L1,lead,jo@example.org,Jo,Fjord AS,NO,anna,\n"

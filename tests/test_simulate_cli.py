@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from outreach import cli
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.acceptance
 
 RULES = str(ROOT / "rules")
 

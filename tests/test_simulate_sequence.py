@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from outreach import cli
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.acceptance
+
 RULES = str(ROOT / "rules")
 FRIDAY = "2026-11-27T15:00:00Z"  # 16:00 in Berlin
 

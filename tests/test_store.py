@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,104 +16,18 @@ from alembic.script import ScriptDirectory
 from outreach.app import events
 from outreach.app import rules as app_rules
 from outreach.rules import criteria, timing
-from outreach.rules.criteria import FieldType, Op
+from outreach.rules.criteria import Op
 from outreach.store import Store, StoreBusy, StoreError, bulk, migrate, tables
 from outreach.store import criteria as sql_criteria
 from outreach.store import store as store_module
 from outreach.store.sequencing import Pending
 from outreach.store.store import NotFound
-from tests.conftest import ROOT, need
+from tests.stores import FIELDS, PG_URL, in_database_file
+from tests.worlds import NOW, Row, RowError, rows
 
-PG_URL = os.environ.get("OUTREACH_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
-FIELDS: dict[str, FieldType] = {
-    **criteria.BUILTIN_FIELDS,
-    "first_name": FieldType.STRING,
-    "company": FieldType.STRING,
-    "country": FieldType.STRING,
-    "score": FieldType.NUMBER,
-    "purchased": FieldType.BOOLEAN,
-    "signed_up_at": FieldType.DATETIME,
-}
+pytestmark = pytest.mark.store
 
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """The shape outreach.records yields for a good import row."""
-
-    line: int
-    id: str | None
-    type: str
-    email: str | None
-    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class RowError:
-    line: int
-    message: str
-
-
-async def _pg_schema() -> str | None:
-    """A fresh schema on the local PostgreSQL, or None when there is none."""
-    import asyncpg
-
-    url = sa.make_url(PG_URL)
-    try:
-        conn = await asyncpg.connect(
-            host=url.host, port=url.port or 5432, user=url.username, database=url.database, timeout=3
-        )
-    except (OSError, asyncpg.PostgresError):
-        return None
-    schema = f"outreach_test_{uuid.uuid4().hex[:10]}"
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.close()
-    return schema
-
-
-async def _drop_pg_schema(schema: str) -> None:
-    import asyncpg
-
-    url = sa.make_url(PG_URL)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, database=url.database)
-    await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    await conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
-    """(url, schema) of an empty database of each dialect."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'outreach.db'}", None
-        return
-    schema = await _pg_schema()
-    need(schema is not None, f"no PostgreSQL at {PG_URL}")
-    assert schema is not None
-    try:
-        yield PG_URL, schema
-    finally:
-        await _drop_pg_schema(schema)
-
-
-def test_a_store_test_without_postgresql_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true and no PostgreSQL"):
-        need(False, "no PostgreSQL at somewhere")
-
-
-@pytest.fixture
-async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
-    url, schema = backend
-    s = await Store.open(url, fields=FIELDS, upgrade=True, schema=schema)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-def rows(*items: Row | RowError) -> Iterator[Row | RowError]:
-    yield from items
-
+# `store` (an empty store), `backend` (an empty database of each dialect) and `pg_schema`: tests/conftest.py
 
 LEADS = (
     Row(2, "L1", "lead", "jo@example.org", {"first_name": "Jo", "score": 80, "country": "DE", "owner": "anna",
@@ -153,17 +64,6 @@ async def test_migrating_step_by_step_gives_exactly_the_tables_of_the_code(backe
         diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), tables.metadata))
     await engine.dispose()
     assert diff == []
-
-
-@pytest.fixture
-async def pg_schema() -> AsyncIterator[str]:
-    schema = await _pg_schema()
-    need(schema is not None, f"no PostgreSQL at {PG_URL}")
-    assert schema is not None
-    try:
-        yield schema
-    finally:
-        await _drop_pg_schema(schema)
 
 
 async def test_postgresql_refuses_an_old_schema_until_db_upgrade(pg_schema: str) -> None:
@@ -203,13 +103,6 @@ async def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path) -> 
     third = await Store.open(url)
     third.hold_single_daemon()  # the lock went with the first daemon
     await third.close()
-
-
-def test_no_statement_reads_the_database_clock() -> None:
-    for path in (ROOT / "outreach" / "store").rglob("*.py"):
-        text = path.read_text(encoding="utf-8").lower()
-        for word in ("now()", "current_timestamp", "func.now", "datetime.now", "utcnow"):
-            assert word not in text, f"{path} uses {word}"
 
 
 # --- records ----------------------------------------------------------------------------
@@ -654,13 +547,3 @@ async def test_sqlite_leaves_the_wal_to_the_daemon_s_checkpoint_which_writes_it_
     finally:
         await memory.close()
 
-
-def in_database_file(path: Path, sql: str) -> Any:
-    """What a query finds in the SQLite database file itself, not counting what is still only in its WAL."""
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-    try:
-        return conn.execute(sql).fetchone()[0]
-    finally:
-        conn.close()

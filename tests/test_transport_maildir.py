@@ -11,6 +11,8 @@ import pytest
 
 from outreach.mail import message, transport
 
+pytestmark = pytest.mark.unit
+
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
 

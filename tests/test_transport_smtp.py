@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from outreach.mail import credentials, smtp
 from outreach.mail import message as mail_message
+from outreach.mail import smtp
 from outreach.rules import model, timing
 from tests import mailservers
 from tests.mailservers import SmtpServers, SmtpSinks
+
+pytestmark = pytest.mark.integration
 
 SENDER = "anna@example.com"
 DATE = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
@@ -224,26 +226,6 @@ async def test_the_relay_rate_spaces_transactions_out(smtp_server: SmtpServers) 
     await transport.close()
 
     assert waits == [0.5, 1.0, 1.5, 2.0]  # the first goes at once, then one every half second
-
-
-def test_a_secret_that_is_not_there_is_refused_when_the_transport_is_built(tmp_path: Path) -> None:
-    with pytest.raises(credentials.MissingSecret, match="the SMTP password: the environment variable NO_SUCH_VAR"):
-        smtp.SmtpTransport(relay(25, username="anna", password_env="NO_SUCH_VAR"))
-    with pytest.raises(credentials.MissingSecret, match="cannot read"):
-        smtp.SmtpTransport(relay(25, username="anna", password_file=str(tmp_path / "absent")))
-    with pytest.raises(credentials.MissingSecret, match="AUTH needs a password"):
-        smtp.SmtpTransport(relay(25, username="anna"))
-
-
-def test_a_secret_file_under_the_systemd_credentials_directory_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "smtp").write_text("pw-1\n")
-    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-
-    transport = smtp.SmtpTransport(relay(25, username="anna", password_file="$CREDENTIALS_DIRECTORY/smtp"))
-
-    assert transport.password == "pw-1"
 
 
 async def test_postfix_smtp_sink_takes_what_the_transport_sends(smtp_sink: SmtpSinks) -> None:

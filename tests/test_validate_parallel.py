@@ -5,8 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from outreach.rules import validate
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.acceptance  # worker processes, as `outreach validate` starts them for a large rule set
 
 
 def _big_rule_set(tmp_path: Path, broken: bool) -> Path:

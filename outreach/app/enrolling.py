@@ -4,7 +4,8 @@
   and automatic enrollment all come here;
 - `enroll_many`: records by id, criteria or a View (`outreach enroll --view`, `--where`);
 - `AutoEnrollment`: the scheduler's phase for sequences with `enroll_when`;
-- `refusal`: why a record cannot be enrolled now (`outreach preview` says it before anyone enrolls);
+- `refusal`: why a record cannot be enrolled now, and `preview`: every step a record would get
+  (`outreach preview`, before anyone enrolls);
 - `stop` and `retry`: a user ends a live enrollment, or tries a blocked step again.
 
 The engine decides (outreach/engine/sequences.py: who may be enrolled, the first step's time; engine/events.py:
@@ -81,6 +82,8 @@ class EnrollStore(Protocol):
 
 
 class ManyStore(EnrollStore, Protocol):
+    async def active_definitions(self) -> dict[tuple[str, str], rows.ActiveDefinition]: ...
+
     async def records_by_id(self, ids: list[str]) -> dict[str, rows.Record]: ...
 
     async def list_records(
@@ -126,13 +129,21 @@ async def enroll(
     return dataclasses.replace(planned, id=new_id)
 
 
+class NotApplied(store_module.StoreError):
+    """The sequence in the rules is not the version applied to the store: enrolling would run another one."""
+
+
 async def enroll_many(
     store: ManyStore, ruleset: model.RuleSet, sequence: model.Sequence, *, record_ids: Sequence[str] = (),
     where: criteria.Criteria | None = None, enrolled_by: str, now: dt.datetime, dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[str, seq.Enrollment | str]]:  # fmt: skip
     """Enroll records by id and those matching `where` (a View's criteria, --where pairs): each record's
-    enrollment or the reason it was refused, unknown ids first. `progress(done, total)` follows the records."""
+    enrollment or the reason it was refused, unknown ids first. `progress(done, total)` follows the records.
+    NotApplied when the rules' version of the sequence is not the one applied (`outreach apply` first)."""
+    applied = (await store.active_definitions()).get(("Sequence", sequence.name))
+    if applied is None or applied.hash != sequence.source.hash:
+        raise NotApplied(f"sequence {sequence.name} in the rules is not the applied version: run `outreach apply` first")
     found = list((await store.records_by_id(list(record_ids))).values()) if record_ids else []
     known = {r.id for r in found}
     results: list[tuple[str, seq.Enrollment | str]] = [(rid, f"no record {rid!r}") for rid in record_ids
@@ -145,6 +156,29 @@ async def enroll_many(
         if progress is not None:
             progress(done, len(found))
     return results
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    """What enrolling a record would do: why it would be refused (None: it would not be), and every step as it
+    would run if nothing stopped it (when, the step's index, the mail, task or block it makes)."""
+
+    refusal: str | None
+    steps: tuple[tuple[dt.datetime, int, seq.SendEmail | seq.CreateTask | seq.Block], ...]
+
+
+async def preview(
+    store: EnrollStore, ruleset: model.RuleSet, record: rows.Record, sequence: model.Sequence, *,
+    enrolled_by: str | None, start: dt.datetime, links: Callable[[seq.Enrollment], str | None],
+) -> Preview:  # fmt: skip
+    """Every step of `sequence` for `record` enrolled at `start` by `enrolled_by` (default: its owner); a task
+    counts as done when it is created. Nothing is written."""
+    who = recipient_of(record)
+    planned = seq.enroll(0, dataclasses.replace(who, email=who.email or "-"), sequence, ruleset.settings,
+                         enrolled_by=enrolled_by or record.owner or "", now=start)  # fmt: skip
+    e = dataclasses.replace(planned, email=who.email or "")
+    steps = tuple(seq.walk(e, sequence, who, ruleset, unsubscribe_url=links))
+    return Preview(await refusal(store, record, sequence), steps)
 
 
 class AutoEnrollment:

@@ -1,7 +1,7 @@
 """Mail that comes back, recorded: what a reply, an auto-reply, a bounce or a delay warning read over IMAP means.
 
 The IMAP poller (outreach/mail/imap.py) reads and classifies each message (outreach/mail/inbound.py) and hands
-it to `Inbox.apply_inbound`, which opens the message's transaction in the store (the mailbox's position moves in
+it to `InboundMail.apply_inbound`, which opens the message's transaction in the store (the mailbox's position moves in
 it), finds the records and messages of ours it is about, asks the engine what it means
 (outreach/engine/events.py) and writes the answer (outreach/app/events.py `write`):
 
@@ -14,8 +14,8 @@ it), finds the records and messages of ours it is about, asks the engine what it
 - delayed: a `bounce_delayed` event only, a warning;
 - ignored: nothing but the position.
 
-`Inbox` is what the poller takes as its store (mail/imap.py's InboxStore): the mailbox positions and the
-classifier's questions go to the store as they are.
+The poller asks the store itself where each mailbox was read up to and what we sent (mail/imap.py's InboxStore);
+`InboundMail` is where it hands each classified message (its Recorder).
 """
 
 from __future__ import annotations
@@ -49,21 +49,7 @@ class Applied:
 
 
 class InboundStore(Protocol):
-    """The store's verbs for mail that comes back (outreach.store.Store has them)."""
-
-    async def mailbox_position(self, mailbox: str) -> store_inbound.MailboxPosition | None: ...
-
-    async def set_mailbox_position(self, mailbox: str, uidvalidity: int, last_uid: int, now: dt.datetime) -> bool: ...
-
-    async def advance_mailbox(self, mailbox: str, uidvalidity: int, uid: int, now: dt.datetime) -> bool: ...
-
-    async def mailbox_checked(self, mailbox: str, uidvalidity: int, now: dt.datetime) -> None: ...
-
-    async def our_message_ids(self, message_ids: Collection[str]) -> set[str]: ...
-
-    async def sent_subjects_to(self, address: str, senders: Collection[str]) -> list[str]: ...
-
-    async def first_sent_at(self, senders: Collection[str]) -> dt.datetime | None: ...
+    """The store's verb for one inbound message's transaction (outreach.store.Store has it)."""
 
     def inbound_message(
         self, mailbox: str, uidvalidity: int, uid: int, *, message_id: str | None, now: dt.datetime,
@@ -71,33 +57,11 @@ class InboundStore(Protocol):
     ) -> AbstractAsyncContextManager[store_inbound.InboundChanges | None]: ...  # fmt: skip
 
 
-class Inbox:
-    """The poller's side of the store: positions and the classifier's questions as the store answers them, and
-    `apply_inbound` for what a classified message means."""
+class InboundMail:
+    """What a classified message means, recorded (the IMAP poller's Recorder, mail/imap.py)."""
 
     def __init__(self, store: InboundStore) -> None:
         self.store = store
-
-    async def mailbox_position(self, mailbox: str) -> store_inbound.MailboxPosition | None:
-        return await self.store.mailbox_position(mailbox)
-
-    async def set_mailbox_position(self, mailbox: str, uidvalidity: int, last_uid: int, now: dt.datetime) -> bool:
-        return await self.store.set_mailbox_position(mailbox, uidvalidity, last_uid, now)
-
-    async def advance_mailbox(self, mailbox: str, uidvalidity: int, uid: int, now: dt.datetime) -> bool:
-        return await self.store.advance_mailbox(mailbox, uidvalidity, uid, now)
-
-    async def mailbox_checked(self, mailbox: str, uidvalidity: int, now: dt.datetime) -> None:
-        await self.store.mailbox_checked(mailbox, uidvalidity, now)
-
-    async def our_message_ids(self, message_ids: Collection[str]) -> set[str]:
-        return await self.store.our_message_ids(message_ids)
-
-    async def sent_subjects_to(self, address: str, senders: Collection[str]) -> list[str]:
-        return await self.store.sent_subjects_to(address, senders)
-
-    async def first_sent_at(self, senders: Collection[str]) -> dt.datetime | None:
-        return await self.store.first_sent_at(senders)
 
     async def apply_inbound(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sys
 from typing import Any
@@ -58,17 +57,11 @@ def _check_user(ruleset: model.RuleSet, user: str | None) -> None:
         raise click.BadParameter(f"no user {user!r} (users: {', '.join(ruleset.settings.users)})", param_hint="--as")
 
 
-def _applied_sequence(ruleset: model.RuleSet, name: str, applied: dict[tuple[str, str], Any]) -> model.Sequence:
+def _sequence(ruleset: model.RuleSet, name: str) -> model.Sequence:
     if name not in ruleset.sequences:
         raise click.BadParameter(f"no sequence {name!r} (sequences: {', '.join(ruleset.sequences) or 'none'})",
                                  param_hint="SEQUENCE")  # fmt: skip
-    sequence = ruleset.sequences[name]
-    stored = applied.get(("Sequence", name))
-    if stored is None or stored.hash != sequence.source.hash:
-        raise click.ClickException(
-            f"sequence {name} in the rules is not the applied version: run `outreach apply` first"
-        )
-    return sequence
+    return ruleset.sequences[name]
 
 
 @click.command()
@@ -110,9 +103,9 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
         if view_name not in ruleset.views:
             raise click.BadParameter(f"no view {view_name!r}", param_hint="--view")
         where = criteria.All(tuple(x for x in (where, ruleset.views[view_name].where) if x is not None))
+    sequence = _sequence(ruleset, sequence_name)
 
     async def go(store: Store) -> list[tuple[str, seq.Enrollment | str]]:
-        sequence = _applied_sequence(ruleset, sequence_name, await store.active_definitions())
         from rich.progress import Progress
 
         with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
@@ -258,20 +251,16 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
         raise click.BadParameter(exc.message, param_hint="--start") from None
     _check_user(ruleset, as_user)
 
-    async def facts(store: Store) -> tuple[Any, str | None]:
+    async def go(store: Store) -> enrolling.Preview:
         record = await store.get_record(record_id)
-        return record, await enrolling.refusal(store, record, sequence)
+        return await enrolling.preview(store, ruleset, record, sequence, enrolled_by=as_user, start=now,
+                                       links=sending.unsubscribe_links(ruleset))  # fmt: skip
 
-    record, refused = options.on_store(db_url, ruleset, facts)
-    if refused:
-        click.echo(f"enrolling {record_id} would be refused: {refused}")
-    who = enrolling.recipient_of(record)
-    user = as_user or record.owner or ""
-    links = sending.unsubscribe_links(ruleset)
-    e = dataclasses.replace(seq.enroll(0, dataclasses.replace(who, email=who.email or "-"), sequence,
-                                       ruleset.settings, enrolled_by=user, now=now), email=who.email or "")  # fmt: skip
+    planned = options.on_store(db_url, ruleset, go)
+    if planned.refusal:
+        click.echo(f"enrolling {record_id} would be refused: {planned.refusal}")
     problems = 0
-    for at, index, decision in seq.walk(e, sequence, who, ruleset, unsubscribe_url=links):
+    for at, index, decision in planned.steps:
         click.echo(f"\nstep {index + 1} {sequence.steps[index].id} at {at.strftime('%a %Y-%m-%d %H:%M UTC')}")
         if isinstance(decision, seq.SendEmail):
             click.echo(f"  email from {decision.sender.name} <{decision.sender.email}> to {decision.to}")
@@ -284,7 +273,7 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
         else:
             problems += 1
             click.echo(f"  BLOCKED: {decision.reason}")
-    problems += bool(refused)
+    problems += bool(planned.refusal)
     click.echo(f"\n{sequence_name} for {record_id}: {len(sequence.steps)} steps, {problems} problem(s)")
     sys.exit(1 if problems else 0)
 

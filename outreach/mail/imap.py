@@ -1,11 +1,11 @@
 """Reading replies and bounces over IMAP: one poller per mailbox of Settings.mailboxes.
 
 A poller logs in (LOGIN over implicit TLS, STARTTLS or plain, as the mailbox's `security` says; secrets through
-outreach.credentials), SELECTs the folder and reads every message whose UID is above the last one it handled, in
-UID order. Each is classified (outreach.mail.inbound) and handed on (outreach/app/inbox.py), which records what it
-means and moves the mailbox's position (`mailbox_state`: UIDVALIDITY and last UID) in the same transaction: after a crash,
-a restart or a dropped connection, reading resumes after the last message applied, so nothing is missed and
-nothing is read twice. Then it waits for new mail: IDLE when the server's CAPABILITY offers it, re-issued every
+outreach.mail.credentials), SELECTs the folder and reads every message whose UID is above the last one it handled, in
+UID order. Each is classified (outreach.mail.inbound) and handed to a Recorder (outreach/app/inbox.py), which
+records what it means and moves the mailbox's position (`mailbox_state`: UIDVALIDITY and last UID) in the same
+transaction: after a crash, a restart or a dropped connection, reading resumes after the last message applied, so
+nothing is missed and nothing is read twice. Then it waits for new mail: IDLE when the server's CAPABILITY offers it, re-issued every
 25 minutes (RFC 2177 asks for less than 29), else a new look every `poll_every`. Any connection error closes the
 connection and tries again after an exponential backoff (1 s doubling to 5 minutes, with jitter).
 
@@ -441,8 +441,8 @@ class Applied(Protocol):
 
 
 class InboxStore(Protocol):
-    """What the poller needs: where each mailbox was read up to, what we sent (the classifier's questions), and a
-    place for what a classified message means (outreach.app.inbox.Inbox has it all)."""
+    """What the poller needs of the store: where each mailbox was read up to, and what we sent (the classifier's
+    questions). outreach.store.Store has it."""
 
     async def mailbox_position(self, mailbox: str) -> Position | None: ...
 
@@ -457,6 +457,11 @@ class InboxStore(Protocol):
     async def sent_subjects_to(self, address: str, senders: Collection[str]) -> list[str]: ...
 
     async def first_sent_at(self, senders: Collection[str]) -> dt.datetime | None: ...
+
+
+class Recorder(Protocol):
+    """Where a classified message goes: what it means is recorded, and the mailbox's position moves past it, in one
+    transaction (outreach.app.inbox.InboundMail has it)."""
 
     async def apply_inbound(
         self,
@@ -501,6 +506,7 @@ class Poller:
         self,
         mailbox: Mailbox,
         store: InboxStore,
+        recorder: Recorder,
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -524,6 +530,7 @@ class Poller:
         self.username = username
         self._password = password
         self.store = store
+        self.recorder = recorder
         self.clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -682,7 +689,7 @@ class Poller:
             if message.kind is inbound.Kind.IGNORED:
                 log.debug("mailbox %s: UID %d ignored: %s", self.name, fetched.uid, message.reason)
                 continue  # passed with the batch's one write
-            applied = await self.store.apply_inbound(
+            applied = await self.recorder.apply_inbound(
                 self.key, uidvalidity, fetched.uid, message, senders=self.mailbox.senders, now=self.clock(),
                 resync_since=resync_since,
             )  # fmt: skip
@@ -740,12 +747,14 @@ class Inbox:
     def __init__(
         self,
         store: InboxStore,
+        recorder: Recorder,
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         tls_context: ssl.SSLContext | None = None,
         **options: Any,
     ) -> None:
         self.store = store
+        self.recorder = recorder
         self.clock = clock
         self.tls_context = tls_context
         self.options = options  # more Poller keywords (tests)
@@ -756,8 +765,8 @@ class Inbox:
         built: dict[str, Poller] = {}
         for name, mailbox in mailboxes(settings).items():
             try:
-                built[name] = Poller(mailbox, self.store, clock=self.clock, tls_context=self.tls_context,
-                                     **self.options)  # fmt: skip
+                built[name] = Poller(mailbox, self.store, self.recorder, clock=self.clock,
+                                     tls_context=self.tls_context, **self.options)  # fmt: skip
             except credentials.MissingSecret as exc:
                 log.error("mailbox %s is not read: %s", name, exc)
         return built

@@ -5,5 +5,6 @@
 - `ruletests.py`: RuleTests, run on a virtual clock through the application layer (`outreach test`);
 - `simulation.py`: one enrollment, or one sales process, told as a timeline (`outreach simulate`).
 
-They call the application layer (outreach/app/) as the CLI and the daemon do, on a store in memory.
+`plan.py` and `base.py` are pure: the store's facts come in. `ruletests.py` and `simulation.py` run the rules
+through the application layer (outreach/app/), as the CLI and the daemon do, on a store in memory.
 """

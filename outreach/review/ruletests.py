@@ -247,7 +247,7 @@ class _Run:
         self.store = store
         self.transport = RecordingTransport(test.start)
         self.rules = app_rules.InForce(store, links=_unsubscribe_links)
-        self.inbox = inbox.Inbox(store)
+        self.inbox = inbox.InboundMail(store)
         self.notices: list[str] = []
         self.uid = 0
         self.changed: dt.datetime | None = None  # when an event last changed something

@@ -1,0 +1,127 @@
+"""The daemon end to end, as `outreach run` runs it: it applies the rules, ticks, checkpoints SQLite, reloads on
+SIGHUP (keeping the old rules when the new ones are invalid) and stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from outreach import daemon as daemon_module
+from outreach.mail import transport as mail_transport
+from outreach.rules.criteria import FieldType
+from tests.conftest import ROOT
+from tests.stores import in_database_file
+from tests.worlds import MONDAY, PEOPLE, SIGN_UP, rows
+
+pytestmark = pytest.mark.acceptance
+
+
+async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_invalid(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "settings.yaml").write_text((rules / "settings.yaml").read_text().replace("maildir: var/outbox",
+                                                                                      f"maildir: {tmp_path / 'out'}"))  # fmt: skip
+    clock = [MONDAY]
+    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: clock[0])
+    await d.start()
+    try:
+        assert d.store is not None
+        await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
+        report = await d.tick()
+        assert report.enrolled == 1 and report.sent == 1  # the welcome of W2
+        # after a tick that wrote, the daemon checkpoints: its writes are in the database file, not only the WAL
+        assert in_database_file(tmp_path / "d.db", "SELECT count(*) FROM outbox WHERE state = 'sent'") == 1
+        (rules / "sequences" / "welcome.yaml").write_text("kind: Sequence\nname: welcome\nsteps: []\n")
+        d.reload_wanted = True
+        clock[0] = MONDAY + dt.timedelta(days=3, hours=1)
+        report = await d.tick()  # the invalid reload is refused; the old rules send the check-in
+        assert report.sent == 1
+        assert d.scheduler is not None and "welcome" in d.scheduler.ruleset.sequences
+    finally:
+        await d.close()
+    assert len(mail_transport.read_all(tmp_path / "out")) == 2
+
+
+async def test_a_checkpoint_that_fails_after_a_tick_is_logged_and_the_tick_s_work_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault SQLite does not produce on demand, so the checkpoint is made to raise."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "settings.yaml").write_text((rules / "settings.yaml").read_text().replace("maildir: var/outbox",
+                                                                                      f"maildir: {tmp_path / 'out'}"))  # fmt: skip
+    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: MONDAY)
+    await d.start()
+    try:
+        assert d.store is not None
+
+        async def broken() -> int:
+            raise sa.exc.OperationalError("PRAGMA wal_checkpoint(PASSIVE)", {}, Exception("disk I/O error"))
+
+        monkeypatch.setattr(d.store, "checkpoint", broken)
+        await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
+        report = await d.tick()
+        assert report.enrolled == 1 and report.sent == 1
+        assert "the checkpoint after the tick failed" in caplog.text
+    finally:
+        await d.close()
+    assert len(mail_transport.read_all(tmp_path / "out")) == 1
+
+
+async def test_a_reload_that_declares_a_field_lets_criteria_use_it(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    settings = rules / "settings.yaml"
+    settings.write_text(settings.read_text().replace("maildir: var/outbox", f"maildir: {tmp_path / 'out'}"))
+    clock = [MONDAY]
+    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: clock[0])
+    await d.start()
+    try:
+        assert d.store is not None and "industry" not in d.store.fields
+        await d.store.import_records(rows(*PEOPLE), now=MONDAY)
+        settings.write_text(settings.read_text().replace("  first_name: string\n",
+                                                         "  first_name: string\n  industry: string\n"))  # fmt: skip
+        welcome = rules / "sequences" / "welcome.yaml"
+        welcome.write_text(welcome.read_text().replace("enroll_when: {field: source, eq: website}",
+                                                       "enroll_when: {field: industry, eq: saas}"))  # fmt: skip
+        d.reload_wanted = True
+        clock[0] = MONDAY + dt.timedelta(hours=1)
+        await d.tick()  # the reload, and auto-enrollment by the new field: no record has it yet
+        assert d.scheduler is not None and d.scheduler.ruleset.sequences["welcome"].enroll_when is not None
+        assert d.store.fields["industry"] is FieldType.STRING
+        await d.store.set_fields("L1", {"industry": "saas"}, now=clock[0])
+        clock[0] += dt.timedelta(minutes=1)
+        report = await d.tick()
+        assert report.enrolled == 1 and [e["record_id"] for e in await d.store.enrollments(sequence="welcome")] == [
+            "L1"
+        ]
+    finally:
+        await d.close()
+
+
+def test_ctrl_c_stops_the_daemon_cleanly(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outreach.cli", "run", "--rules", str(ROOT / "rules"), "--tick", "0.2"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "var" / "outreach.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in err and "Traceback" not in err
