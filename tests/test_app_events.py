@@ -3,6 +3,7 @@ written together (outreach/app/events.py), enrollments are enrolled, stopped and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 
@@ -219,3 +220,10 @@ async def test_a_blocked_enrollment_is_retried_and_nothing_else_is(store: Store)
     assert "sequence_retried" in await kinds(store, "L1")
     with pytest.raises(store_module.NotFound):
         await enrolling.retry(store, 9999, now=LATER)
+
+
+async def test_enroll_many_refuses_a_sequence_whose_rules_are_not_the_applied_version(store: Store) -> None:
+    edited = dataclasses.replace(NURTURE, source=dataclasses.replace(NURTURE.source, hash="e" * 64))
+    with pytest.raises(enrolling.NotApplied, match="inbound-nurture in the rules is not the applied version"):
+        await enrolling.enroll_many(store, RULES, edited, record_ids=["L1"], enrolled_by="anna", now=MONDAY)
+    assert await store.enrollments(record_id="L1") == []

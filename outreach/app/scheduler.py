@@ -32,7 +32,6 @@ from outreach.rules import validate as rules_validate
 from outreach.store import changes, rows
 from outreach.store.sequencing import Batch, Pending, SendOutcome
 
-FULL_SCAN_EVERY = enrolling.FULL_SCAN_EVERY
 log = logging.getLogger("outreach")
 
 
