@@ -6,6 +6,7 @@ The fixtures built on these (`backend`, `pg_schema`, `store`) are in tests/conft
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sqlite3
 import uuid
@@ -62,3 +63,14 @@ def in_database_file(path: Path, sql: str) -> Any:
         return conn.execute(sql).fetchone()[0]
     finally:
         conn.close()
+
+
+def active_enrollment(
+    next_due_at: dt.datetime, *, started_at: dt.datetime | None = None, record_id: str = "L1",
+    email: str = "jo@example.org",
+) -> dict[str, Any]:  # fmt: skip
+    """An active enrollment (of jo, L1, unless told) in a sequence `s`, at its first step, as insert_enrollment
+    takes it."""
+    return {"record_id": record_id, "email": email, "sequence": "s", "sequence_hash": "h1", "enrolled_by": "anna",
+            "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": next_due_at,
+            "started_at": started_at or next_due_at, "awaiting_task": False}  # fmt: skip

@@ -22,7 +22,7 @@ from outreach.store import criteria as sql_criteria
 from outreach.store import store as store_module
 from outreach.store.sequencing import Pending
 from outreach.store.store import NotFound
-from tests.stores import FIELDS, PG_URL, in_database_file
+from tests.stores import FIELDS, PG_URL, active_enrollment, in_database_file
 from tests.worlds import NOW, Row, RowError, rows
 
 pytestmark = pytest.mark.store
@@ -336,13 +336,6 @@ async def test_a_file_error_in_the_middle_of_an_import_leaves_nothing_behind(sto
 
 
 # --- the scheduler's batch writes ------------------------------------------------------------------------
-
-
-def active_enrollment(next_due_at: dt.datetime, *, started_at: dt.datetime | None = None) -> dict[str, Any]:
-    """An active enrollment of jo (L1) in a sequence `s`, at its first step, as insert_enrollment takes it."""
-    return {"record_id": "L1", "email": "jo@example.org", "sequence": "s", "sequence_hash": "h1",
-            "enrolled_by": "anna", "status": "active", "step_index": 0, "steps_done": 0, "next_due_at": next_due_at,
-            "started_at": started_at or next_due_at, "awaiting_task": False}  # fmt: skip
 
 
 async def test_a_due_batch_writes_what_sqlalchemy_reads_back_unchanged_and_only_the_columns_that_changed(

@@ -10,13 +10,12 @@ import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from outreach.app import importing as import_rows
 from outreach.store import Store
-from tests.stores import PG_URL
+from tests.stores import PG_URL, active_enrollment
 
 pytestmark = pytest.mark.store
 
@@ -24,18 +23,12 @@ NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 PEOPLE = (import_rows.Row(2, "L1", "lead", "jo@example.org", {}), import_rows.Row(3, "L2", "lead", "kim@example.net", {}))
 
 
-def due_enrollment(record_id: str, email: str) -> dict[str, Any]:
-    return {"record_id": record_id, "email": email, "sequence": "s", "sequence_hash": "h1", "enrolled_by": "anna",
-            "status": "active", "step_index": 0, "steps_done": 0, "started_at": NOW, "next_due_at": NOW,
-            "awaiting_task": False}  # fmt: skip
-
-
 async def seeded(url: str, schema: str | None = None) -> Store:
     store = await Store.open(url, upgrade=True, schema=schema)
     assert (await store.import_records(PEOPLE, now=NOW)).committed
     for row in PEOPLE:
         assert row.id is not None and row.email is not None
-        await store.insert_enrollment(due_enrollment(row.id, row.email), now=NOW)
+        await store.insert_enrollment(active_enrollment(NOW, record_id=row.id, email=row.email), now=NOW)
     return store
 
 

@@ -2,13 +2,14 @@
 
 Each RuleTest (RULES-LANGUAGE.md, "kind: RuleTest") gets an empty SQLite store in memory (one store, emptied
 between tests: outreach/store/memory.py), the rule set put in force as the daemon puts it (outreach/app/rules.py),
-its records imported at `start`, and a transport that records every message with the virtual time it was sent. The clock then moves from `start` to `until`,
-stopping only where something can happen: at each event, where the store says an enrollment or a deferred
-message is next due, at the daily run of a process when one of its records can be reminded then, five
-minutes after the reminders' last look when a change left a reminder due (the daemon looks again then) and, for
-auto-enrolling sequences whose criteria depend on time, at every hourly full scan. At each stop the events of that instant are recorded through the
-application layer, as the CLI, the IMAP poller and the web handlers record them (outreach/app/events.py,
-enrolling.py, inbox.py), then one `Scheduler.tick(now)` runs, as the daemon's would.
+its records imported at `start`, and a transport that records every message with the virtual time it was sent.
+The clock then moves from `start` to `until`, stopping only where something can happen: at each event, where the
+store says an enrollment or a deferred message is next due, at the daily run of a process when one of its records
+can be reminded then, five minutes after the reminders' last look when a change left a reminder due (the daemon
+looks again then) and, for auto-enrolling sequences whose criteria depend on time, at every hourly full scan. At
+each stop the events of that instant are recorded through the application layer, as the CLI and the IMAP poller
+record them (outreach/app/events.py, enrolling.py, inbox.py), then one `Scheduler.tick(now)` runs, as the daemon's
+would.
 
 `check` compares the run with the expectations (pure); `format_text`, `format_json` and `format_junit` print
 results. Nothing here reads the wall clock except to time a run for the report.

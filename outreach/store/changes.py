@@ -24,6 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from outreach.store import bulk, rows, tables
 
 LIVE = ("active", "blocked")  # an enrollment's statuses while it can still send
+_ENROLLMENT_COLUMNS = frozenset(tables.enrollments.c.keys())
+
+
+def enrollment_update(values: Mapping[str, Any], read: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The row that brings an enrollment to `values` (its columns): its id and the columns that differ from the row
+    as it was `read` (every column when it was not read), so that indexes on the others are left alone; None when
+    nothing differs."""
+    if read is None:
+        return {k: v for k, v in values.items() if k in _ENROLLMENT_COLUMNS}
+    changed = {k: v for k, v in values.items() if k in _ENROLLMENT_COLUMNS and read.get(k, v) != v}
+    return {"id": values["id"], **changed} if changed else None
 
 
 async def insert_event(
@@ -95,12 +106,9 @@ class Changes:
 
     async def save_enrollment(self, values: Mapping[str, Any]) -> None:
         """An enrollment's new state (its columns); only the columns that differ from what was read are written."""
-        read = self._read.get(values["id"], {})
-        changed = {k: v for k, v in values.items() if k in tables.enrollments.c and k != "id" and read.get(k, v) != v}
-        if not read:
-            changed = {k: v for k, v in values.items() if k in tables.enrollments.c and k != "id"}
-        if changed:
-            await bulk.update(self.conn, tables.enrollments, "id", [{"id": values["id"], **changed}])
+        row = enrollment_update(values, self._read.get(values["id"]))
+        if row is not None:
+            await bulk.update(self.conn, tables.enrollments, "id", [row])
 
     async def suppress(self, email: str, reason: str, at: dt.datetime, source: str) -> bool:
         """Keep an address off every sequence and campaign; False when it was already (its first reason stays)."""
@@ -114,7 +122,6 @@ class Changes:
     async def update_record(self, record_id: str, values: Mapping[str, Any]) -> None:
         """Columns of a record (converted_at, deleted_at, type, updated_at ...), as the application layer says."""
         await self.conn.execute(sa.update(tables.records).where(tables.records.c.id == record_id).values(**values))
-
 
 
 @dataclasses.dataclass(frozen=True)

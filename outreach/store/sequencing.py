@@ -25,7 +25,6 @@ class AlreadyLive(Exception):
     """The address is active (or blocked) in the sequence already."""
 
 
-_ENROLLMENT_COLUMNS = frozenset(tables.enrollments.c.keys())
 SYNCHRONOUS = "FULL"  # SQLite's setting for every other commit (its default in WAL mode)
 
 
@@ -52,13 +51,9 @@ class Batch:
         self._claimed = {row["id"]: row for row in self.rows}
 
     async def save(self, values: Mapping[str, Any]) -> None:
-        claimed = self._claimed.get(values["id"])
-        if claimed is None:
-            self.saves.append({k: v for k, v in values.items() if k in _ENROLLMENT_COLUMNS})
-            return
-        changed = {k: v for k, v in values.items() if k in _ENROLLMENT_COLUMNS and claimed.get(k, v) != v}
-        if changed:
-            self.saves.append({"id": values["id"], **changed})
+        row = changes.enrollment_update(values, self._claimed.get(values["id"]))
+        if row is not None:
+            self.saves.append(row)
 
     async def enqueue(self, message: dict[str, Any]) -> None:
         """Queue an outbox row (the batch keeps the dict)."""
