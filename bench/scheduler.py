@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 from outreach.app import rules as app_rules  # noqa: E402 - after the path
 from outreach.app import scheduler  # noqa: E402
 from outreach.engine import sequences as seq  # noqa: E402
+from outreach.mail import links  # noqa: E402
 from outreach.mail import message as mail_message  # noqa: E402
 from outreach.mail import transport as mail_transport  # noqa: E402
 from outreach.rules import model, validate  # noqa: E402
@@ -217,7 +218,7 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
     store = await Store.open(url, fields=ruleset.settings.fields)
     try:
         sched = scheduler.Scheduler(store, ruleset, mail_transport.MaildirTransport(work / "outbox"),
-                                    unsubscribe_url=lambda _e: UNSUBSCRIBE)  # fmt: skip
+                                    links=links.Links("https://t.example.com", links.Keys((b"k" * 32,))))  # fmt: skip
 
         # --- 1. the idle tick ---------------------------------------------------------------
         start = time.perf_counter()

@@ -33,6 +33,7 @@ import scheduler as bench  # noqa: E402 - bench/scheduler.py, after the path
 
 from outreach.app import rules as app_rules  # noqa: E402
 from outreach.app import scheduler  # noqa: E402
+from outreach.mail import links  # noqa: E402
 from outreach.store import Store  # noqa: E402
 
 
@@ -48,7 +49,7 @@ async def run_due(enrollments: int, due: int, step: str) -> int:
         bench.seed(db, ruleset.sequences["inbound-nurture"].source.hash, enrollments, step)
         store = await Store.open(url, fields=ruleset.settings.fields)
         try:
-            sched = scheduler.Scheduler(store, ruleset, None, unsubscribe_url=lambda _e: bench.UNSUBSCRIBE)
+            sched = scheduler.Scheduler(store, ruleset, None, links=links.Links("https://t.example.com", links.Keys((b"k" * 32,))))
             await sched.tick(bench.NOW)
             if due:
                 bench.make_due(db, enrollments, due)

@@ -15,16 +15,27 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
+
+from aiohttp import web as aiohttp_web
 
 from outreach import store as store_module
 from outreach.app import inbox as app_inbox
 from outreach.app import rules as app_rules
 from outreach.app import scheduler as scheduler_module
 from outreach.app import sending
-from outreach.mail import credentials, imap
+from outreach.mail import credentials, imap, links
+from outreach.web import metrics as web_metrics
+from outreach.web import server as web_server
+from outreach.web import service as web_service
 
 log = logging.getLogger("outreach")
+HEALTHY_WITHIN = dt.timedelta(minutes=5)  # a scheduler without a finished tick for this long is reported dead
+
+
+class CannotServe(Exception):
+    """The web endpoints cannot listen where Settings (or --listen) say."""
 
 
 class Daemon:
@@ -38,6 +49,7 @@ class Daemon:
         tick: float = 5.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         read_mail: bool = True,
+        listen: tuple[str, int] | None = None,
     ) -> None:
         self.rules_dir = rules_dir
         self.db_url = db_url
@@ -49,6 +61,11 @@ class Daemon:
         self.reload_wanted = False
         self.store: store_module.Store | None = None
         self.rules: app_rules.InForce | None = None
+        self.listen = listen  # where the web endpoints listen; None: not served (--once, tests)
+        self.web: aiohttp_web.AppRunner | None = None
+        self.health = web_server.Health()
+        self.metrics = web_metrics.Metrics()
+        self.api_token: str | None = None
 
     @property
     def scheduler(self) -> scheduler_module.Scheduler | None:
@@ -65,14 +82,40 @@ class Daemon:
         if unknown:
             log.warning("%d message(s) were being sent when the daemon stopped; they are now `unknown` and will "
                         "not be sent again unless requeued (outreach outbox list --state unknown)", unknown)  # fmt: skip
-        self.rules = app_rules.InForce(self.store)
+        self.rules = app_rules.InForce(self.store, links=sending.daemon_links)
         await self.rules.swap(ruleset, transport, now=now)
+        if self.listen is not None:
+            self.api_token = web_service.api_token(ruleset.settings)
+            await self.start_web(*self.listen)
+
+    async def start_web(self, host: str, port: int) -> None:
+        """Serve the web endpoints (unsubscribe, tracking, the ingest API, /healthz, /metrics) beside the loops."""
+        assert self.store is not None and self.rules is not None
+        rules = self.rules
+        ctx = web_server.Context(
+            store=self.store, keys=lambda: rules.links_in_force.keys if rules.links_in_force else None,
+            ruleset=lambda: rules.ruleset, clock=self.clock, api_token=lambda: self.api_token, health=self.health,
+            metrics=self.metrics,
+        )  # fmt: skip
+        ctx.health.watch("mailboxes", self._mailboxes_problem)
+        try:
+            self.web = await web_server.start(web_service.build(ctx), host, port)
+        except OSError as exc:
+            raise CannotServe(f"the web endpoints cannot listen on {host}:{port}: {exc.strerror or exc}"
+                                          " (Settings web.listen, or --listen)") from None  # fmt: skip
+
+    def _mailboxes_problem(self) -> str | None:
+        stopped = [name for name, task in (self.inbox.tasks.items() if self.inbox else ()) if task.done()]
+        return f"the reading of mailbox(es) {', '.join(sorted(stopped))} stopped" if stopped else None
 
     async def reload(self) -> None:
         """SIGHUP: the new rule set replaces the old one only when it is valid."""
         assert self.rules is not None
-        if await self.rules.reload(self.rules_dir, now=self.clock()) and self.inbox is not None:
-            await self.inbox.update(self.rules.ruleset.settings)  # pollers of changed mailboxes (or secrets) start anew
+        if await self.rules.reload(self.rules_dir, now=self.clock()):
+            if self.web is not None:
+                self.api_token = web_service.api_token(self.rules.ruleset.settings)
+            if self.inbox is not None:
+                await self.inbox.update(self.rules.ruleset.settings)  # pollers of changed mailboxes start anew
 
     async def tick(self) -> scheduler_module.TickReport:
         assert self.rules is not None and self.store is not None
@@ -81,7 +124,10 @@ class Daemon:
             await self.reload()
         now = self.clock()
         assert self.rules.scheduler is not None
+        started = time.perf_counter()
         report = await self.rules.scheduler.tick(now)
+        self.metrics.observe_tick(time.perf_counter() - started, report.replies)
+        self.health.beat("scheduler", self.clock(), max(HEALTHY_WITHIN, dt.timedelta(seconds=10 * self.tick_seconds)))
         if str(report) != "nothing to do":
             log.info("%s: %s", now.strftime("%Y-%m-%d %H:%M:%S UTC"), report)
             # The tick's writes, still in SQLite's WAL, go into the database file now that its mail is out.
@@ -121,6 +167,9 @@ class Daemon:
             await self.close()
 
     async def close(self) -> None:
+        if self.web is not None:
+            await self.web.cleanup()
+            self.web = None
         if self.inbox is not None:
             await self.inbox.close()
             self.inbox = None
@@ -139,11 +188,23 @@ class Daemon:
         self.reload_wanted = True
 
 
-async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, now: dt.datetime | None = None) -> int:
+async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, now: dt.datetime | None = None,
+                web: bool = True, listen: str | None = None) -> int:  # fmt: skip
     """Run until stopped; with `now` (only with `once`) the tick runs at that time instead of the clock's, and no
-    mailbox is read (the mail in it is real, the time is not)."""
+    mailbox is read (the mail in it is real, the time is not). The web endpoints are served on `listen` (else
+    Settings web.listen) unless `web` is False or `once`."""
     at = now.astimezone(dt.UTC) if now is not None else None
-    daemon = Daemon(rules_dir, db_url, tick=tick) if at is None else \
+    address = None
+    if web and not once:
+        try:
+            address = web_service.listen_address(app_rules.load(rules_dir, dt.datetime.now(dt.UTC)).settings, listen)
+        except app_rules.RulesInvalid as exc:
+            print(f"{exc}\noutreach: {rules_dir} is not valid; not starting", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            print(f"outreach: {exc}", file=sys.stderr)
+            return 2
+    daemon = Daemon(rules_dir, db_url, tick=tick, listen=address) if at is None else \
         Daemon(rules_dir, db_url, tick=tick, clock=lambda: at, read_mail=False)  # fmt: skip
     daemon.install_signals()
     try:
@@ -151,7 +212,8 @@ async def serve(rules_dir: str, db_url: str | None, *, once: bool, tick: float, 
     except app_rules.RulesInvalid as exc:
         print(f"{exc}\noutreach: {rules_dir} is not valid; not starting", file=sys.stderr)
         return 1
-    except (store_module.StoreError, sending.NotBuilt, credentials.MissingSecret) as exc:
+    except (store_module.StoreError, sending.NotBuilt, credentials.MissingSecret, links.WeakSecret,
+            CannotServe) as exc:  # fmt: skip
         print(f"outreach: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -161,6 +223,7 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("aioimaplib").setLevel(logging.WARNING)  # it logs every untagged response it drops at INFO
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

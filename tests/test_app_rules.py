@@ -13,7 +13,7 @@ import pytest
 
 from outreach.app import rules as app_rules
 from outreach.app import sending
-from outreach.engine import sequences as seq
+from outreach.mail import links
 from outreach.mail import transport as mail_transport
 from outreach.store import Store
 from tests.conftest import ROOT
@@ -124,15 +124,15 @@ async def test_a_reload_whose_transport_cannot_be_built_keeps_the_old_set(
 
 
 @pytest.mark.unit
-def test_unsubscribe_links_are_signed_with_the_given_secret_or_the_settings_one(
+def test_links_are_signed_with_the_given_keys_or_the_settings_secret(
     rules_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ruleset = app_rules.load(str(rules_dir), MONDAY)
     assert ruleset.settings.tracking is not None
     monkeypatch.delenv(ruleset.settings.tracking.secret_env or "OUTREACH_SECRET", raising=False)
-    e = seq.Enrollment(7, "L1", "jo@example.org", "welcome", "h", "anna", seq.Status.ACTIVE, 0, 0, MONDAY, MONDAY)
-    assert sending.unsubscribe_links(ruleset)(e) is None  # no secret: no link (a template asking for one blocks)
-    signed = sending.unsubscribe_links(ruleset, secret=b"k" * 32)(e)
-    assert signed is not None and signed.startswith(ruleset.settings.tracking.base_url)
+    assert sending.links_for(ruleset) is None  # no secret, no state directory: no link (a template asking blocks)
+    given = sending.links_for(ruleset, keys=links.Keys((b"k" * 32,)))
+    assert given is not None and given.unsubscribe(bytes(16)).startswith(ruleset.settings.tracking.base_url)
     monkeypatch.setenv(ruleset.settings.tracking.secret_env or "OUTREACH_SECRET", "k" * 32)
-    assert sending.unsubscribe_links(ruleset)(e) == signed
+    from_settings = sending.links_for(ruleset)
+    assert from_settings is not None and from_settings.unsubscribe(bytes(16)) == given.unsubscribe(bytes(16))

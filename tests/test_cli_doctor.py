@@ -31,7 +31,8 @@ def run(*args: str) -> tuple[int, str]:
 def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(ROOT / "rules", tmp_path / "rules")
     monkeypatch.chdir(tmp_path)
-    for name in ("ANNA_IMAP_USER", "BEN_IMAP_USER", "BEN_IMAP_PASSWORD", "OUTREACH_SECRET", "DOCTOR_SMTP_PASSWORD"):
+    for name in ("ANNA_IMAP_USER", "BEN_IMAP_USER", "BEN_IMAP_PASSWORD", "OUTREACH_SECRET", "DOCTOR_SMTP_PASSWORD",
+                 "OUTREACH_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -58,11 +59,26 @@ def test_missing_secrets_are_problems_named_without_their_values(here: Path, mon
     assert code == 1
     assert "problem  secret       IMAP password of mailbox anna: cannot read /run/credentials/" in out
     assert "ok       secret       IMAP password of mailbox ben: set" in out
-    assert "warning  secret       tracking secret (signs unsubscribe links): the environment variable " \
-           "OUTREACH_SECRET is not set" in out  # fmt: skip
+    assert "warning  secret       tracking secret (signs unsubscribe, open and click links): the environment " \
+           "variable OUTREACH_SECRET is not set: links are signed with the secret the daemon keeps in its state " \
+           "directory" in out  # fmt: skip
+    assert "warning  secret       ingest API token: the environment variable OUTREACH_API_TOKEN is not set" in out
     assert "hunter2" not in out
     assert "ok       transport    maildir var/outbox is writable" in out
     assert "ok       store        schema at revision" in out
+
+
+@pytest.mark.acceptance
+def test_a_short_tracking_secret_is_a_problem_and_a_set_api_token_is_ok(
+    here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    monkeypatch.setenv("OUTREACH_SECRET", "change-me")
+    monkeypatch.setenv("OUTREACH_API_TOKEN", "an-api-token-an-api-token")
+    code, out = run("doctor")
+    assert code == 1
+    assert "problem  secret       tracking secret (signs unsubscribe, open and click links): a tracking secret of 9 " \
+           "bytes is too short" in out  # fmt: skip
+    assert "ok       secret       ingest API token: set" in out and "change-me" not in out
 
 
 async def _unknown_message(url: str) -> None:
@@ -79,7 +95,7 @@ async def _unknown_message(url: str) -> None:
 
 def over_smtp(here: Path, port: int, monkeypatch: pytest.MonkeyPatch, *, password: str) -> None:
     """The example rules sending over the relay at `port` as anna, every secret they name set."""
-    monkeypatch.setenv("OUTREACH_SECRET", "s3cret")
+    monkeypatch.setenv("OUTREACH_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")
     monkeypatch.setenv("DOCTOR_IMAP_PASSWORD", "imap-pw")
     monkeypatch.setenv("DOCTOR_SMTP_PASSWORD", password)
     settings(here, mailboxes=MAILBOXES, transport={"type": "smtp", "smtp": {

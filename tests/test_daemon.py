@@ -111,7 +111,8 @@ async def test_a_reload_that_declares_a_field_lets_criteria_use_it(tmp_path: Pat
 def test_ctrl_c_stops_the_daemon_cleanly(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "outreach.cli", "run", "--rules", str(ROOT / "rules"), "--tick", "0.2"],
+        [sys.executable, "-m", "outreach.cli", "run", "--rules", str(ROOT / "rules"), "--tick", "0.2", "--listen",
+         "127.0.0.1:0"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -125,3 +126,54 @@ def test_ctrl_c_stops_the_daemon_cleanly(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "stopped" in err and "Traceback" not in err
+
+
+async def test_the_daemon_serves_its_web_endpoints_beside_the_ticks(tmp_path: Path) -> None:
+    import aiohttp
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "settings.yaml").write_text((rules / "settings.yaml").read_text().replace("maildir: var/outbox",
+                                                                                      f"maildir: {tmp_path / 'out'}"))  # fmt: skip
+    d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: MONDAY,
+                             listen=("127.0.0.1", 0), read_mail=False)  # fmt: skip
+    await d.start()
+    try:
+        assert d.web is not None and d.store is not None
+        host, port = d.web.addresses[0][:2]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{host}:{port}/healthz") as answer:
+                assert answer.status == 200 and (await answer.json())["checks"] == {"database": "ok", "mailboxes": "ok"}
+            await d.store.import_records(rows(*PEOPLE, SIGN_UP), now=MONDAY)
+            await d.tick()
+            async with http.get(f"http://{host}:{port}/healthz") as answer:
+                assert (await answer.json())["checks"]["scheduler"] == "ok"
+            async with http.get(f"http://{host}:{port}/metrics") as answer:
+                text = await answer.text()
+            assert "outreach_tick_seconds_count 1.0" in text and 'outreach_messages{state="sent"} 1.0' in text
+            (mail,) = mail_transport.read_all(tmp_path / "out")  # the welcome of W2, with a link the daemon serves
+            url = mail["List-Unsubscribe"].strip("<>")
+            assert url.startswith("http://127.0.0.1:8025/u/")
+            async with http.get(f"http://{host}:{port}/u/{url.rsplit('/', 1)[1]}") as answer:
+                assert answer.status == 200 and "tom@example.net" in await answer.text()
+    finally:
+        await d.close()
+    assert d.web is None
+
+
+async def test_a_daemon_whose_web_address_is_taken_does_not_start(tmp_path: Path) -> None:
+    import socket
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        d = daemon_module.Daemon(str(rules), f"sqlite:///{tmp_path / 'd.db'}", clock=lambda: MONDAY,
+                                 listen=("127.0.0.1", port), read_mail=False)  # fmt: skip
+        try:
+            with pytest.raises(daemon_module.CannotServe, match=f"cannot listen on 127.0.0.1:{port}"):
+                await d.start()
+        finally:
+            await d.close()

@@ -80,6 +80,7 @@ async def test_one_tick_sends_defers_a_451_and_fails_a_550_blocking_that_enrollm
     report = await s.scheduler.tick(MONDAY)
 
     assert (report.queued, report.sent, report.deferred, report.failed) == (3, 1, 1, 1)
+    assert report.replies == {"2xx": 1, "4xx": 1, "5xx": 1}  # /metrics counts them (outreach_smtp_replies_total)
     box = await outbox_by_recipient(s.store)
     assert box["jo@example.org"]["state"] == "sent"
     assert box["kim@example.net"]["state"] == "deferred"
@@ -180,5 +181,6 @@ async def test_a_raising_transport_defers_and_the_batch_goes_on(open_store: Stor
     await s.transport.close()
 
     assert (report.sent, report.deferred) == (2, 1)
+    assert report.replies == {"2xx": 2, "none": 1}  # no reply: the send never reached the relay
     box = await outbox_by_recipient(s.store)
     assert box["kim@example.net"]["last_error"] == "RuntimeError: a bug in a transport"

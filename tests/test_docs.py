@@ -160,6 +160,7 @@ def test_the_output_examples_of_cli_md_are_real(fmt: str, tmp_path: Path, monkey
 
 _LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", re.M)  # the real time a log line was written
 _MESSAGE_ID = re.compile(r"<[0-9a-f]{32}@")
+_LINK_TOKEN = re.compile(r"(/[uoc]/)[A-Za-z0-9_-]{48}(?![A-Za-z0-9_-])")  # a signed link: random key and secret
 
 
 def _transcript(text: str, section: str) -> list[tuple[str, str]]:
@@ -171,7 +172,7 @@ def _same(expected: str, actual: str) -> bool:
     """The output as the page shows it: a line `...` stands for lines left out."""
 
     def normal(text: str) -> str:
-        return _MESSAGE_ID.sub("<@", _LOG_TIME.sub("", text))
+        return _LINK_TOKEN.sub(r"\1", _MESSAGE_ID.sub("<@", _LOG_TIME.sub("", text)))
 
     chunks = [normal(c) for c in expected.split("...\n")]
     actual = normal(actual)
@@ -204,7 +205,7 @@ def test_the_worked_example_of_reminders_md_is_real(tmp_path: Path, monkeypatch:
     """
     shutil.copytree(ROOT / "rules", tmp_path / "rules")
     monkeypatch.chdir(tmp_path)
-    for name in ("OUTREACH_SECRET", "OUTREACH_DB"):
+    for name in ("OUTREACH_SECRET", "OUTREACH_DB", "STATE_DIRECTORY"):  # the secret is created in var/
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(daemon_module, "configure_logging", lambda: None)
     log = logging.getLogger("outreach")
@@ -291,7 +292,8 @@ def walk_through(text: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     shutil.copytree(ROOT / "rules", where / "rules")
     shutil.copytree(ROOT / "samples", where / "samples")
     monkeypatch.chdir(where)
-    for name in ("OUTREACH_SECRET", "OUTREACH_DB", "ANNA_IMAP_USER", "BEN_IMAP_USER", "BEN_IMAP_PASSWORD"):
+    mailboxes = ("ANNA_IMAP_USER", "BEN_IMAP_USER", "BEN_IMAP_PASSWORD")
+    for name in ("OUTREACH_SECRET", "OUTREACH_DB", "STATE_DIRECTORY", *mailboxes):  # the secret is created in var/
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(options, "now", lambda: WALK_CLOCK)
     kwdefaults = daemon_module.Daemon.__init__.__kwdefaults__
@@ -360,7 +362,7 @@ def walk_through(text: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 def test_the_walk_through_of_sequences_md_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every command of the page, run again in order on copies of rules/ and samples/: the page shows its output.
 
-    Log times, Message-IDs and Maildir file names aside; the clock is held where the page says it was.
+    Log times, Message-IDs, link tokens and Maildir file names aside; the clock is held where the page says it was.
     """
     text = _read("sequences.md")
     shown = re.findall(r"^```text\n(# yaml-language-server.*?)^```", text, re.S | re.M)

@@ -27,9 +27,9 @@ LIVE = (enrollment(1), enrollment(2, seq.Status.BLOCKED, sequence="welcome", rea
 
 @pytest.mark.parametrize(("kind", "reason"), [
     (events.Kind.REPLIED, "replied"), (events.Kind.UNSUBSCRIBED, "unsubscribed"), (events.Kind.CONVERTED, "converted"),
-    (events.Kind.DELETED, "deleted"), (events.Kind.COMPLAINED, "complained"),
+    (events.Kind.DELETED, "deleted"), (events.Kind.COMPLAINED, "complained"), (events.Kind.SUPPRESSED, "suppressed"),
 ])  # fmt: skip
-def test_a_reply_unsubscribe_conversion_deletion_or_complaint_stops_every_live_sequence(
+def test_a_reply_unsubscribe_conversion_deletion_complaint_or_suppression_stops_every_live_sequence(
     kind: events.Kind, reason: str
 ) -> None:
     effects = events.of_record_event(kind, live=LIVE, email="Jo@Example.org", now=NOW)
@@ -46,9 +46,9 @@ def test_a_stopped_task_step_no_longer_waits_for_its_task() -> None:
 
 
 @pytest.mark.parametrize(("kind", "reason"), [
-    (events.Kind.UNSUBSCRIBED, "unsubscribed"), (events.Kind.COMPLAINED, "complaint"),
+    (events.Kind.UNSUBSCRIBED, "unsubscribed"), (events.Kind.COMPLAINED, "complaint"), (events.Kind.SUPPRESSED, "manual"),
 ])  # fmt: skip
-def test_an_unsubscribe_or_a_complaint_suppresses_the_address_in_lower_case(kind: events.Kind, reason: str) -> None:
+def test_an_unsubscribe_a_complaint_or_a_suppression_suppresses_the_address_in_lower_case(kind: events.Kind, reason: str) -> None:
     effects = events.of_record_event(kind, live=(), email="Jo@Example.org", now=NOW)
     assert effects.suppressions == (events.Suppression("jo@example.org", reason),)
     assert events.of_record_event(kind, live=(), email=None, now=NOW).suppressions == ()  # no address, none kept

@@ -84,7 +84,7 @@ def test_text_lists_each_change_with_what_it_means_and_exits_2(changed: Path) ->
     )
     assert lines[2].startswith("~ Sequence inbound-nurture (e927993a -> ")
     assert lines[3] == "    step 2 (nudge) wait: 2 business days → 3 business days"
-    assert "- Sequence welcome (14da6091)" in lines
+    assert "- Sequence welcome (4bd4727d)" in lines
     assert "    stage New max: 2 days → 3 days" in lines
     commit = git(changed, "rev-parse", "main")
     assert lines[-1] == f"Plan against main ({commit[:8]}): 0 to add, 3 to change, 1 to remove (11 unchanged)."

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import re
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from outreach.app import enrolling, events, scheduler
 from outreach.app import rules as app_rules
 from outreach.engine import events as engine_events
 from outreach.engine import sequences as seq
+from outreach.mail import links
 from outreach.mail import transport as mail_transport
 from outreach.store import Store, tables
 from tests.conftest import ROOT
@@ -23,7 +26,7 @@ from tests.worlds import MONDAY, PEOPLE, RULES, ruleset, seeded_store
 pytestmark = pytest.mark.store
 
 UTC = dt.UTC
-UNSUBSCRIBE = "https://t.example.com/u/abc"
+LINKS = links.Links("https://t.example.com", links.Keys((b"k" * 32,)), opens=False, clicks=False)
 
 
 @dataclasses.dataclass
@@ -41,7 +44,7 @@ async def world(backend: tuple[str, str | None], tmp_path: Path) -> AsyncIterato
     store = await seeded_store(backend, PEOPLE)
     outbox = tmp_path / "outbox"
     sched = scheduler.Scheduler(store, RULES, mail_transport.MaildirTransport(str(outbox)),
-                                unsubscribe_url=lambda e: UNSUBSCRIBE)  # fmt: skip
+                                links=LINKS)  # fmt: skip
     try:
         yield World(store, sched, outbox)
     finally:
@@ -89,7 +92,13 @@ async def test_a_sequence_runs_to_the_end_with_business_days_a_thread_and_a_task
     assert report.sent == 1 and report.completed == 1
     promo = w.mail()[2]
     assert promo["Subject"] == "What teams like yours do with Example" and "In-Reply-To" not in promo
-    assert promo["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
+    (url,) = re.fullmatch(r"<(https://t\.example\.com/u/[^>]+)>", promo["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
+    token = links.verify(LINKS.keys, url.rsplit("/", 1)[1])
+    assert token.kind == links.UNSUBSCRIBE
+    assert b"example.org" not in base64.urlsafe_b64decode(url.rsplit("/", 1)[1])  # the address is not in the URL
+    (row,) = [m for m in await w.store.outbox(record_id="L1") if m["step_id"] == "promo"]
+    found = await w.store.message_by_link(token.key.hex())
+    assert found is not None and found.outbox_id == row["id"] and found.language == "de"
     assert await status(w, e.id) == ("completed", None, 4)
     activity = await w.store.events("L1")
     kinds = [ev.kind for ev in activity]

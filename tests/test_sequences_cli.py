@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from outreach import cli
+from outreach.mail import links
 from outreach.mail import transport as mail_transport
 from tests.conftest import ROOT
 
@@ -131,22 +133,33 @@ def test_stop_and_retry(here: Path) -> None:
 
 
 def test_preview_shows_every_step_and_a_missing_merge_field(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
-    assert code == 1 and "BLOCKED: missing merge field unsubscribe_url" in out  # no secret to sign the link with
-    monkeypatch.setenv("OUTREACH_SECRET", "preview-secret")
+    for name in ("OUTREACH_SECRET", "STATE_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
     code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
     assert code == 0, out
     assert "step 1 intro at Mon 2026-11-23 08:00 UTC" in out and "subject: Quick question, Jo" in out
     assert "step 2 nudge at Wed 2026-11-25 08:00 UTC" in out and "subject: Re: Quick question, Jo" in out
     assert "task for anna: Call the lead (call)" in out
     assert "4 steps, 0 problem(s)" in out
-    assert "Unsubscribe: https://t.example.com/u/" in out
+    # No secret set: the links are signed, as the daemon signs them, with the secret it keeps in var/.
+    tokens = re.findall(r"^  Unsubscribe: http://127\.0\.0\.1:8025/u/([A-Za-z0-9_-]{48})$", out, re.M)
+    assert len(tokens) == 1, out
+    keys, created = links.state_keys(here / "var")
+    assert not created and links.verify(keys, tokens[0]).kind == links.UNSUBSCRIBE
+    monkeypatch.setenv("OUTREACH_SECRET", "a-preview-secret-of-at-least-32-bytes")
+    code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
+    assert code == 0, out
+    token = re.findall(r"^  Unsubscribe: http://127\.0\.0\.1:8025/u/([A-Za-z0-9_-]{48})$", out, re.M)[0]
+    assert links.verify(links.Keys.parse("a-preview-secret-of-at-least-32-bytes"), token).kind == links.UNSUBSCRIBE
     code, out = run("preview", "inbound-nurture", "--record", "L2", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
     assert code == 1 and "BLOCKED: missing merge field record.first_name" in out
     code, out = run("preview", "inbound-nurture", "--record", "D1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
     assert code == 1 and "would be refused: record D1 is a deal" in out
     code, out = run("preview", "inbound-nurture", "--record", "L1", "--start", "tomorrow")
     assert code == 2 and "--start" in out
+    monkeypatch.setenv("OUTREACH_SECRET", "too-short")
+    code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna")
+    assert code == 1 and "a tracking secret of 9 bytes is too short" in out and "Traceback" not in out
 
 
 def test_sequences_list_and_stats(here: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from outreach import store as store_module
 from outreach.app import sending
-from outreach.mail import credentials
+from outreach.mail import credentials, links
 from outreach.rules import model
 
 
@@ -46,19 +46,35 @@ def secrets_of(settings: model.Settings) -> list[Finding]:
         named.append((f"IMAP user name of mailbox {name}", {"env": box.username_env, "file": box.username_file,
                                                             "literal": box.username}))  # fmt: skip
         named.append((f"IMAP password of mailbox {name}", {"env": box.password_env, "file": box.password_file}))
-    tracking = "tracking secret (signs unsubscribe links)"
+    tracking = "tracking secret (signs unsubscribe, open and click links)"
     if settings.tracking is not None:
         named.append((tracking, {"env": settings.tracking.secret_env, "file": settings.tracking.secret_file}))
+    api = "ingest API token"
+    if settings.web.api_token_env or settings.web.api_token_file:
+        named.append((api, {"env": settings.web.api_token_env, "file": settings.web.api_token_file}))
     for what, where in named:
         try:
             value = credentials.read(what, **where)
         except credentials.MissingSecret as exc:
-            # without the tracking secret mail goes out without unsubscribe links (the daemon warns); without
-            # the others, nothing is sent or no reply is seen
-            found.append(Finding("warning" if what == tracking else "problem", "secret", str(exc)))
+            # without the tracking secret the daemon signs with one it keeps in its state directory, and without
+            # the API token the ingest API is off (both warn); without the others, nothing is sent or no reply
+            # is seen
+            if what == tracking:
+                found.append(Finding("warning", "secret", f"{exc}: links are signed with the secret the daemon "
+                                     "keeps in its state directory; set one when several daemons or `outreach "
+                                     "web` share the work"))  # fmt: skip
+            else:
+                found.append(Finding("warning" if what == api else "problem", "secret", str(exc)))
             continue
-        if value is not None:
-            found.append(Finding("ok", "secret", f"{what}: set"))
+        if value is None:
+            continue
+        if what == tracking:
+            try:
+                links.Keys.parse(value)
+            except links.WeakSecret as exc:
+                found.append(Finding("problem", "secret", f"{what}: {exc}"))
+                continue
+        found.append(Finding("ok", "secret", f"{what}: set"))
     return found
 
 

@@ -6,7 +6,8 @@
 - `AutoEnrollment`: the scheduler's phase for sequences with `enroll_when`;
 - `refusal`: why a record cannot be enrolled now, and `preview`: every step a record would get
   (`outreach preview`, before anyone enrolls);
-- `stop` and `retry`: a user ends a live enrollment, or tries a blocked step again.
+- `stop` and `retry`: a user ends a live enrollment, or tries a blocked step again;
+- `widget`: a record's sequences as `records show` and the ingest API show them.
 
 The engine decides (outreach/engine/sequences.py: who may be enrolled, the first step's time; engine/events.py:
 what a stop does); the store writes. Every function takes the store through the narrow Protocol below and `now`.
@@ -136,7 +137,7 @@ class NotApplied(store_module.StoreError):
 async def enroll_many(
     store: ManyStore, ruleset: model.RuleSet, sequence: model.Sequence, *, record_ids: Sequence[str] = (),
     where: criteria.Criteria | None = None, enrolled_by: str, now: dt.datetime, dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, source: str = "cli",
 ) -> list[tuple[str, seq.Enrollment | str]]:  # fmt: skip
     """Enroll records by id and those matching `where` (a View's criteria, --where pairs): each record's
     enrollment or the reason it was refused, unknown ids first. `progress(done, total)` follows the records.
@@ -152,7 +153,7 @@ async def enroll_many(
         found += await store.list_records(where, now=now, limit=None)
     for done, record in enumerate(found, 1):
         results.append((record.id, await enroll(store, ruleset, record, sequence, enrolled_by=enrolled_by, now=now,
-                                                dry_run=dry_run)))  # fmt: skip
+                                                dry_run=dry_run, source=source)))  # fmt: skip
         if progress is not None:
             progress(done, len(found))
     return results
@@ -222,6 +223,20 @@ class AutoEnrollment:
                 if since is None:
                     self._full_scan[key] = now
         return enrolled
+
+
+# --- a record's sequences --------------------------------------------------------------------------------------
+
+
+class WidgetStore(Protocol):
+    async def enrollments(self, *, record_id: str | None = None) -> list[dict[str, Any]]: ...
+
+
+async def widget(store: WidgetStore, ruleset: model.RuleSet, record_id: str) -> tuple[dict[str, int],
+                                                                                       list[seq.SequenceLine]]:  # fmt: skip
+    """A record's sequences as `records show` and the ingest API's GET /api/v1/records/{id} show them: counts of
+    active, blocked and completed ones, and a line per enrollment, live ones first (the engine's `widget`)."""
+    return seq.widget([enrollment_of(e) for e in await store.enrollments(record_id=record_id)], ruleset)
 
 
 # --- by hand: stop, retry ----------------------------------------------------------------------------------

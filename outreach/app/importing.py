@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from outreach.rules import diagnostics, timing
@@ -89,6 +89,25 @@ def read_rows(
         raise ImportFileError(f"the default type {default_type!r} is not a module ({', '.join(modules)})")
     checker = _Checker(fields, modules, default_type, owners)
     return _csv_rows(path, checker) if ext == ".csv" else _jsonl_rows(path, checker)
+
+
+def json_rows(
+    objects: Iterable[object],
+    *,
+    fields: Mapping[str, FieldType],
+    modules: Sequence[str],
+    owners: Collection[str] | None = None,
+) -> Iterator[Row | RowError]:
+    """The checks of a JSON Lines import on objects already parsed (the ingest API's records): each a Row or a
+    RowError whose `line` is the object's index, from 0. Every object needs its type; a duplicate id names the
+    index of the first."""
+    checker = _Checker(fields, modules, None, owners, place="index", type_hint="")
+    convert = checker.json_converters()
+    for index, data in enumerate(objects):
+        if not isinstance(data, dict):
+            yield RowError(index, f"expected a JSON object ({{...}}), got {describe(data)}")
+            continue
+        yield _json_row(checker, convert, index, dict(data))
 
 
 def convert_text(ftype: FieldType, text: str) -> object:
@@ -201,7 +220,6 @@ def _next_csv(reader: Any, start: int) -> list[str] | None:
 
 def _jsonl_rows(path: str, checker: _Checker) -> Iterator[Row | RowError]:
     convert = checker.json_converters()
-    finish = checker.finish
     seen_any = False
     with _open(path) as f:
         for line, raw in enumerate(f, 1):
@@ -218,37 +236,44 @@ def _jsonl_rows(path: str, checker: _Checker) -> Iterator[Row | RowError]:
                 yield RowError(line, f"not a JSON object: {reason}")
                 continue
             if not isinstance(data, dict):
-                yield RowError(line, f"expected a JSON object ({{...}}), got {_describe(data)}")
+                yield RowError(line, f"expected a JSON object ({{...}}), got {describe(data)}")
                 continue
-            problems: list[str] = []
-            id_ = _json_text(data.pop("id", None), "id", problems)
-            type_ = _json_text(data.pop("type", None), "type", problems)
-            email = _json_text(data.pop("email", None), "email", problems)
-            values: dict[str, object] = {}
-            unknown: list[str] = []
-            for name, value in data.items():
-                if value is None or value == "":
-                    continue
-                conv = convert.get(name)
-                if conv is None:
-                    unknown.append(name)
-                    continue
-                try:
-                    values[name] = conv(value)
-                except ValueError as exc:
-                    problems.append(f"{name}: {exc}")
-            if unknown:
-                problems.extend(checker.unknown_field(name) for name in unknown)
-            yield finish(line, id_, type_, email, values, problems)
+            yield _json_row(checker, convert, line, data)
     if not seen_any:
         raise ImportFileError("the file is empty: JSON Lines files hold one JSON object a line")
+
+
+def _json_row(
+    checker: _Checker, convert: Mapping[str, Callable[[Any], object]], line: int, data: dict[str, Any]
+) -> Row | RowError:
+    """One JSON object's record (`data` is consumed)."""
+    problems: list[str] = []
+    id_ = _json_text(data.pop("id", None), "id", problems)
+    type_ = _json_text(data.pop("type", None), "type", problems)
+    email = _json_text(data.pop("email", None), "email", problems)
+    values: dict[str, object] = {}
+    unknown: list[str] = []
+    for name, value in data.items():
+        if value is None or value == "":
+            continue
+        conv = convert.get(name)
+        if conv is None:
+            unknown.append(name)
+            continue
+        try:
+            values[name] = conv(value)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if unknown:
+        problems.extend(checker.unknown_field(name) for name in unknown)
+    return checker.finish(line, id_, type_, email, values, problems)
 
 
 def _json_text(value: object, name: str, problems: list[str]) -> str:
     """id, type and email: text, or '' when absent or wrong (then with a problem)."""
     if value is None or isinstance(value, str):
         return value or ""
-    problems.append(f"{name}: expected text, got {_describe(value)}")
+    problems.append(f"{name}: expected text, got {describe(value)}")
     return ""
 
 
@@ -264,17 +289,18 @@ class _Checker:
         modules: Sequence[str],
         default_type: str | None,
         owners: Collection[str] | None,
+        *,
+        place: str = "line",
+        type_hint: str = " or import with --type MODULE",
     ) -> None:
-        import email_validator  # here, not at the top: only imports pay for loading it
-
         self.fields = fields
+        self.place = place  # what a row's number is: a file's line, a list's index
+        self.type_hint = type_hint
         self.modules = frozenset(modules)
         self.modules_text = ", ".join(modules)
         self.default_type = default_type
         self.owners = frozenset(owners) if owners is not None else None
         self.ids: dict[str, int] = {}
-        self.validate_email = email_validator.validate_email
-        self.email_error = email_validator.EmailNotValidError
         # The same wrong name tends to repeat on every row; the hint is worked out once.
         self.field_hint = functools.lru_cache(maxsize=256)(lambda name: diagnostics.did_you_mean(name, self.fields))
         self.owner_hint = functools.lru_cache(maxsize=256)(lambda name: diagnostics.did_you_mean(name, owners or ()))
@@ -363,10 +389,10 @@ class _Checker:
         if id_:
             first = self.ids.setdefault(id_, line)
             if first != line:
-                own.append(f"duplicate id {id_!r} (first on line {first})")
+                own.append(f"duplicate id {id_!r} (first on {self.place} {first})")
         if not type_:
             if self.default_type is None:
-                own.append(f"no type: give the row a type ({self.modules_text}) or import with --type MODULE")
+                own.append(f"no type: give the row a type ({self.modules_text}){self.type_hint}")
             type_ = self.default_type or ""
         elif type_ not in self.modules:
             own.append(
@@ -374,14 +400,10 @@ class _Checker:
             )
         normalized: str | None = None
         if email:
-            normalized = plain_email(email)
-            if normalized is None:
-                try:
-                    normalized = self.validate_email(
-                        email, check_deliverability=False, allow_display_name=True
-                    ).normalized
-                except self.email_error as exc:
-                    own.append(f"invalid email {email!r}: {str(exc).rstrip('.')}")
+            try:
+                normalized = normalized_email(email)
+            except ValueError as exc:
+                own.append(str(exc))
         if own or problems:
             return RowError(line, "; ".join(own + problems))
         return Row(line, id_ or None, type_, normalized, fields)
@@ -393,6 +415,20 @@ _PLAIN_EMAIL = re.compile(
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
 )
 _SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
+
+
+def normalized_email(text: str) -> str:
+    """An address as `records import` keeps it: without a display name, its domain lower-cased (the check of an
+    import row's email, and of `outreach suppressions add`). ValueError says why `text` is not one."""
+    found = plain_email(text)
+    if found is not None:
+        return found
+    import email_validator  # here, not at the top: only an address of an unusual form pays for loading it
+
+    try:
+        return email_validator.validate_email(text, check_deliverability=False, allow_display_name=True).normalized
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"invalid email {text!r}: {str(exc).rstrip('.')}") from None
 
 
 def plain_email(text: str) -> str | None:
@@ -422,7 +458,7 @@ def _then(convert: Callable[[Any], object] | None, check: Callable[[Any], object
 
 def _check_zone(value: object) -> object:
     if not isinstance(value, str):
-        raise ValueError(f"expected a time zone name, got {_describe(value)}")
+        raise ValueError(f"expected a time zone name, got {describe(value)}")
     try:
         timing.zone(value)
     except OSError:  # a name too long for a file name
@@ -481,25 +517,25 @@ def _text_datetime(text: str) -> object:
 def _json_string(value: Any) -> object:
     if isinstance(value, str):
         return value
-    raise ValueError(f"expected text, got {_describe(value)}")
+    raise ValueError(f"expected text, got {describe(value)}")
 
 
 def _json_number(value: Any) -> object:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {_describe(value)}")
+        raise ValueError(f"expected a number, got {describe(value)}")
     return _in_range(value) if isinstance(value, int) else _finite(value)
 
 
 def _json_boolean(value: Any) -> object:
     if isinstance(value, bool):
         return value
-    raise ValueError(f"expected true or false, got {_describe(value)}")
+    raise ValueError(f"expected true or false, got {describe(value)}")
 
 
 def _json_datetime(value: Any) -> object:
     if isinstance(value, str):
         return _text_datetime(value)
-    raise ValueError(f"expected a date and time as text (2027-03-02T10:00:00Z or 2027-03-02), got {_describe(value)}")
+    raise ValueError(f"expected a date and time as text (2027-03-02T10:00:00Z or 2027-03-02), got {describe(value)}")
 
 
 def _in_range(number: int) -> int:
@@ -529,7 +565,8 @@ _JSON_CONVERTERS: Mapping[FieldType, Callable[[Any], object]] = {
 }
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """A JSON value as an error message names it: `the text 'x'`, `the number 3`, `a list` ..."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):

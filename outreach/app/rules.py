@@ -20,6 +20,7 @@ from outreach.app import enrolling, sending
 from outreach.app import scheduler as scheduler_module
 from outreach.engine import events
 from outreach.mail import credentials
+from outreach.mail import links as mail_links
 from outreach.mail import transport as mail_transport
 from outreach.rules import diagnostics, model
 from outreach.rules import validate as rules_validate
@@ -78,20 +79,22 @@ async def apply_definitions(
 
 
 class InForce:
-    """The rule set a process runs, and its scheduler and transport. `links` makes the unsubscribe links of a rule
-    set (the daemon's sign with the secret Settings names; a RuleTest's with its own)."""
+    """The rule set a process runs, and its scheduler and transport. `links` makes the signed links of a rule set
+    (the daemon's sign with the secret Settings names or the one in its state directory; a RuleTest's with its
+    own); the web side verifies tokens with `links_in_force`."""
 
     def __init__(
         self,
         store: RulesStore,
         *,
-        links: Callable[[model.RuleSet], sending.UnsubscribeLinks] = sending.unsubscribe_links,
+        links: Callable[[model.RuleSet], mail_links.Links | None] = sending.links_for,
         **scheduler_options: Any,
     ) -> None:
         self.store = store
         self.links = links
         self.scheduler_options = scheduler_options  # more Scheduler keywords (batch sizes, rng)
         self.scheduler: scheduler_module.Scheduler | None = None
+        self.links_in_force: mail_links.Links | None = None
 
     @property
     def ruleset(self) -> model.RuleSet:
@@ -106,13 +109,15 @@ class InForce:
                    now: dt.datetime) -> Applied:  # fmt: skip
         """Apply `ruleset` and make it, with `transport`, the one the scheduler runs; the old transport, when it
         is replaced, lets its connections go. Nothing is swapped when applying fails."""
+        signed = self.links(ruleset)  # before anything changes: a weak secret refuses the rule set
         done = await apply(self.store, ruleset, now=now)
         changed = {k: len(v) for k, v in done.items() if v}
         if changed:
             log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
         old = self.transport
-        self.scheduler = scheduler_module.Scheduler(self.store, ruleset, transport, unsubscribe_url=self.links(ruleset),
+        self.scheduler = scheduler_module.Scheduler(self.store, ruleset, transport, links=signed,
                                                     **self.scheduler_options)  # fmt: skip
+        self.links_in_force = signed
         if old is not None and old is not transport:
             await old.close()
         return done
@@ -128,6 +133,10 @@ class InForce:
             return False
         try:
             await self.swap(ruleset, transport, now=now)
+        except mail_links.WeakSecret as exc:
+            await transport.close()
+            log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
+            return False
         except BaseException:
             if transport is not self.transport:
                 await transport.close()

@@ -15,16 +15,17 @@ import logging
 import os
 import random
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from outreach import store as store_module
 from outreach.app import enrolling, reminding
 from outreach.app import events as recording
-from outreach.engine import events
+from outreach.engine import events, tracking
 from outreach.engine import sequences as seq
 from outreach.mail import limits
+from outreach.mail import links as mail_links
 from outreach.mail import message as mail_message
 from outreach.mail import transport as mail_transport
 from outreach.rules import criteria, model
@@ -47,10 +48,19 @@ class TickReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    replies: dict[str, int] = dataclasses.field(default_factory=dict)  # the relay's replies by class: 2xx, 4xx ...
 
     def __str__(self) -> str:
-        parts = [f"{v} {k}" for k, v in dataclasses.asdict(self).items() if v]
+        parts = [f"{v} {k}" for k, v in dataclasses.asdict(self).items() if v and k != "replies"]
         return ", ".join(parts) or "nothing to do"
+
+
+def reply_class(result: mail_transport.SendResult) -> str | None:
+    """The class of the relay's reply to a send (2xx, 4xx, 5xx); "none" when a send failed without a reply (the
+    connection failed); None when no relay was asked (the maildir transport took the message)."""
+    if result.code is not None:
+        return f"{result.code // 100}xx"
+    return None if result.ok else "none"
 
 
 class SchedulerStore(enrolling.EnrollStore, reminding.ReminderStore, Protocol):
@@ -91,7 +101,7 @@ class Scheduler:
         *,
         batch: int = 500,
         send_batch: int = 100,
-        unsubscribe_url: Callable[[seq.Enrollment], str | None] | None = None,
+        links: mail_links.Links | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
@@ -102,7 +112,7 @@ class Scheduler:
         self.ruleset = ruleset
         self.transport = transport
         self.batch = batch
-        self.unsubscribe_url = unsubscribe_url or (lambda _e: None)
+        self.links = links  # signed links (unsubscribe, open, click); None: the rule set has no tracking
         self._versions: dict[tuple[str, str], model.Sequence | None] = {
             (s.name, s.source.hash): s for s in ruleset.sequences.values()
         }
@@ -179,7 +189,8 @@ class Scheduler:
             await self._block(batch, e, why, now, report)
             return
         who = enrolling.recipient_of(record)
-        url = self.unsubscribe_url(e)
+        key = mail_links.new_key() if self.links is not None else None  # the message's links name it
+        url = self.links.unsubscribe(key) if self.links is not None and key is not None else None
         decision = seq.decide(e, sequence, who, self.ruleset, now, unsubscribe_url=url)
         if isinstance(decision, seq.SendEmail):
             if decision.sender.daily_limit is not None:
@@ -197,7 +208,7 @@ class Scheduler:
                     return
                 self._usage[decision.sender.email] = (used + 1, oldest or now)
             try:
-                data, message_id = self._message(e, sequence, decision, now, url)
+                data, message_id, urls = self._message(e, sequence, decision, now, url, key)
             except mail_message.HeaderError as exc:
                 await self._block(batch, e, str(exc), now, report)
                 return
@@ -205,7 +216,8 @@ class Scheduler:
                 "enrollment_id": e.id, "record_id": e.record_id, "template": decision.step.template,
                 "step_id": decision.step.id, "sender": decision.sender.email, "recipient": decision.to,
                 "subject": decision.rendered.subject, "message_id": message_id, "message": data, "state": "queued",
-                "attempts": 0, "created_at": now,
+                "attempts": 0, "created_at": now, "link_key": key.hex() if key is not None else None,
+                "link_urls": list(urls) if urls else None, "language": sequence.unsubscribe_language,
             })  # fmt: skip
             # no event: the outbox row is the record's activity (store.events shows it as `sequence_email`)
             done = seq.after_step(e, sequence, who, self.ruleset.settings, now, message_id=message_id,
@@ -252,21 +264,31 @@ class Scheduler:
         return seq.schedule_next(moved, current, who, self.ruleset.settings, done_at)
 
     def _message(
-        self, e: seq.Enrollment, sequence: model.Sequence, d: seq.SendEmail, now: dt.datetime, url: str | None
-    ) -> tuple[bytes, str]:
+        self, e: seq.Enrollment, sequence: model.Sequence, d: seq.SendEmail, now: dt.datetime, url: str | None,
+        key: bytes | None,
+    ) -> tuple[bytes, str, tuple[str, ...]]:  # fmt: skip
+        """The message's bytes, its Message-ID, and the URLs its tracked links lead to."""
         domain = d.sender.email.rpartition("@")[2]
         message_id = mail_message.new_message_id(domain, os.urandom(16).hex())
         unsubscribe = None
         if sequence.unsubscribe_language is not None and url:
             unsubscribe = (url, None)
+        content = tracking.Instrumented(d.rendered, ())
+        signed = self.links
+        if signed is not None and key is not None and d.rendered.html is not None and (signed.clicks or signed.opens):
+            content = tracking.instrument(
+                d.rendered, click=(lambda n: signed.click(key, n)) if signed.clicks else None,
+                pixel=signed.pixel(key) if signed.opens else None, keep=url,
+            )  # fmt: skip
+        rendered = content.rendered
         data = mail_message.build(
-            sender=(d.sender.name, d.sender.email), to=d.to, subject=d.rendered.subject, text=d.rendered.text,
-            html=d.rendered.html, message_id=message_id, date=now, in_reply_to=d.in_reply_to,
+            sender=(d.sender.name, d.sender.email), to=d.to, subject=rendered.subject, text=rendered.text,
+            html=rendered.html, message_id=message_id, date=now, in_reply_to=d.in_reply_to,
             extra_headers={"X-Outreach-Enrollment": str(e.id), "X-Outreach-Step": d.step.id,
                            "X-Outreach-Sequence": e.sequence},
             unsubscribe=unsubscribe,
         )  # fmt: skip
-        return data, message_id
+        return data, message_id, content.urls
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -289,6 +311,9 @@ class Scheduler:
                     report.held += 1
             results = await asyncio.gather(*(self._send(m) for m in going))
             for m, result in zip(going, results, strict=True):
+                cls = reply_class(result)
+                if cls is not None:
+                    report.replies[cls] = report.replies.get(cls, 0) + 1
                 if result.ok:
                     done.append(SendOutcome(m["id"], True, result.detail))
                     report.sent += 1

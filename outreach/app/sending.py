@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from outreach.engine import sequences as seq
 from outreach.mail import credentials, links, smtp
@@ -16,6 +17,7 @@ from outreach.rules import model
 log = logging.getLogger("outreach")
 
 UnsubscribeLinks = Callable[[seq.Enrollment], str | None]
+WeakSecret = links.WeakSecret  # a signing secret under 32 bytes (for the CLI, which imports no mail internals)
 
 
 class NotBuilt(Exception):
@@ -32,25 +34,50 @@ def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
     raise NotBuilt(f"the {t.type} transport is not built; use `transport: {{type: maildir}}` or smtp")
 
 
-def unsubscribe_links(ruleset: model.RuleSet, *, secret: bytes | None = None) -> UnsubscribeLinks:
-    """Signed unsubscribe URLs for sequence mail: with `secret` (RuleTests sign with one of their own), else with
-    the secret Settings.tracking names; none without Settings.tracking or its secret.
+def links_for(
+    ruleset: model.RuleSet, *, keys: links.Keys | None = None, state_dir: str | Path | None = None
+) -> links.Links | None:
+    """The signed links mail carries (unsubscribe, open pixel, clicks), or None without Settings.tracking.
 
-    A template that uses {{ unsubscribe_url }} then blocks with "missing merge field unsubscribe_url" (the daemon
-    warns at start), rather than send a link that cannot work.
+    Signed with `keys` (RuleTests sign with their own), else with the secret Settings.tracking names, else with
+    the secret kept in `state_dir` (created there once, 0600, and said so). Without any of them (no state
+    directory given) there are no links: a template that uses {{ unsubscribe_url }} then blocks with "missing
+    merge field unsubscribe_url" rather than send a link that cannot work. WeakSecret: a secret under 32 bytes.
     """
     tracking = ruleset.settings.tracking
     if tracking is None:
-        return _no_link
-    key = secret if secret is not None else links.secret(tracking)
-    if key is None:
-        log.warning("unsubscribe links cannot be signed: %s is not set", tracking.secret_env or tracking.secret_file)
-        return _no_link
-    return lambda e: links.unsubscribe_url(tracking, key, e.email, f"e{e.id}")
+        return None
+    if keys is None:
+        keys = links.configured_keys(tracking)
+    if keys is None:
+        named = tracking.secret_env or tracking.secret_file
+        if state_dir is None:
+            log.warning("links cannot be signed: %s", f"{named} is not set" if named else "no secret is set")
+            return None
+        keys, created = links.state_keys(state_dir)
+        where = Path(state_dir) / links.STATE_SECRET_FILE
+        why = f"{named} is not set" if named else "Settings.tracking names no secret"
+        if created:
+            log.warning("%s: links are signed with a secret created in %s (keep it; with several daemons set one "
+                        "secret for all of them)", why, where)  # fmt: skip
+        else:
+            log.info("%s: links are signed with the secret in %s", why, where)
+    return links.Links(tracking.base_url, keys, tracking.opens, tracking.clicks)
 
 
-def _no_link(_e: seq.Enrollment) -> str | None:
-    return None
+def daemon_links(ruleset: model.RuleSet) -> links.Links | None:
+    """The links a daemon (or `outreach web`) signs and verifies: with the secret Settings names, else with the
+    one in its state directory ($STATE_DIRECTORY under systemd, else var/), created there the first time."""
+    return links_for(ruleset, state_dir=links.state_directory())
+
+
+def preview_links(ruleset: model.RuleSet) -> UnsubscribeLinks:
+    """Unsubscribe URLs for a preview of an enrollment's steps, signed as the daemon signs them (with the secret
+    Settings names, else the one in the state directory), each for a new key."""
+    found = daemon_links(ruleset)
+    if found is None:
+        return lambda _e: None
+    return lambda _e: found.unsubscribe(links.new_key())
 
 
 async def check_relay(relay: model.Server) -> tuple[bool, str]:

@@ -177,6 +177,8 @@ from outreach.cli import ruletest as _test_command  # noqa: E402
 from outreach.cli import sequences as _sequence_commands  # noqa: E402
 from outreach.cli import simulate as _simulate_command  # noqa: E402
 from outreach.cli import store as _store_commands  # noqa: E402
+from outreach.cli import suppressions as _suppression_commands  # noqa: E402
+from outreach.cli import web as _web_command  # noqa: E402
 
 main.add_command(_store_commands.db)
 main.add_command(_store_commands.plan)
@@ -191,6 +193,8 @@ for _command in (_sequence_commands.run, _sequence_commands.enroll, _sequence_co
                  _sequence_commands.preview, _sequence_commands.sequences, _sequence_commands.outbox):  # fmt: skip
     main.add_command(_command)
 main.add_command(_process_commands.processes)
+main.add_command(_suppression_commands.suppressions)
+main.add_command(_web_command.web)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

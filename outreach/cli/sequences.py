@@ -25,9 +25,13 @@ from outreach.store import Store, StoreError
     metavar="DATETIME",
     help="With --once: run the tick as if it were this time (to try rules); no mailbox is read.",
 )
+@click.option("--listen", metavar="HOST:PORT", help="Where the web endpoints listen (default: Settings web.listen, "
+              "127.0.0.1:8025; port 0: any free port).")  # fmt: skip
+@click.option("--no-web", is_flag=True, help="Do not serve the web endpoints (`outreach web` serves them apart).")
 @options.rules_option
 @options.db_option
-def run(once: bool, tick: float, at: str | None, rules_dir: str, db_url: str | None) -> None:
+def run(once: bool, tick: float, at: str | None, listen: str | None, no_web: bool, rules_dir: str,
+        db_url: str | None) -> None:  # fmt: skip
     """Run the daemon: apply the rules, then every tick enroll, send due steps and hand mail to the transport.
 
     The rule directory is validated first (all or nothing). Ctrl-C or SIGTERM
@@ -35,13 +39,16 @@ def run(once: bool, tick: float, at: str | None, rules_dir: str, db_url: str | N
     is reported and the old one keeps running). With the maildir transport,
     mail appears as files in var/outbox. Each mailbox of Settings.mailboxes is
     read for replies and bounces by a task of its own (IDLE, or every
-    poll_every); with --once each is read once, before the tick.
+    poll_every); with --once each is read once, before the tick. The web
+    endpoints (unsubscribe, tracking, the ingest API, /healthz, /metrics;
+    docs/web.md) are served on Settings web.listen, except with --once.
 
     \b
     Examples:
       outreach run
       outreach run --once --db sqlite:///var/outreach.db
       outreach run --once --now 2026-11-23T08:00:00Z
+      outreach run --listen 127.0.0.1:8080
     """
     if at is not None and not once:
         raise click.UsageError("--now goes with --once: a running daemon follows the clock")
@@ -49,7 +56,8 @@ def run(once: bool, tick: float, at: str | None, rules_dir: str, db_url: str | N
     from outreach import daemon  # the composition root: imported only when the daemon runs
 
     daemon.configure_logging()
-    sys.exit(asyncio.run(daemon.serve(rules_dir, db_url, once=once, tick=tick, now=now)))
+    sys.exit(asyncio.run(daemon.serve(rules_dir, db_url, once=once, tick=tick, now=now, web=not no_web,
+                                      listen=listen)))  # fmt: skip
 
 
 def _check_user(ruleset: model.RuleSet, user: str | None) -> None:
@@ -250,11 +258,15 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
     except click.BadParameter as exc:
         raise click.BadParameter(exc.message, param_hint="--start") from None
     _check_user(ruleset, as_user)
+    try:
+        links = sending.preview_links(ruleset)
+    except sending.WeakSecret as exc:
+        raise click.ClickException(str(exc)) from None
 
     async def go(store: Store) -> enrolling.Preview:
         record = await store.get_record(record_id)
         return await enrolling.preview(store, ruleset, record, sequence, enrolled_by=as_user, start=now,
-                                       links=sending.unsubscribe_links(ruleset))  # fmt: skip
+                                       links=links)  # fmt: skip
 
     planned = options.on_store(db_url, ruleset, go)
     if planned.refusal:

@@ -1,8 +1,9 @@
 """What an event means for a person's sequences and address (pure): the one place that decides it.
 
-A reply, an unsubscribe, a conversion, a deletion or a complaint ends every live sequence of the record; a
-permanent bounce blocks every live enrollment of the address; an unsubscribe, a complaint and a permanent bounce
-keep the address off every sequence and campaign from then on. Everything else (an auto-reply, a delay warning,
+A reply, an unsubscribe, a conversion, a deletion, a complaint or an operator's suppression by hand ends every live
+sequence of the record; a permanent bounce blocks every live enrollment of the address; an unsubscribe, a
+complaint, a permanent bounce and a suppression by hand keep the address off every sequence and campaign from then
+on. Everything else (an auto-reply, a delay warning,
 a stage change, a task done, an appointment, an open, a click) is kept as activity and changes no enrollment
 here (the scheduler and the reminders read that activity on their own).
 
@@ -37,6 +38,7 @@ class Kind(enum.StrEnum):
     APPOINTMENT = "appointment"
     OPENED = "opened"
     CLICKED = "clicked"
+    SUPPRESSED = "suppressed"  # an operator put the address on the suppression list by hand
 
 
 # The events that end every live sequence of the record, and the reason each stopped enrollment keeps
@@ -48,12 +50,14 @@ ENDS_SEQUENCES: Mapping[Kind, str] = {
     Kind.CONVERTED: "converted",
     Kind.DELETED: "deleted",
     Kind.COMPLAINED: "complained",
+    Kind.SUPPRESSED: "suppressed",
 }
 # The events that keep the address off every sequence and campaign, and the suppression's reason.
 SUPPRESSES: Mapping[Kind, str] = {
     Kind.UNSUBSCRIBED: "unsubscribed",
     Kind.COMPLAINED: "complaint",
     Kind.BOUNCED: "bounced",
+    Kind.SUPPRESSED: "manual",
 }
 SEQUENCE_REMOVED = "sequence removed"
 

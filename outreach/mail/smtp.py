@@ -74,7 +74,8 @@ class SmtpTransport:
             try:
                 conn = await self._connection()
             except aiosmtplib.SMTPAuthenticationError as exc:
-                return mail_transport.SendResult(False, detail=f"login to {self.where} refused: {_reply(exc)}")
+                return mail_transport.SendResult(False, detail=f"login to {self.where} refused: {_reply(exc)}",
+                                                 code=exc.code)  # fmt: skip
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 return mail_transport.SendResult(False, detail=f"cannot connect to {self.where}: {_error(exc)}")
             return await self._transaction(conn, sender, list(recipients), message)
@@ -88,21 +89,22 @@ class SmtpTransport:
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(_reply(r) for r in exc.recipients)
             await self._reuse_after_refusal(conn, codes)
-            return mail_transport.SendResult(False, permanent=all(500 <= c < 600 for c in codes), detail=detail)
+            return mail_transport.SendResult(False, permanent=all(500 <= c < 600 for c in codes), detail=detail,
+                                             code=max(codes, default=None))  # fmt: skip
         except (TimeoutError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             conn.close()
             return mail_transport.SendResult(False, detail=f"{self.where}: {_error(exc)}")
         except aiosmtplib.SMTPResponseException as exc:  # sender refused, DATA refused, ...
             await self._reuse_after_refusal(conn, [exc.code])
-            return mail_transport.SendResult(False, permanent=500 <= exc.code < 600, detail=_reply(exc))
+            return mail_transport.SendResult(False, permanent=500 <= exc.code < 600, detail=_reply(exc), code=exc.code)
         except aiosmtplib.SMTPException as exc:
             conn.close()
             return mail_transport.SendResult(False, detail=f"{self.where}: {_error(exc)}")
         self._idle.append((conn, self._clock()))
         if refused:  # some of several recipients refused: the others have it
             detail = "; ".join(f"{addr}: {_reply(r)}" for addr, r in refused.items())
-            return mail_transport.SendResult(True, detail=f"250 {' '.join(reply.split())} (refused: {detail})")
-        return mail_transport.SendResult(True, detail=f"250 {' '.join(reply.split())}")  # aiosmtplib keeps the text
+            return mail_transport.SendResult(True, detail=f"250 {' '.join(reply.split())} (refused: {detail})", code=250)
+        return mail_transport.SendResult(True, detail=f"250 {' '.join(reply.split())}", code=250)  # the text as sent
 
     async def _reuse_after_refusal(self, conn: aiosmtplib.SMTP, codes: list[int]) -> None:
         if 421 in codes or not conn.is_connected:

@@ -26,11 +26,12 @@ _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 @dataclasses.dataclass(frozen=True)
 class SendResult:
     """ok: the transport took the message. permanent: a failure not worth retrying (SMTP 5xx).
-    detail: the server's reply or the error."""
+    detail: the server's reply or the error. code: the SMTP reply's code, when a relay answered."""
 
     ok: bool
     permanent: bool = False
     detail: str = ""
+    code: int | None = None  # the relay's reply code (250, 451, 550 ...); None: no relay answered
 
 
 class Transport(Protocol):

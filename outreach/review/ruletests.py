@@ -39,13 +39,13 @@ from outreach.app import enrolling, events, inbox, reminding, sending
 from outreach.app import importing as import_rows
 from outreach.app import rules as app_rules
 from outreach.engine import reminders
-from outreach.mail import inbound
+from outreach.mail import inbound, links
 from outreach.mail import transport as mail_transport
 from outreach.rules import criteria, model
 from outreach.store import memory
 
 MAILBOX = "ruletest"  # the mailbox replies, auto-replies and bounces are "read" from
-TEST_SECRET = b"outreach test: unsubscribe links of RuleTests"  # signs links as a daemon with a secret would
+TEST_KEYS = links.Keys((b"outreach test: the signed links of RuleTests",))  # as a daemon with a secret signs
 MAX_STOPS = 100_000  # a run that stops more often than this is a bug in the engine or here, not a long test
 _RECHECK = reminding.LOOK_AFTER_CHANGES
 _HOUR = enrolling.FULL_SCAN_EVERY
@@ -247,7 +247,7 @@ class _Run:
         self.ruleset = ruleset
         self.store = store
         self.transport = RecordingTransport(test.start)
-        self.rules = app_rules.InForce(store, links=_unsubscribe_links)
+        self.rules = app_rules.InForce(store, links=_signed_links)
         self.inbox = inbox.InboundMail(store)
         self.notices: list[str] = []
         self.uid = 0
@@ -452,9 +452,9 @@ class _Run:
         return Actual(tuple(sent), tasks, fields, enrollments, tuple(self.notices))
 
 
-def _unsubscribe_links(ruleset: model.RuleSet) -> sending.UnsubscribeLinks:
-    """Unsubscribe links signed with the test secret when Settings has `tracking`, as a daemon's would be."""
-    return sending.unsubscribe_links(ruleset, secret=TEST_SECRET)
+def _signed_links(ruleset: model.RuleSet) -> links.Links | None:
+    """Links signed with the test secret when Settings has `tracking`, as a daemon's would be."""
+    return sending.links_for(ruleset, keys=TEST_KEYS)
 
 
 def _hourly(ruleset: model.RuleSet) -> bool:

@@ -115,6 +115,20 @@ class Tracking:
 
 
 @dataclasses.dataclass(frozen=True)
+class Web:
+    """Where the daemon (or `outreach web`) serves its HTTP endpoints, and the ingest API's bearer token."""
+
+    listen: str = "127.0.0.1:8025"
+    api_token_env: str | None = None
+    api_token_file: str | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclasses.dataclass(frozen=True)
 class Limits:
     campaigns_per_slot: int = 5
     campaign_freeze: timing.Duration = timing.Duration(seconds=15 * 60)
@@ -134,6 +148,7 @@ class Settings:
     transport: Transport = Transport()
     mailboxes: Mapping[str, Server] = dataclasses.field(default_factory=dict)
     tracking: Tracking | None = None
+    web: Web = Web()
     limits: Limits = Limits()
     database_url: str | None = None  # Settings.database.url, or the value of its url_env
     database_url_env: str | None = None

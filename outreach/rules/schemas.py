@@ -384,7 +384,20 @@ def _settings() -> Schema:
                     "clicks": {"type": "boolean", "description": "Rewrite links for click tracking."},
                 },
                 required=("base_url",),
-                desc="Signed tracking and unsubscribe links.",
+                desc="Signed tracking and unsubscribe links. Without secret_env or secret_file, or when the "
+                "secret they name is not set, the daemon signs with a secret it creates in its state directory.",
+            ),
+            "web": _obj(
+                {
+                    "listen": _str(
+                        "host:port the web endpoints listen on (default 127.0.0.1:8025); a reverse proxy maps "
+                        "tracking.base_url to it.",
+                        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$",
+                        patternErrorMessage="host:port, e.g. 127.0.0.1:8025",
+                    ),
+                    **_secret_pair("api_token"),
+                },
+                desc="The daemon's web endpoints: unsubscribe, tracking, the ingest API, /healthz and /metrics.",
             ),
             "database": _obj(
                 {

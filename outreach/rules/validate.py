@@ -477,13 +477,6 @@ class _Checker:
         tracking = None
         if "tracking" in data:
             tr = data["tracking"]
-            if "secret_env" not in tr and "secret_file" not in tr:
-                self.error(
-                    doc,
-                    ("tracking",),
-                    Code.SCHEMA_REQUIRED,
-                    "tracking links are signed: give secret_env or secret_file",
-                )
             tracking = model.Tracking(
                 tr["base_url"],
                 tr.get("secret_env"),
@@ -491,6 +484,10 @@ class _Checker:
                 tr.get("opens", True),
                 tr.get("clicks", True),
             )
+        w = data.get("web", {})
+        web = model.Web(w.get("listen", model.Web.listen), w.get("api_token_env"), w.get("api_token_file"))
+        if not 0 < web.host_port[1] < 65536:
+            self.error(doc, ("web", "listen"), Code.SCHEMA_RANGE, f"port {web.host_port[1]} is not 1-65535")
         lim = data.get("limits", {})
         freeze = self.duration(doc, ("limits", "campaign_freeze"), lim.get("campaign_freeze"), plain=True)
         limits = model.Limits(
@@ -513,6 +510,7 @@ class _Checker:
             transport=transport,
             mailboxes=_frozen(mailboxes),
             tracking=tracking,
+            web=web,
             limits=limits,
         )
 
@@ -1331,8 +1329,8 @@ def _templates_named(data: Mapping[str, Any]) -> set[str]:
 
 
 _NO_TRACKING = (
-    "unsubscribe links are signed and served by the tracking endpoint: add Settings.tracking "
-    "(base_url and secret_env or secret_file)"
+    "unsubscribe links are signed and served by the web endpoints: add Settings.tracking "
+    "(its base_url, and secret_env or secret_file)"
 )
 
 

@@ -119,6 +119,14 @@ class Changes:
         )
         return True
 
+    async def hit(self, outbox_id: int, kind: str, link: int | None, at: dt.datetime, automated: str | None,
+                  user_agent: str) -> None:  # fmt: skip
+        """An open or a click of a message's tracked link, and why it looks automated (None: a person)."""
+        await self.conn.execute(sa.insert(tables.link_hits).values(
+            outbox_id=outbox_id, kind=kind, link=link, at=at, automated=automated[:200] if automated else None,
+            user_agent=user_agent[:300],
+        ))  # fmt: skip
+
     async def update_record(self, record_id: str, values: Mapping[str, Any]) -> None:
         """Columns of a record (converted_at, deleted_at, type, updated_at ...), as the application layer says."""
         await self.conn.execute(sa.update(tables.records).where(tables.records.c.id == record_id).values(**values))

@@ -77,6 +77,17 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True)
+class Suppression:
+    """An address kept off every sequence and campaign: why (unsubscribed | bounced | complaint | manual), since
+    when, and what put it there (web, imap ..., cli)."""
+
+    email: str  # lower-case
+    reason: str
+    at: dt.datetime
+    source: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class ActiveDefinition:
     kind: str
     name: str
@@ -100,3 +111,31 @@ class ImportResult:
     problems: list[ImportProblem] = dataclasses.field(default_factory=list)
     problem_count: int = 0  # may exceed len(problems): only the first ones are kept
     committed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkedMessage:
+    """A message found by the key its signed links name: who it went to, and where its tracked links lead."""
+
+    outbox_id: int
+    record_id: str | None
+    recipient: str
+    enrollment_id: int | None
+    campaign: str | None
+    state: str
+    sent_at: dt.datetime | None
+    urls: tuple[str, ...]
+    language: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """Counts for /metrics: messages by state, enrollments by status, due steps not run yet, when each mailbox was
+    last read, opens and clicks by (kind, automated), and unsubscribe events."""
+
+    messages: Mapping[str, int]
+    enrollments: Mapping[str, int]
+    due: int
+    mailboxes: Mapping[str, dt.datetime | None]
+    hits: Mapping[tuple[str, bool], int]
+    unsubscribes: int

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outreach.rules import criteria as rules_criteria
 from outreach.rules.criteria import FieldType
-from outreach.store import bulk, changes, migrate, reminding, rows, sequencing, tables
+from outreach.store import bulk, changes, linking, migrate, reminding, rows, sequencing, tables
 from outreach.store import criteria as sql_criteria
 from outreach.store import inbound as inbound_verbs
+from outreach.store import suppressing as suppression_verbs
 
 DEFAULT_URL = "sqlite:///var/outreach.db"
 IMPORT_BATCH = 2000
@@ -97,7 +98,8 @@ _S = TypeVar("_S")
 _MAX_STATEMENTS = 256
 
 
-class Store(sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs):
+class Store(linking.LinkVerbs, linking.StatusVerbs, sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs,
+            suppression_verbs.SuppressionVerbs):
     """Domain verbs over one database. Open with `await Store.open(url)`; close with `await store.close()`."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:

@@ -158,9 +158,27 @@ outbox = sa.Table(
     sa.Column("last_error", sa.String(1000)),
     _ts("created_at", nullable=False),
     _ts("sent_at"),
+    # the key the message's signed links name (hex of 16 random bytes), the URLs its tracked links lead to (a list,
+    # in order, as written in the template; NULL: none), and the language of its unsubscribe page
+    sa.Column("link_key", sa.String(32), unique=True),
+    sa.Column("link_urls", sa.JSON),
+    sa.Column("language", sa.String(8)),
     sa.Index(None, "state", "next_attempt_at"),
     sa.Index(None, "record_id"),
     sa.Index(None, "created_at"),  # the senders' mail of the last 24 hours (daily limits)
+)
+
+link_hits = sa.Table(  # opens and clicks of a message's tracked links
+    "link_hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("outbox_id", sa.Integer, sa.ForeignKey("outbox.id"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # open | click
+    sa.Column("link", sa.Integer),  # a click: which link of the message
+    _ts("at", nullable=False),
+    sa.Column("automated", sa.String(200)),  # why it looks automated (a scanner, a prefetch); NULL: a person
+    sa.Column("user_agent", sa.String(300)),
+    sa.Index(None, "outbox_id", "at"),
 )
 
 events = sa.Table(
