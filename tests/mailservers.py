@@ -47,6 +47,7 @@ from tests.conftest import need
 HOST = "127.0.0.1"
 READY_TIMEOUT = 15.0  # seconds a server gets to answer on its port
 HANG = "hang"  # a scripted reply that never comes: the client's timeout has to fire
+SLOW = "slow "  # "slow 2.0": the reply (250) comes after that many seconds (mail in flight when a daemon stops)
 _ACCEPT = "250 OK"  # what the hooks answer when no script says otherwise
 
 
@@ -440,6 +441,9 @@ class SmtpServer:
         self.answers.append(Answer(command, about, reply))
         if reply == HANG:
             await asyncio.Event().wait()  # until the client gives up or the server stops
+        if reply.startswith(SLOW):
+            await asyncio.sleep(float(reply.removeprefix(SLOW)))
+            reply = _ACCEPT
         if reply.startswith("421") and server.transport is not None:
             server.loop.call_soon(server.transport.close)  # after the reply is written
         return reply

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from dkim import crypto as dkim_crypto
 
 from outreach import cli
 from outreach.store import Store, tables
+from tests import dkim_keys
 from tests.conftest import ROOT
 from tests.mailservers import SmtpServers
 
@@ -66,6 +70,29 @@ def test_missing_secrets_are_problems_named_without_their_values(here: Path, mon
     assert "hunter2" not in out
     assert "ok       transport    maildir var/outbox is writable" in out
     assert "ok       store        schema at revision" in out
+
+
+@pytest.mark.acceptance
+def test_doctor_prints_the_dkim_txt_record_to_publish_and_a_missing_key_is_a_problem(here: Path) -> None:
+    (here / "dkim.pem").write_text(dkim_keys.rsa_pem(2048), encoding="utf-8")
+    settings(here, dkim=[
+        {"domain": "example.com", "selector": "s2026", "private_key_file": str(here / "dkim.pem")},
+        {"domain": "example.net", "selector": "s1", "private_key_file": "/run/credentials/outreach.service/dkim-net"},
+    ])  # fmt: skip
+    n, e, *_ = dkim_keys.rsa_numbers(2048)
+
+    code, out = run("doctor")
+
+    assert code == 1
+    (line,) = [x for x in out.splitlines() if x.startswith("ok       dkim")]
+    prefix = 'ok       dkim         example.com: selector s2026, publish TXT s2026._domainkey.example.com "v=DKIM1; k=rsa; p='
+    assert line.startswith(prefix), out
+    value = "".join(re.findall(r'"([^"]*)"', line.split("publish TXT s2026._domainkey.example.com ", 1)[1]))
+    public = base64.b64decode(value.split("; p=", 1)[1])
+    assert dkim_crypto.parse_public_key(public) == {"modulus": n, "publicExponent": e}  # the key's public half
+    assert "problem  dkim         the DKIM key of example.net: cannot read /run/credentials/outreach.service/dkim-net" \
+        in out  # fmt: skip
+    assert "BEGIN PRIVATE KEY" not in out and "mail from" not in out  # every sender's domain (example.com) signs
 
 
 @pytest.mark.acceptance

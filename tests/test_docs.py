@@ -207,7 +207,7 @@ def test_the_worked_example_of_reminders_md_is_real(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(tmp_path)
     for name in ("OUTREACH_SECRET", "OUTREACH_DB", "STATE_DIRECTORY"):  # the secret is created in var/
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(daemon_module, "configure_logging", lambda: None)
+    monkeypatch.setattr(daemon_module, "configure_logging", lambda _fmt="text": None)
     log = logging.getLogger("outreach")
     handler = _Lines()
     log.addHandler(handler)
@@ -299,7 +299,7 @@ def walk_through(text: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     kwdefaults = daemon_module.Daemon.__init__.__kwdefaults__
     assert kwdefaults is not None
     monkeypatch.setitem(kwdefaults, "clock", lambda: WALK_CLOCK)
-    monkeypatch.setattr(daemon_module, "configure_logging", lambda: None)
+    monkeypatch.setattr(daemon_module, "configure_logging", lambda _fmt="text": None)
     log = logging.getLogger("outreach")
     handler = _Lines()
     level = log.level

@@ -1,4 +1,4 @@
-"""What needs an operator: secrets, the transport, the store's schema, mail in doubt, blocked enrollments.
+"""What needs an operator: secrets, DKIM keys, the transport, the store's schema, mail in doubt, blocked enrollments.
 
 `outreach doctor` prints these findings; each check is here, so that what the command reports is what the daemon
 would meet.
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from outreach import store as store_module
 from outreach.app import sending
-from outreach.mail import credentials, links
+from outreach.mail import credentials, dkim, links
 from outreach.rules import model
 
 
@@ -75,6 +75,34 @@ def secrets_of(settings: model.Settings) -> list[Finding]:
                 found.append(Finding("problem", "secret", f"{what}: {exc}"))
                 continue
         found.append(Finding("ok", "secret", f"{what}: set"))
+    return found
+
+
+def check_dkim(settings: model.Settings) -> list[Finding]:
+    """Each DKIM key Settings.dkim names can sign, with the TXT record to publish for it (computed from the
+    private key); a sending address whose domain no key signs for is a warning."""
+    found = []
+    for entry in settings.dkim:
+        try:
+            key = dkim.load_key(entry)
+        except credentials.MissingSecret as exc:  # dkim.KeyInvalid too: there, but no key that can sign
+            found.append(Finding("problem", "dkim", str(exc)))  # "the DKIM key of example.com: ..."
+            continue
+        name, value = dkim.dns_record(key)
+        found.append(Finding("ok", "dkim", f"{entry.domain}: selector {entry.selector}, publish TXT {name} "
+                             f"{dkim.zone_text(value)}"))  # fmt: skip
+        if key.key_type == "rsa" and key.bits < 2048:
+            found.append(Finding("warning", "dkim", f"{entry.domain}: the RSA key has {key.bits} bits; receivers "
+                                 "may stop trusting keys under 2048 bits"))  # fmt: skip
+    if settings.dkim:
+        senders = [u.email for u in settings.users.values()]
+        if settings.organization is not None:
+            senders.append(settings.organization.email)
+        domains = {entry.domain for entry in settings.dkim}
+        for domain in dict.fromkeys(address.rpartition("@")[2].lower() for address in senders):
+            if dkim.signing_domain(domain, domains) is None:
+                found.append(Finding("warning", "dkim", f"mail from {domain} is not signed: Settings.dkim has no "
+                                     "key for it or a parent domain"))  # fmt: skip
     return found
 
 

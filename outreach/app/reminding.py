@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from outreach import store as store_module
 from outreach.engine import reminders, render
+from outreach.mail import dkim
 from outreach.mail import message as mail_message
 from outreach.rules import model, timing
 from outreach.store import reminding as store_reminding
@@ -94,9 +95,10 @@ class ReminderStore(Protocol):
 class Reminders:
     """The reminders phase of the scheduler's tick, for one rule set."""
 
-    def __init__(self, store: ReminderStore, ruleset: model.RuleSet) -> None:
+    def __init__(self, store: ReminderStore, ruleset: model.RuleSet, *, signer: dkim.Signer | None = None) -> None:
         self.store = store
         self.ruleset = ruleset
+        self.signer = signer  # DKIM (Settings.dkim); None: unsigned
         self._looked: dict[str, dt.datetime] = {}  # per process: when a pass last read every candidate
 
     async def run(self, now: dt.datetime) -> int:
@@ -208,7 +210,7 @@ class Reminders:
             return exc.reason
         sender: mail_message.Person = settings.organization or recipient
         message_id = mail_message.new_message_id(sender.email.rpartition("@")[2], uuid.uuid4().hex)
-        headers = {"X-Outreach-Process": process.name}
+        headers = {"Auto-Submitted": "auto-generated", "X-Outreach-Process": process.name}  # RFC 3834: no one wrote it
         if not digest:
             headers["X-Outreach-Record"] = mail.reminders[0].record_id
         try:
@@ -218,6 +220,8 @@ class Reminders:
             )  # fmt: skip
         except mail_message.HeaderError as exc:
             return str(exc)
+        if self.signer is not None:
+            data = self.signer.sign(data, sender.email.rpartition("@")[2], now=now)
         batch.enqueue({
             "enrollment_id": None, "record_id": None if digest else mail.reminders[0].record_id,
             "template": template.name, "step_id": None, "process": process.name, "sender": sender.email,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from outreach.app import enrolling, sending
 from outreach.app import scheduler as scheduler_module
 from outreach.engine import events
-from outreach.mail import credentials
+from outreach.mail import credentials, dkim
 from outreach.mail import links as mail_links
 from outreach.mail import transport as mail_transport
 from outreach.rules import diagnostics, model
@@ -88,10 +88,12 @@ class InForce:
         store: RulesStore,
         *,
         links: Callable[[model.RuleSet], mail_links.Links | None] = sending.links_for,
+        signer: Callable[[model.RuleSet], dkim.Signer | None] = sending.signer_for,
         **scheduler_options: Any,
     ) -> None:
         self.store = store
         self.links = links
+        self.signer = signer  # the DKIM signer of a rule set (Settings.dkim); RuleTests sign nothing
         self.scheduler_options = scheduler_options  # more Scheduler keywords (batch sizes, rng)
         self.scheduler: scheduler_module.Scheduler | None = None
         self.links_in_force: mail_links.Links | None = None
@@ -110,12 +112,13 @@ class InForce:
         """Apply `ruleset` and make it, with `transport`, the one the scheduler runs; the old transport, when it
         is replaced, lets its connections go. Nothing is swapped when applying fails."""
         signed = self.links(ruleset)  # before anything changes: a weak secret refuses the rule set
+        signer = self.signer(ruleset)  # and so does a DKIM key that is missing or cannot sign
         done = await apply(self.store, ruleset, now=now)
         changed = {k: len(v) for k, v in done.items() if v}
         if changed:
             log.info("rules applied: %s", ", ".join(f"{n} {k}" for k, n in changed.items()))
         old = self.transport
-        self.scheduler = scheduler_module.Scheduler(self.store, ruleset, transport, links=signed,
+        self.scheduler = scheduler_module.Scheduler(self.store, ruleset, transport, links=signed, signer=signer,
                                                     **self.scheduler_options)  # fmt: skip
         self.links_in_force = signed
         if old is not None and old is not transport:
@@ -133,7 +136,7 @@ class InForce:
             return False
         try:
             await self.swap(ruleset, transport, now=now)
-        except mail_links.WeakSecret as exc:
+        except (mail_links.WeakSecret, credentials.MissingSecret) as exc:  # a DKIM key (dkim.KeyInvalid too)
             await transport.close()
             log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
             return False

@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from outreach.app import enrolling, reminding
 from outreach.app import events as recording
 from outreach.engine import events, tracking
 from outreach.engine import sequences as seq
-from outreach.mail import limits
+from outreach.mail import dkim, limits
 from outreach.mail import links as mail_links
 from outreach.mail import message as mail_message
 from outreach.mail import transport as mail_transport
@@ -83,7 +83,8 @@ class SchedulerStore(enrolling.EnrollStore, reminding.ReminderStore, Protocol):
 
     async def daily_usage(self, since: dt.datetime) -> dict[str, tuple[int, dt.datetime]]: ...
 
-    async def claim_outbox(self, now: dt.datetime, limit: int, attempt_id: str) -> list[dict[str, Any]]: ...
+    async def claim_outbox(self, now: dt.datetime, limit: int, attempt_id: str,
+                           daemon_id: str | None = None) -> list[dict[str, Any]]: ...  # fmt: skip
 
     def finishing_sends(
         self, done: Sequence[SendOutcome], now: dt.datetime
@@ -102,7 +103,9 @@ class Scheduler:
         batch: int = 500,
         send_batch: int = 100,
         links: mail_links.Links | None = None,
+        signer: dkim.Signer | None = None,
         rng: random.Random | None = None,
+        daemon_id: str | None = None,
     ) -> None:
         self.store = store
         store.fields = dict(ruleset.settings.fields)  # criteria compare by the rule set's field types (a reload's too)
@@ -113,11 +116,14 @@ class Scheduler:
         self.transport = transport
         self.batch = batch
         self.links = links  # signed links (unsubscribe, open, click); None: the rule set has no tracking
+        self.signer = signer  # DKIM (Settings.dkim): mail is signed when it is queued; None: unsigned
+        self.daemon_id = daemon_id  # names the daemon in the outbox rows it claims (several daemons on PostgreSQL)
+        self.progress: Callable[[], None] = lambda: None  # called as each message's answer arrives (the watchdog)
         self._versions: dict[tuple[str, str], model.Sequence | None] = {
             (s.name, s.source.hash): s for s in ruleset.sequences.values()
         }
         self.auto_enrollment = enrolling.AutoEnrollment(store, ruleset, batch=batch)
-        self.reminders = reminding.Reminders(store, ruleset)
+        self.reminders = reminding.Reminders(store, ruleset, signer=signer)
         self._usage: dict[str, tuple[int, dt.datetime]] = {}  # mail per sender address in the last 24 hours
 
     async def version(self, name: str, digest: str) -> model.Sequence | None:
@@ -130,9 +136,11 @@ class Scheduler:
 
     # --- running due steps ----------------------------------------------------------------------
 
-    async def tick(self, now: dt.datetime) -> TickReport:
+    async def tick(self, now: dt.datetime, *, dispatch: bool = True, reminders: bool = True) -> TickReport:
         """One round of work at `now`. One look at the store says what there is to do; a phase with nothing to do
-        (and nothing made for it by an earlier phase of this tick) is skipped, so an idle tick is one query."""
+        (and nothing made for it by an earlier phase of this tick) is skipped, so an idle tick is one query.
+        The daemon runs the dispatch in a loop of its own (`dispatch=False`), and the reminders only where it
+        holds their lease (`reminders=False` elsewhere)."""
         report = TickReport()
         pending = await self.store.pending(now)  # nothing below changes records
         report.enrolled += await self.auto_enrollment.run(now, pending.record_changed)
@@ -140,8 +148,9 @@ class Scheduler:
         if pending.due or report.enrolled or resumed:
             while await self.run_due(now, report) >= self.batch:
                 pass
-        report.reminders += await self.reminders.run_after_change(now, pending.record_changed)
-        if pending.mail or report.queued or report.reminders:
+        if reminders:
+            report.reminders += await self.reminders.run_after_change(now, pending.record_changed)
+        if dispatch and (pending.mail or report.queued or report.reminders):
             await self.dispatch(now, report)
         return report
 
@@ -174,7 +183,7 @@ class Scheduler:
                 except store_module.DatabaseError:
                     raise  # the batch's transaction is gone; the daemon logs it and tries again next tick
                 except Exception as exc:  # one bad enrollment must not stop the others
-                    log.exception("enrollment %s failed", e.id)
+                    log.exception("enrollment %s failed", e.id, extra={"enrollment": e.id})
                     del batch.saves[mark[0] :], batch.messages[mark[1] :], batch.events[mark[2] :]
                     await self._block(batch, e, f"internal error: {type(exc).__name__}: {exc}"[:500], now, report)
             return len(batch.rows)
@@ -288,19 +297,21 @@ class Scheduler:
                            "X-Outreach-Sequence": e.sequence},
             unsubscribe=unsubscribe,
         )  # fmt: skip
+        if self.signer is not None:  # signed once, here: the outbox keeps the signed bytes
+            data = self.signer.sign(data, domain, now=now)
         return data, message_id, content.urls
 
     # --- sending --------------------------------------------------------------------------------
 
-    async def dispatch(self, now: dt.datetime, report: TickReport) -> None:
+    async def dispatch(self, now: dt.datetime, report: TickReport, *, stop: Callable[[], bool] | None = None) -> None:
         """Hand queued messages to the transport, `send_batch` at a time and concurrently (the transport's pool
         bounds how many are in flight). Each group is marked `sending` (committed) before any of it is sent, so
         a crash leaves at most one group `unknown`; what became of them is written in one transaction after."""
         if self.transport is None:
             return
         max_attempts = self.ruleset.settings.limits.max_attempts
-        while True:
-            claimed = await self.store.claim_outbox(now, self.send_batch, uuid.uuid4().hex)
+        while stop is None or not stop():  # stopping: no new claims; the group in flight has finished
+            claimed = await self.store.claim_outbox(now, self.send_batch, uuid.uuid4().hex, self.daemon_id)
             done, going = [], []
             for m in claimed:
                 free_at = self.domain_caps.take(m["recipient"], now)
@@ -347,8 +358,10 @@ class Scheduler:
         try:
             return await self.transport.send(m["sender"], [m["recipient"]], m["message"])
         except Exception as exc:  # a transport bug: try again later, never lose the message
-            log.exception("the transport failed on outbox message %s", m["id"])
+            log.exception("the transport failed on outbox message %s", m["id"], extra={"outbox": m["id"]})
             return mail_transport.SendResult(False, detail=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.progress()
 
     def backoff(self, attempts: int) -> dt.timedelta:
         """How long a message waits after its attempts-th temporary failure (0-based): 1, 2, 4 ... minutes,

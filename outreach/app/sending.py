@@ -1,6 +1,6 @@
-"""What sending needs from the rules: the transport Settings name, and the signed links mail carries.
+"""What sending needs from the rules: the transport Settings name, the signed links mail carries, the DKIM signer.
 
-The daemon, `outreach doctor`, `outreach preview` and RuleTests build both here, so that each is built one way.
+The daemon, `outreach doctor`, `outreach preview` and RuleTests build them here, so that each is built one way.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from outreach.engine import sequences as seq
-from outreach.mail import credentials, links, smtp
+from outreach.mail import credentials, dkim, links, smtp
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
 
@@ -32,6 +32,12 @@ def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
     if t.type == "smtp" and t.smtp is not None:
         return smtp.SmtpTransport(t.smtp)
     raise NotBuilt(f"the {t.type} transport is not built; use `transport: {{type: maildir}}` or smtp")
+
+
+def signer_for(ruleset: model.RuleSet) -> dkim.Signer | None:
+    """The DKIM signer of Settings.dkim, each key read and checked now; None without Settings.dkim.
+    credentials.MissingSecret when a key is not there or cannot be read, or (dkim.KeyInvalid) cannot sign."""
+    return dkim.signer_for(ruleset.settings)
 
 
 def links_for(

@@ -176,6 +176,7 @@ from outreach.cli import records as _record_commands  # noqa: E402
 from outreach.cli import ruletest as _test_command  # noqa: E402
 from outreach.cli import sequences as _sequence_commands  # noqa: E402
 from outreach.cli import simulate as _simulate_command  # noqa: E402
+from outreach.cli import status as _status_command  # noqa: E402
 from outreach.cli import store as _store_commands  # noqa: E402
 from outreach.cli import suppressions as _suppression_commands  # noqa: E402
 from outreach.cli import web as _web_command  # noqa: E402
@@ -195,6 +196,7 @@ for _command in (_sequence_commands.run, _sequence_commands.enroll, _sequence_co
 main.add_command(_process_commands.processes)
 main.add_command(_suppression_commands.suppressions)
 main.add_command(_web_command.web)
+main.add_command(_status_command.status)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,4 +1,4 @@
-"""`outreach doctor`: what needs an operator — rules, store, secrets, transport, and mail in doubt."""
+"""`outreach doctor`: what needs an operator — rules, store, secrets, DKIM keys, transport, and mail in doubt."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def doctor(connect: bool, as_json: bool, rules_dir: str, db_url: str | None) -> 
     """Check what the daemon needs and list what needs an operator; exit 1 if anything is a problem.
 
     Checks that the rules are valid, the database schema is current, every secret
-    Settings name is set (never printing it), the transport can be built (and with
+    Settings name is set (never printing it), every DKIM key can sign (printing the
+    DNS TXT record to publish for it), the transport can be built (and with
     --connect, that the SMTP relay answers), and lists mail in state `unknown`
     (being sent when the daemon stopped), failed mail and blocked enrollments.
 
@@ -32,6 +33,7 @@ def doctor(connect: bool, as_json: bool, rules_dir: str, db_url: str | None) -> 
     ruleset = options.load_rules(rules_dir)
     found = [checks.Finding("ok", "rules", f"{rules_dir} is valid")]
     found += checks.secrets_of(ruleset.settings)
+    found += checks.check_dkim(ruleset.settings)
     found += options.run(checks.check_transport(ruleset, connect=connect))
     found += options.on_store(db_url, ruleset, checks.check_store)
     if as_json:

@@ -28,10 +28,16 @@ from outreach.store import Store, StoreError
 @click.option("--listen", metavar="HOST:PORT", help="Where the web endpoints listen (default: Settings web.listen, "
               "127.0.0.1:8025; port 0: any free port).")  # fmt: skip
 @click.option("--no-web", is_flag=True, help="Do not serve the web endpoints (`outreach web` serves them apart).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log lines as text, or as JSON objects, one a line (for journald and log collectors).")  # fmt: skip
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+              help="On SIGTERM, how long mail in flight has to finish.")  # fmt: skip
+@click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, metavar="SECONDS",
+              help="Several daemons on PostgreSQL: how long a dead daemon's work waits before another takes it.")  # fmt: skip
 @options.rules_option
 @options.db_option
-def run(once: bool, tick: float, at: str | None, listen: str | None, no_web: bool, rules_dir: str,
-        db_url: str | None) -> None:  # fmt: skip
+def run(once: bool, tick: float, at: str | None, listen: str | None, no_web: bool, log_format: str, grace: float,
+        lease: float, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
     """Run the daemon: apply the rules, then every tick enroll, send due steps and hand mail to the transport.
 
     The rule directory is validated first (all or nothing). Ctrl-C or SIGTERM
@@ -55,9 +61,9 @@ def run(once: bool, tick: float, at: str | None, listen: str | None, no_web: boo
     now = options.parse_when(at, now_=options.now()) if at else None
     from outreach import daemon  # the composition root: imported only when the daemon runs
 
-    daemon.configure_logging()
+    daemon.configure_logging(log_format)
     sys.exit(asyncio.run(daemon.serve(rules_dir, db_url, once=once, tick=tick, now=now, web=not no_web,
-                                      listen=listen)))  # fmt: skip
+                                      listen=listen, lease=lease, grace=grace)))  # fmt: skip
 
 
 def _check_user(ruleset: model.RuleSet, user: str | None) -> None:

@@ -527,6 +527,7 @@ class Poller:
         if username is None or password is None:
             raise credentials.MissingSecret(f"mailbox {mailbox.name}: LOGIN needs a user name and a password")
         self.mailbox = mailbox
+        self.log = logging.LoggerAdapter(log, {"mailbox": mailbox.name})  # JSON log lines name the mailbox
         self.username = username
         self._password = password
         self.store = store
@@ -580,23 +581,23 @@ class Poller:
             delay = 0.0
             try:
                 session = await self.open()
-                log.info("mailbox %s: connected to %s as %s", self.name, session.where, self.username)
+                self.log.info("mailbox %s: connected to %s as %s", self.name, session.where, self.username)
                 while True:
                     report = await self.sync(session)
                     self.failures = 0
                     if report.read:
-                        log.info("mailbox %s: %s", self.name, report)
+                        self.log.info("mailbox %s: %s", self.name, report)
                     await self.wait(session)
             except asyncio.CancelledError:
                 raise
             except (ImapError, OSError) as exc:
                 self.failures += 1
                 delay = backoff(self.failures, self._rng)
-                log.warning("mailbox %s: %s; trying again in %.0f s", self.name, _describe(exc), delay)
+                self.log.warning("mailbox %s: %s; trying again in %.0f s", self.name, _describe(exc), delay)
             except Exception:  # the store, or a bug: logged, and the mailbox is read again after the backoff
                 self.failures += 1
                 delay = backoff(self.failures, self._rng)
-                log.exception("mailbox %s: reading failed; trying again in %.0f s", self.name, delay)
+                self.log.exception("mailbox %s: reading failed; trying again in %.0f s", self.name, delay)
             finally:
                 if session is not None:
                     await asyncio.shield(session.close())
@@ -610,7 +611,7 @@ class Poller:
                 await session.idle(self.idle_renew, self.idling)
                 return
             except IdleRefused as exc:
-                log.warning("mailbox %s: %s; polling every %s instead", self.name, exc, self.mailbox.server.poll_every)
+                self.log.warning("mailbox %s: %s; polling every %s instead", self.name, exc, self.mailbox.server.poll_every)
                 self.use_idle = False
         await self._sleep(self.mailbox.server.poll_every.seconds or 60)
 
@@ -651,13 +652,13 @@ class Poller:
         else:
             top = max(await session.search("ALL"), default=0)
         if position is not None and position.uidvalidity is not None:
-            log.warning(
+            self.log.warning(
                 "mailbox %s: UIDVALIDITY changed from %s to %s (a moved or rebuilt mailbox): reading again what "
                 "arrived since %s, skipping what was handled", self.name, position.uidvalidity,
                 selected.uidvalidity, since,
             )  # fmt: skip
         else:
-            log.info("mailbox %s: read for the first time, from %s", self.name, since or "its end")
+            self.log.info("mailbox %s: read for the first time, from %s", self.name, since or "its end")
         if since is not None and top:
             found = [u for u in await session.search("SINCE", search_date(since)) if u <= top]
             recent: list[int] = []
@@ -687,7 +688,7 @@ class Poller:
                 continue
             report.kinds[str(message.kind)] = report.kinds.get(str(message.kind), 0) + 1
             if message.kind is inbound.Kind.IGNORED:
-                log.debug("mailbox %s: UID %d ignored: %s", self.name, fetched.uid, message.reason)
+                self.log.debug("mailbox %s: UID %d ignored: %s", self.name, fetched.uid, message.reason)
                 continue  # passed with the batch's one write
             applied = await self.recorder.apply_inbound(
                 self.key, uidvalidity, fetched.uid, message, senders=self.mailbox.senders, now=self.clock(),
@@ -700,10 +701,10 @@ class Poller:
         try:
             facts = inbound.read(fetched.data)
         except Exception:  # the classifier promises not to raise; a bug there must not stall the mailbox
-            log.exception("mailbox %s: UID %d skipped: the classifier failed", self.name, fetched.uid)
+            self.log.exception("mailbox %s: UID %d skipped: the classifier failed", self.name, fetched.uid)
             return None
         if facts.problem is not None:
-            log.warning("mailbox %s: UID %d skipped: %s", self.name, fetched.uid, facts.problem)
+            self.log.warning("mailbox %s: UID %d skipped: %s", self.name, fetched.uid, facts.problem)
             return None
         ours = await self.store.our_message_ids(facts.candidate_ids)
         subjects: dict[str, list[str]] = {}
@@ -712,12 +713,12 @@ class Poller:
         try:
             return inbound.decide(facts, inbound.Sent(frozenset(ours), subjects))
         except Exception:
-            log.exception("mailbox %s: UID %d skipped: the classifier failed", self.name, fetched.uid)
+            self.log.exception("mailbox %s: UID %d skipped: the classifier failed", self.name, fetched.uid)
             return None
 
     def _log(self, uid: int, message: inbound.Inbound, applied: Applied | None) -> None:
         if applied is None:
-            log.info("mailbox %s: UID %d was handled already (%s)", self.name, uid, message.kind)
+            self.log.info("mailbox %s: UID %d was handled already (%s)", self.name, uid, message.kind)
             return
         who = ", ".join(applied.records) or "no record of ours"
         what = {
@@ -728,7 +729,7 @@ class Poller:
             "delayed": "a delay warning",
         }.get(str(message.kind), "")
         if what:
-            log.info("mailbox %s: UID %d %s from %s (%s): %s: %s", self.name, uid, message.kind,
+            self.log.info("mailbox %s: UID %d %s from %s (%s): %s: %s", self.name, uid, message.kind,
                      message.from_address or "?", message.reason, who, what)  # fmt: skip
 
 
@@ -761,9 +762,11 @@ class Inbox:
         self.pollers: dict[str, Poller] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
-    def _pollers(self, settings: model.Settings) -> dict[str, Poller]:
+    def _pollers(self, settings: model.Settings, only: Collection[str] | None = None) -> dict[str, Poller]:
         built: dict[str, Poller] = {}
         for name, mailbox in mailboxes(settings).items():
+            if only is not None and name not in only:
+                continue
             try:
                 built[name] = Poller(mailbox, self.store, self.recorder, clock=self.clock,
                                      tls_context=self.tls_context, **self.options)  # fmt: skip
@@ -771,11 +774,12 @@ class Inbox:
                 log.error("mailbox %s is not read: %s", name, exc)
         return built
 
-    async def update(self, settings: model.Settings) -> None:
-        """Run a poller for each mailbox of `settings`: new ones start, changed ones restart, removed ones stop.
-        A mailbox whose secret is missing is logged; one already running keeps running."""
-        wanted = self._pollers(settings)
-        for name in [n for n in self.tasks if n not in settings.mailboxes]:
+    async def update(self, settings: model.Settings, only: Collection[str] | None = None) -> None:
+        """Run a poller for each mailbox of `settings` (of those in `only`, the mailboxes whose lease this daemon
+        holds): new ones start, changed ones restart, removed ones stop. A mailbox whose secret is missing is
+        logged; one already running keeps running."""
+        wanted = self._pollers(settings, only)
+        for name in [n for n in self.tasks if n not in settings.mailboxes or (only is not None and n not in only)]:
             log.info("mailbox %s is no longer read", name)
             await self._stop(name)
         for name, poller in wanted.items():

@@ -89,6 +89,7 @@ class Code(enum.StrEnum):
     CAMPAIGN_RECIPIENTS = "campaign-recipients"
     # settings and processes
     USER_DUPLICATE = "user-duplicate"
+    DKIM_DOMAIN_DUPLICATE = "dkim-domain-duplicate"
     STAGE_DUPLICATE = "stage-duplicate"
     PROCESS_NO_MAX = "process-no-max"
     # rule tests

@@ -129,6 +129,21 @@ class Web:
 
 
 @dataclasses.dataclass(frozen=True)
+class DkimKey:
+    """The DKIM key of one sending domain (Settings.dkim). The private key is named, never held."""
+
+    domain: str  # lower case, ASCII (A-labels)
+    selector: str
+    private_key_env: str | None = None
+    private_key_file: str | None = None
+
+    @property
+    def record_name(self) -> str:
+        """Where receivers look up the public key: `<selector>._domainkey.<domain>`."""
+        return f"{self.selector}._domainkey.{self.domain}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Limits:
     campaigns_per_slot: int = 5
     campaign_freeze: timing.Duration = timing.Duration(seconds=15 * 60)
@@ -152,6 +167,7 @@ class Settings:
     limits: Limits = Limits()
     database_url: str | None = None  # Settings.database.url, or the value of its url_env
     database_url_env: str | None = None
+    dkim: tuple[DkimKey, ...] = ()  # at most one per domain
 
     @property
     def fields(self) -> dict[str, FieldType]:

@@ -11,7 +11,7 @@ from outreach.rules import diagnostics, schema_compile, schemas, timing
 from outreach.rules.diagnostics import Code, Diagnostic
 from outreach.rules.loader import Document
 
-SECRET_KEYS = frozenset({"password", "secret", "token", "api_key", "apikey", "passwd"})
+SECRET_KEYS = frozenset({"password", "secret", "token", "api_key", "apikey", "passwd", "private_key"})
 _COMMENT_CODES = {
     "duration": Code.DURATION_INVALID,
     "window": Code.WINDOW_INVALID,

@@ -24,6 +24,9 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 Schema = dict[str, Any]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?!\n)$"
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})+(?!\n)$"  # a domain: two or more labels, ASCII (A-labels)
+SELECTOR_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*(?!\n)$"  # a DKIM selector: one or more labels
 MODULES_BUILTIN = ("lead", "contact", "deal")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 UNSUBSCRIBE_LANGUAGES = ("en", "de", "fr", "es", "it", "ja", "nl", "pt")
@@ -398,6 +401,28 @@ def _settings() -> Schema:
                     **_secret_pair("api_token"),
                 },
                 desc="The daemon's web endpoints: unsubscribe, tracking, the ingest API, /healthz and /metrics.",
+            ),
+            "dkim": _list(
+                _obj(
+                    {
+                        "domain": _str(
+                            "The signing domain (d=), e.g. example.com: mail whose From address is at this domain, "
+                            "or at a subdomain of it without an entry of its own, is signed with this key.",
+                            pattern=DNS_NAME_PATTERN,
+                            patternErrorMessage="a domain name such as example.com (IDNs as their xn-- form)",
+                        ),
+                        "selector": _str(
+                            "The selector (s=): receivers look up the public key at <selector>._domainkey.<domain>.",
+                            pattern=SELECTOR_PATTERN,
+                            patternErrorMessage="DNS labels of letters, digits and -, e.g. s1 or 2026-01",
+                        ),
+                        **_secret_pair("private_key"),
+                    },
+                    required=("domain", "selector"),
+                    desc="A DKIM key for one sending domain. The private key (PEM: RSA, PKCS#1 or PKCS#8, or "
+                    "Ed25519) comes only from private_key_file or private_key_env.",
+                ),
+                "DKIM keys, one per sending domain: mail is signed (relaxed/relaxed) when it is queued.",
             ),
             "database": _obj(
                 {

@@ -498,6 +498,7 @@ class _Checker:
         )
         db = data.get("database", {})
         return model.Settings(
+            dkim=self._dkim(doc, data.get("dkim", [])),
             database_url=db.get("url"),
             database_url_env=db.get("url_env"),
             source=self.source(doc),
@@ -513,6 +514,28 @@ class _Checker:
             web=web,
             limits=limits,
         )
+
+    def _dkim(self, doc: Document, entries: list[dict[str, Any]]) -> tuple[model.DkimKey, ...]:
+        keys: dict[str, model.DkimKey] = {}
+        for i, k in enumerate(entries):
+            p: Path = ("dkim", i)
+            domain = k["domain"].lower()
+            if len(domain) > 253:
+                self.error(doc, (*p, "domain"), Code.SCHEMA_LENGTH, "a domain name has at most 253 characters")
+            if not any(key in k for key in ("private_key_file", "private_key_env")):
+                self.error(doc, p, Code.SCHEMA_REQUIRED, "a DKIM key needs private_key_file or private_key_env")
+            elif "private_key_file" in k and "private_key_env" in k:
+                self.error(doc, p, Code.SCHEMA_ONE_OF, "give the private key one way: private_key_file or "
+                           "private_key_env, not both")  # fmt: skip
+            if domain in keys:
+                first = next(j for j, e in enumerate(entries) if e["domain"].lower() == domain)
+                self.error(doc, (*p, "domain"), Code.DKIM_DOMAIN_DUPLICATE,
+                           f"domain {domain!r} has a DKIM key already (dkim[{first}]); a domain signs with one key "
+                           "(to rotate, change the selector and the key together)")  # fmt: skip
+                continue
+            keys[domain] = model.DkimKey(domain, k["selector"].lower(), k.get("private_key_env"),
+                                         k.get("private_key_file"))  # fmt: skip
+        return tuple(keys.values())
 
     def _check_holidays(self, doc: Document, path: Path, country: str, sub: str | None) -> None:
         subdivisions = _holiday_subdivisions(country)

@@ -139,3 +139,14 @@ class Status:
     mailboxes: Mapping[str, dt.datetime | None]
     hits: Mapping[tuple[str, bool], int]
     unsubscribes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """Who holds a piece of singleton work until when (`daemon:<id>`: that the daemon is alive, and its `info`)."""
+
+    name: str
+    holder: str
+    expires_at: dt.datetime
+    renewed_at: dt.datetime | None
+    info: Mapping[str, Any]

@@ -121,7 +121,8 @@ _CLAIM_LOCKED = _CLAIM.with_for_update(skip_locked=True)
 _MARK_SENDING = (
     sa.update(_O)
     .where(_O.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(state="sending", attempt_id=sa.bindparam("attempt_id"), attempts=_O.c.attempts + 1)
+    .values(state="sending", attempt_id=sa.bindparam("attempt_id"), daemon_id=sa.bindparam("daemon_id"),
+            attempts=_O.c.attempts + 1)
 )
 
 
@@ -296,21 +297,16 @@ class SequenceVerbs:
 
     # --- the outbox --------------------------------------------------------------------------------
 
-    async def recover_outbox(self) -> int:
-        """After a crash: a message left in `sending` may or may not have gone out. It becomes `unknown`,
-        is never sent again by itself, and waits for an operator (outreach outbox requeue)."""
-        o = tables.outbox
-        async with self.engine.begin() as conn:
-            done = await conn.execute(sa.update(o).where(o.c.state == "sending").values(state="unknown"))
-            return int(done.rowcount or 0)
-
-    async def claim_outbox(self, now: dt.datetime, limit: int, attempt_id: str) -> list[dict[str, Any]]:
-        """Queued (or deferred and due) messages, marked `sending` with this attempt id, committed before any send."""
+    async def claim_outbox(self, now: dt.datetime, limit: int, attempt_id: str,
+                           daemon_id: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Queued (or deferred and due) messages, marked `sending` with this attempt id and the claiming daemon's
+        id, committed before any send."""
         query = _CLAIM_LOCKED if self.dialect == "postgresql" else _CLAIM
         async with self.engine.begin() as conn:
             rows = [dict(r._mapping) for r in await conn.execute(query, {"now": now, "limit": limit})]
             if rows:
-                await conn.execute(_MARK_SENDING, {"ids": [r["id"] for r in rows], "attempt_id": attempt_id})
+                await conn.execute(_MARK_SENDING, {"ids": [r["id"] for r in rows], "attempt_id": attempt_id,
+                                                   "daemon_id": daemon_id})  # fmt: skip
         return rows
 
     async def outbox_counts(self) -> dict[str, int]:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outreach.rules import criteria as rules_criteria
 from outreach.rules.criteria import FieldType
-from outreach.store import bulk, changes, linking, migrate, reminding, rows, sequencing, tables
+from outreach.store import bulk, changes, leasing, linking, migrate, reminding, rows, sequencing, tables
 from outreach.store import criteria as sql_criteria
 from outreach.store import inbound as inbound_verbs
 from outreach.store import suppressing as suppression_verbs
@@ -98,7 +98,7 @@ _S = TypeVar("_S")
 _MAX_STATEMENTS = 256
 
 
-class Store(linking.LinkVerbs, linking.StatusVerbs, sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs,
+class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs,
             suppression_verbs.SuppressionVerbs):
     """Domain verbs over one database. Open with `await Store.open(url)`; close with `await store.close()`."""
 

@@ -153,6 +153,7 @@ outbox = sa.Table(
         "state", sa.String(16), nullable=False
     ),  # queued | sending | sent | deferred | failed | unknown | bounced
     sa.Column("attempt_id", sa.String(64)),
+    sa.Column("daemon_id", sa.String(200)),  # the daemon that marked it `sending`
     sa.Column("attempts", sa.Integer, nullable=False),
     _ts("next_attempt_at"),
     sa.Column("last_error", sa.String(1000)),
@@ -279,7 +280,9 @@ mailbox_state = sa.Table(
 leases = sa.Table(
     "leases",
     metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), primary_key=True),  # mailbox:anna, reminders, housekeeping, daemon:<id>
+    sa.Column("holder", sa.String(200), nullable=False),  # the daemon's id
     _ts("expires_at", nullable=False),
+    _ts("renewed_at"),
+    sa.Column("info", sa.JSON),  # a daemon's own lease: its host, pid, last tick, queue
 )
