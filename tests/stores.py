@@ -56,6 +56,31 @@ async def drop_pg_schema(schema: str) -> None:
     await conn.close()
 
 
+async def new_pg_database() -> str | None:
+    """A fresh database on the local PostgreSQL (for processes that take only a URL), its URL; None: no server."""
+    import asyncpg
+
+    url = sa.make_url(PG_URL)
+    try:
+        conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, database=url.database,
+                                     timeout=3)  # fmt: skip
+    except (OSError, asyncpg.PostgresError):
+        return None
+    name = f"outreach_test_{uuid.uuid4().hex[:10]}"
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return str(url.set(database=name).render_as_string(hide_password=False))
+
+
+async def drop_pg_database(database_url: str) -> None:
+    import asyncpg
+
+    url = sa.make_url(PG_URL)
+    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, database=url.database)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{sa.make_url(database_url).database}" WITH (FORCE)')
+    await conn.close()
+
+
 def in_database_file(path: Path, sql: str) -> Any:
     """What a query finds in the SQLite database file itself, not counting what is still only in its WAL."""
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)

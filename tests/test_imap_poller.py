@@ -27,7 +27,7 @@ from outreach.mail import imap, inbound
 from outreach.mail import transport as mail_transport
 from outreach.rules import model, timing
 from outreach.store import Store, tables
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, need
 from tests.mailservers import Certificate, Dovecot, free_port
 from tests.worlds import MONDAY, RULES, Row, rows, seeded_store
 
@@ -769,3 +769,69 @@ class Relay:
             await asyncio.gather(down(), up())
         except (OSError, ssl.SSLError):
             close()
+
+
+async def test_a_killed_daemons_mailbox_is_read_by_another_within_a_lease_period(
+    dovecot: Dovecot, imap_password: None, tmp_path: Path
+) -> None:
+    """Two daemons on one PostgreSQL database: the first reads anna's mailbox under its lease and is SIGKILLed;
+    the second, which held nothing, takes the lease over and reads the mail that came in meanwhile."""
+    import subprocess
+    import sys
+
+    from tests import stores
+
+    found = await stores.new_pg_database()
+    need(found is not None, f"PostgreSQL at {stores.PG_URL} is not reachable")
+    assert found is not None
+    url = found
+    prepared = await Store.open(url, upgrade=True)
+    await prepared.close()
+    rules = daemon_rules(tmp_path, anna_mailbox(dovecot))
+    first = subprocess.Popen([sys.executable, "-m", "outreach.cli", "run", "--rules", str(rules), "--db", url,
+                              "--listen", "127.0.0.1:0", "--lease", "2", "--tick", "0.2"],
+                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    second: daemon_module.Daemon | None = None
+    run: asyncio.Task[None] | None = None
+    watcher = await Store.open(url)
+    try:
+
+        async def holder() -> str | None:
+            leases = {x.name: x for x in await watcher.leases()}
+            lease = leases.get("mailbox:anna")
+            return lease.holder if lease is not None and lease.expires_at > dt.datetime.now(UTC) else None
+
+        await eventually(lambda: _true_async(holder), "the first daemon reads anna's mailbox", timeout=30)
+        taken_by = await holder()
+        second = daemon_module.Daemon(str(rules), url, lease=dt.timedelta(seconds=2), tick=0.2)
+        run = asyncio.create_task(second.run())
+        await eventually(lambda: _true(second is not None and second.last_tick is not None), "the second one runs")
+        assert second.inbox is not None and "anna" not in second.inbox.tasks  # the first one reads it
+        assert "mailbox:anna" not in second.held and await holder() == taken_by
+
+        first.kill()  # SIGKILL: nothing given up, the lease runs out
+        first.wait()
+        dovecot.append(REP, PASSWORD, b"From: jo@example.org\r\nSubject: after the kill\r\n\r\nhello\r\n")
+        await eventually(lambda: _true(second is not None and "mailbox:anna" in second.held), "the takeover", 15)
+        assert await holder() == second.id
+        uid = max(dovecot.uids(REP, PASSWORD, "INBOX"))
+
+        async def read_through() -> bool:
+            position = await watcher.mailbox_position("anna/INBOX")
+            return position is not None and (position.last_uid or 0) >= uid and \
+                second is not None and second.inbox is not None and "anna" in second.inbox.tasks  # fmt: skip
+
+        await eventually(read_through, "the second daemon read the mailbox", 15)
+        await eventually(lambda: _idling(second), "the second daemon waits for more mail")  # connected, reading
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if run is not None and second is not None:
+            second.stopping.set()
+            await asyncio.wait_for(run, WAIT)
+        await watcher.close()
+        await stores.drop_pg_database(url)
+
+
+async def _true_async(check: Callable[[], Awaitable[object]]) -> bool:
+    return bool(await check())

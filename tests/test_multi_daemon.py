@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests import stores
 from tests.conftest import ROOT, need
 from tests.mailservers import SmtpServers
 from tests.stores import PG_URL
@@ -32,39 +32,15 @@ MESSAGES = 5000
 LEASE = 2.0  # seconds: short, so that the takeover is quick
 
 
-async def _create_database() -> str | None:
-    import asyncpg
-
-    url = sa.make_url(PG_URL)
-    try:
-        conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, database=url.database,
-                                     timeout=3)  # fmt: skip
-    except (OSError, asyncpg.PostgresError):
-        return None
-    name = f"outreach_multi_{uuid.uuid4().hex[:10]}"
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return str(url.set(database=name).render_as_string(hide_password=False))
-
-
-async def _drop_database(database_url: str) -> None:
-    import asyncpg
-
-    url = sa.make_url(PG_URL)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, database=url.database)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{sa.make_url(database_url).database}" WITH (FORCE)')
-    await conn.close()
-
-
 @pytest.fixture
 def database() -> Iterator[str]:
-    found = asyncio.run(_create_database())
+    found = asyncio.run(stores.new_pg_database())
     need(found is not None, f"PostgreSQL at {PG_URL} is not reachable")
     assert found is not None
     try:
         yield found
     finally:
-        asyncio.run(_drop_database(found))
+        asyncio.run(stores.drop_pg_database(found))
 
 
 def _query(url: str, sql: str) -> list[tuple[object, ...]]:

@@ -101,6 +101,7 @@ class Daemon:
         self._wake = asyncio.Event()  # mail was queued: the dispatcher looks at once
         self._alive: dict[str, float] = {}  # loop -> when it last made progress (monotonic), for the watchdog
         self._status_at = 0.0
+        self._polled: set[str] | None = None  # the mailboxes the pollers were last set up for
 
     @property
     def scheduler(self) -> scheduler_module.Scheduler | None:
@@ -158,7 +159,7 @@ class Daemon:
                 log.info("rules reloaded")
                 if self.web is not None:
                     self.api_token = web_service.api_token(self.rules.ruleset.settings)
-                await self._follow_leases()  # pollers of changed mailboxes start anew
+                await self._follow_leases(renew=True)  # pollers of changed mailboxes start anew
         finally:
             self.notifier.ready(self._status_text())
 
@@ -318,9 +319,9 @@ class Daemon:
             await self._follow_leases()
             await self._sleep(self.lease.total_seconds() / 3)
 
-    async def _follow_leases(self, *, quiet: bool = False) -> None:
-        """Renew and take leases; start and stop the pollers to match. `quiet`: log the leases taken at DEBUG
-        (`run --once`, which gives them up at once)."""
+    async def _follow_leases(self, *, quiet: bool = False, renew: bool = False) -> None:
+        """Renew and take leases; start and stop the pollers to match (when the mailboxes held changed, or with
+        `renew`: after a reload). `quiet`: log the leases taken at DEBUG (`run --once`, which gives them up)."""
         assert self.store is not None and self.rules is not None
         now = self.clock()
         await self.store.take_lease(f"daemon:{self.id}", self.id, now, self.lease, self._info())
@@ -341,9 +342,10 @@ class Daemon:
             if unknown:
                 log.warning("%d message(s) were being sent by a daemon that is gone; they are now `unknown` and "
                             "will not be sent again unless requeued", unknown)  # fmt: skip
-        if self.inbox is not None:
-            mailboxes = {name.removeprefix(MAILBOX) for name in held if name.startswith(MAILBOX)}
+        mailboxes = {name.removeprefix(MAILBOX) for name in held if name.startswith(MAILBOX)}
+        if self.inbox is not None and (renew or mailboxes != self._polled):  # not every round: it logs
             await self.inbox.update(self.rules.ruleset.settings, only=mailboxes)
+            self._polled = mailboxes
 
     # --- stopping ---------------------------------------------------------------------------------------------
 
