@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -191,3 +192,24 @@ def test_every_command_and_subcommand_has_help_with_an_example() -> None:
         assert "outreach" in out.split("Options:")[0].split("\n", 2)[-1], (
             f"`outreach {' '.join(path)} --help` shows no example"
         )
+
+
+@pytest.mark.parametrize("name", sorted(cli.LAZY))
+def test_a_lazy_commands_one_line_help_is_its_own(name: str) -> None:
+    command = cli.all_commands()[name]
+    assert command.name == name
+    assert click.Command(name, help=cli.LAZY[name][2]).get_short_help_str(150) == command.get_short_help_str(150)
+
+
+def test_the_cli_imports_neither_the_store_nor_the_daemon_nor_the_transports_to_start() -> None:
+    probe = ("import sys, outreach.cli; "
+             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('outreach', 'sqlalchemy', 'aiohttp',"
+             " 'aiosmtplib', 'aioimaplib', 'alembic', 'rich'))))")  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    heavy = [m for m in loaded if m.startswith(("outreach.store", "outreach.daemon", "outreach.mail", "outreach.web",
+                                                "outreach.app", "sqlalchemy", "aiohttp", "aiosmtplib", "aioimaplib",
+                                                "alembic", "rich"))]  # fmt: skip
+    assert heavy == []
+    help_text = subprocess.run([sys.executable, "-m", "outreach.cli", "--help"], capture_output=True, text=True,
+                               check=True).stdout  # fmt: skip
+    assert all(f"  {name} " in help_text for name in cli.LAZY)  # every command listed, none imported

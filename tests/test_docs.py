@@ -86,7 +86,7 @@ def test_rules_md_names_every_kind_and_every_key_of_it(kind: str) -> None:
 
 def _commands() -> dict[str, click.Command]:
     assert isinstance(cli.main, click.Group)
-    return dict(cli.main.commands)
+    return cli.all_commands()
 
 
 def _mentions(text: str, command: click.Command) -> list[str]:

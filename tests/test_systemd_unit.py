@@ -191,7 +191,7 @@ def test_the_unit_has_the_options_the_issue_names() -> None:
 def test_the_unit_runs_outreach_run_with_options_it_has() -> None:
     """Every ExecStart= of the unit and the example drop-in is `outreach run` with options the command takes."""
     assert isinstance(cli.main, click.Group)
-    command = cli.main.commands["run"]
+    command = cli.all_commands()["run"]
     options = {opt for p in command.params if isinstance(p, click.Option) for opt in (*p.opts, *p.secondary_opts)}
     runs = [v for f in (UNIT, EXAMPLE) for v in _values(f.read_text(encoding="utf-8"), "Service", "ExecStart")]
     assert len(runs) == 2

@@ -16,7 +16,31 @@ from outreach.rules.diagnostics import Severity
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class _Outreach(click.Group):
+    """The group whose commands (but validate and schema) are imported when one runs: see LAZY below."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        return _lazy_command(cmd_name) if cmd_name in LAZY else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands' one-line help, as click shows it, without importing the commands."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            text = self.commands[name].get_short_help_str(limit) if name in self.commands else \
+                click.Command(name, help=LAZY[name][2]).get_short_help_str(limit)  # fmt: skip
+            rows.append((name, text))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Outreach, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="outreach")
 def main() -> None:
     """Sales outreach rules as code: sequences, bulk campaigns and stage-duration reminders.
@@ -170,33 +194,60 @@ def schema(kind: str | None, draft: str, write_dir: str | None) -> None:
     click.echo(schemas.dumps(schemas.schema(canonical, draft)), nl=False)
 
 
-from outreach.cli import doctor as _doctor_command  # noqa: E402 - commands of the group defined above
-from outreach.cli import processes as _process_commands  # noqa: E402
-from outreach.cli import records as _record_commands  # noqa: E402
-from outreach.cli import ruletest as _test_command  # noqa: E402
-from outreach.cli import sequences as _sequence_commands  # noqa: E402
-from outreach.cli import simulate as _simulate_command  # noqa: E402
-from outreach.cli import status as _status_command  # noqa: E402
-from outreach.cli import store as _store_commands  # noqa: E402
-from outreach.cli import suppressions as _suppression_commands  # noqa: E402
-from outreach.cli import web as _web_command  # noqa: E402
+# The other commands, imported only when one of them runs (or shows its help): `outreach --help`, `--version`
+# and `validate` start without the store, the daemon, the web side or the mail transports. Each entry says where
+# the command is and its one-line help; tests/test_cli.py checks that the line is the command's own.
+LAZY: dict[str, tuple[str, str, str]] = {
+    "db": ("store", "db", "The database: schema migrations."),
+    "plan": ("store", "plan", "Show what `apply` would change, without changing anything."),
+    "apply": ("store", "apply", "Validate the rule directory (all or nothing) and store its definitions as the ones "
+              "in force."),
+    "records": ("records", "records", "CRM records: import, list, show, and the changes the engine reacts to."),
+    "tasks": ("records", "tasks", "Tasks of records: add, list, complete (a sequence waits for its task step's "
+              "task)."),
+    "appointments": ("records", "appointments", "Appointments with records (a future appointment stops reminders "
+                     "for an overdue lead)."),
+    "doctor": ("doctor", "doctor", "Check what the daemon needs and list what needs an operator; exit 1 if "
+               "anything is a problem."),
+    "simulate": ("simulate", "simulate", "Print, on a virtual clock, what a sequence does to one record, or when a "
+                 "record in a stage is reminded."),
+    "test": ("ruletest", "test", "Run RuleTests: the real engine and store on a virtual clock, with a transport "
+             "that records every mail."),
+    "run": ("sequences", "run", "Run the daemon: apply the rules, then every tick enroll, send due steps and hand "
+            "mail to the transport."),
+    "enroll": ("sequences", "enroll", "Enroll records in a sequence, one or many; says when the first mail goes "
+               "and why anyone was refused."),
+    "enrollments": ("sequences", "enrollments", "Enrollments: list, stop, retry."),
+    "preview": ("sequences", "preview", "Show every step of a sequence for one record, before enrolling: planned "
+                "time, subject, body, problems."),
+    "sequences": ("sequences", "sequences", "Sequences: list and statistics."),
+    "outbox": ("sequences", "outbox", "The outbox: messages and their sending state."),
+    "processes": ("processes", "processes", "Sales processes: stages with a maximum duration, and reminders about "
+                  "records that overstay them."),
+    "suppressions": ("suppressions", "suppressions", "The suppression list: addresses kept off every sequence and "
+                     "campaign."),
+    "web": ("web", "web", "Serve the web endpoints alone: unsubscribe pages and one-click POSTs, the open pixel, "
+            "click redirects, the ingest API, /healthz and /metrics (docs/web.md)."),
+    "status": ("status", "status", "List the daemons that run on the database: alive (their lease runs) or gone, "
+               "the singleton work each holds (a mailbox's reading, the reminder run, housekeeping), when each last "
+               "ticked and what it sent today."),
+}  # fmt: skip
 
-main.add_command(_store_commands.db)
-main.add_command(_store_commands.plan)
-main.add_command(_store_commands.apply)
-main.add_command(_record_commands.records)
-main.add_command(_record_commands.tasks)
-main.add_command(_record_commands.appointments)
-main.add_command(_doctor_command.doctor)
-main.add_command(_simulate_command.simulate)
-main.add_command(_test_command.test)
-for _command in (_sequence_commands.run, _sequence_commands.enroll, _sequence_commands.enrollments,
-                 _sequence_commands.preview, _sequence_commands.sequences, _sequence_commands.outbox):  # fmt: skip
-    main.add_command(_command)
-main.add_command(_process_commands.processes)
-main.add_command(_suppression_commands.suppressions)
-main.add_command(_web_command.web)
-main.add_command(_status_command.status)
+
+def _lazy_command(name: str) -> click.Command:
+    import importlib
+
+    module, attr, _help = LAZY[name]
+    command = getattr(importlib.import_module(f"outreach.cli.{module}"), attr)
+    assert isinstance(command, click.Command)
+    return command
+
+
+def all_commands() -> dict[str, click.Command]:
+    """Every command of `outreach`, imported (for tests and docs checks)."""
+    ctx = click.Context(main)
+    return {name: command for name in main.list_commands(ctx) if (command := main.get_command(ctx, name))}
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()
