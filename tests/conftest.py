@@ -162,6 +162,19 @@ async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
         await s.close()
 
 
+@pytest.fixture
+async def people_store(backend: tuple[str, str | None], request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A store on each backend with the test module's PEOPLE imported and the example rules applied
+    (tests/worlds.py seeded_store)."""
+    from tests import worlds
+
+    s = await worlds.seeded_store(backend, request.module.PEOPLE)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
 # --- rules ----------------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,7 +17,7 @@ from outreach.rules import model, timing
 from outreach.store import Store
 from tests import mailservers
 from tests.mailservers import SmtpServer, SmtpServers
-from tests.worlds import MONDAY, RULES, Row, seeded_store
+from tests.worlds import MONDAY, RULES, Row
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +37,9 @@ class Sending:
 
 
 @pytest.fixture
-async def open_store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
-    store = await seeded_store(backend, PEOPLE)
-    try:
-        yield store
-    finally:
-        await store.close()
+def open_store(people_store: Store) -> Store:
+    """The example rules' store with this module's PEOPLE (conftest.py)."""
+    return people_store
 
 
 def sending(store: Store, server: SmtpServer, **relay: object) -> Sending:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 from outreach import cli
 from outreach.mail import transport as mail_transport
 from outreach.store import Store
-from tests.conftest import ROOT
+from tests import worlds
 
 pytestmark = pytest.mark.acceptance
 
@@ -32,11 +31,7 @@ TUESDAY_NOON = "2026-11-24T12:00:00Z"
 
 @pytest.fixture
 def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(ROOT / "rules", tmp_path / "rules")
-    (tmp_path / "leads.csv").write_text(CSV, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    assert run("records", "import", "leads.csv")[0] == 0
-    return tmp_path
+    return worlds.scratch(tmp_path, monkeypatch, CSV)
 
 
 def at(text: str) -> dt.datetime:

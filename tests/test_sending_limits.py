@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from outreach.mail import limits
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
 from outreach.store import Store
-from tests.worlds import MONDAY, RULES, Row, seeded_store
+from tests.worlds import MONDAY, RULES, Row
 
 UTC = dt.UTC
 PEOPLE = tuple(
@@ -31,12 +30,9 @@ def limited(limit: int) -> model.RuleSet:
 
 
 @pytest.fixture
-async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
-    s = await seeded_store(backend, PEOPLE)
-    try:
-        yield s
-    finally:
-        await s.close()
+def store(people_store: Store) -> Store:
+    """The example rules' store with this module's PEOPLE (conftest.py)."""
+    return people_store
 
 
 async def enroll(sched: scheduler.Scheduler, store: Store, record_id: str, at: dt.datetime) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 from outreach import cli
 from outreach.mail import links
 from outreach.mail import transport as mail_transport
-from tests.conftest import ROOT
+from tests import worlds
 
 pytestmark = pytest.mark.acceptance
 
@@ -28,10 +27,7 @@ CSV = (
 @pytest.fixture
 def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch working directory with the example rules and a database; var/outbox lands here."""
-    shutil.copytree(ROOT / "rules", tmp_path / "rules")
-    (tmp_path / "leads.csv").write_text(CSV, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    assert run("records", "import", "leads.csv")[0] == 0
+    worlds.scratch(tmp_path, monkeypatch, CSV)
     assert run("apply", "rules")[0] == 0
     return tmp_path
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from outreach import cli
-from tests.conftest import ROOT
+from tests import worlds
 
 pytestmark = pytest.mark.acceptance
 
@@ -25,10 +24,7 @@ CSV = (
 @pytest.fixture
 def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch working directory with the example rules, L1 and L2 imported and enrolled in inbound-nurture."""
-    shutil.copytree(ROOT / "rules", tmp_path / "rules")
-    (tmp_path / "leads.csv").write_text(CSV, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    assert run("records", "import", "leads.csv")[0] == 0
+    worlds.scratch(tmp_path, monkeypatch, CSV)
     assert run("apply", "rules")[0] == 0
     assert run("enroll", "inbound-nurture", "--record", "L1", "--record", "L2", "--as", "anna")[0] == 0
     return tmp_path

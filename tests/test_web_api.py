@@ -20,7 +20,7 @@ from outreach.app import importing as import_rows
 from outreach.rules import model
 from outreach.store import Store, rows
 from outreach.web import api, openapi, server
-from tests.worlds import RULES, seeded_store
+from tests.worlds import RULES
 
 pytestmark = pytest.mark.store
 
@@ -35,12 +35,9 @@ PEOPLE = (
 
 
 @pytest.fixture
-async def store(backend: tuple[str, str | None]) -> AsyncIterator[Store]:
-    s = await seeded_store(backend, PEOPLE)
-    try:
-        yield s
-    finally:
-        await s.close()
+def store(people_store: Store) -> Store:
+    """The example rules' store with this module's PEOPLE (conftest.py)."""
+    return people_store
 
 
 def _app(store: Store, token: Callable[[], str | None] = lambda: TOKEN) -> web.Application:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
+
+from outreach import cli
 from outreach.app import rules as app_rules
 from outreach.rules import model, validate
 from outreach.store import Store
@@ -62,3 +67,14 @@ async def seeded_store(database: tuple[str, str | None], people: tuple[Row, ...]
     await store.import_records(rows(*people), now=MONDAY - dt.timedelta(days=1))
     await app_rules.apply(store, RULES, now=MONDAY - dt.timedelta(days=1))
     return store
+
+
+def scratch(tmp: Path, monkeypatch: pytest.MonkeyPatch, csv: str) -> Path:
+    """A scratch working directory for CLI tests: the example rules, `csv` as leads.csv, imported with `outreach
+    records import` into the default database there (var/outreach.db)."""
+    shutil.copytree(ROOT / "rules", tmp / "rules")
+    (tmp / "leads.csv").write_text(csv, encoding="utf-8")
+    monkeypatch.chdir(tmp)
+    imported = CliRunner().invoke(cli.main, ["records", "import", "leads.csv"])
+    assert imported.exit_code == 0, imported.output
+    return tmp

@@ -70,7 +70,12 @@ class Metrics:
         self.registry.register(self._store)
 
     def observe_tick(self, seconds: float, replies: Mapping[str, int]) -> None:
+        """A scheduler tick (`run --once` dispatches in it too, whence its replies)."""
         self.tick_seconds.observe(seconds)
+        self.count_replies(replies)
+
+    def count_replies(self, replies: Mapping[str, int]) -> None:
+        """The relay's replies by class, as the dispatcher got them."""
         for cls, n in replies.items():
             self.smtp_replies.labels(cls).inc(n)
 
