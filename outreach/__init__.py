@@ -1,3 +1,3 @@
 """outreach: sales outreach rules as code."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -180,7 +180,72 @@ async def test_enroll_many_takes_ids_and_criteria_and_says_who_was_refused(store
         "L2": "kim@example.net is already active in inbound-nurture",
     }  # fmt: skip
     assert [rid for rid, _ in results] == ["nobody", "C1", "L1", "L2"]
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert seen == [(3, 3)]  # one chunk
+    refused = dict(results)
+    assert isinstance(refused["L2"], seq.Refusal) and refused["L2"].kind == "already_active"
+    (event,) = [x for x in await store.events("L1") if x.kind == "enrolled"]
+    assert event.data == {"sequence": "inbound-nurture", "enrollment": refused["L1"].id, "by": "anna"}  # type: ignore[union-attr]
+    live = await store.enrollments(sequence="inbound-nurture", live_only=True)
+    assert sorted(e["record_id"] for e in live) == ["C1", "L1", "L2"]
+    assert {e["id"] for e in live} >= {r.id for r in refused.values() if isinstance(r, seq.Enrollment)}
+    t = enrolling.tally(results)
+    assert (t.enrolled, t.refused) == (2, {"no_record": 1, "already_active": 1})
+    assert t.first_mail == t.last_mail == refused["L1"].next_due_at  # type: ignore[union-attr]
+
+
+async def test_enroll_many_writes_in_chunks_and_enrolls_a_shared_address_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(enrolling, "MANY_CHUNK", 2)
+    more = [import_rows.Row(10 + i, f"X{i}", "lead", f"x{i % 4}@example.org", {"owner": "anna", "country": "FR"})
+            for i in range(7)]  # fmt: skip
+    assert (await store.import_records(more, now=MONDAY)).committed
+    seen: list[tuple[int, int]] = []
+    where = criteria.Leaf("country", criteria.Op.EQ, "FR")
+    results = await enrolling.enroll_many(store, RULES, NURTURE, where=where, enrolled_by="anna", now=MONDAY,
+                                          progress=lambda *p: seen.append(p))  # fmt: skip
+    assert seen == [(2, 7), (4, 7), (6, 7), (7, 7)]
+    kinds = {rid: (r.kind if isinstance(r, seq.Refusal) else "enrolled") for rid, r in results}
+    # X4-X6 share X0-X2's addresses, enrolled by earlier chunks
+    assert kinds == {"X0": "enrolled", "X1": "enrolled", "X2": "enrolled", "X3": "enrolled",
+                     "X4": "already_active", "X5": "already_active", "X6": "already_active"}  # fmt: skip
+    ids = [r.id for _, r in results if isinstance(r, seq.Enrollment)]
+    rows = {e["id"]: e for e in await store.enrollments(sequence="inbound-nurture")}
+    assert [rows[i]["record_id"] for i in ids] == ["X0", "X1", "X2", "X3"]  # each id is its own record's
+    events = [x for rid in ("X0", "X3") for x in await store.events(rid) if x.kind == "enrolled"]
+    assert [x.data["enrollment"] for x in events] == [ids[0], ids[3]]
+
+
+async def test_a_dry_run_of_enroll_many_refuses_the_second_record_of_an_address_and_writes_nothing(
+    store: Store,
+) -> None:
+    more = [import_rows.Row(10 + i, f"X{i}", "lead", addr, {"owner": "anna", "country": "FR"})
+            for i, addr in enumerate(["a@example.org", "b@example.org", "a@example.org"])]  # fmt: skip
+    assert (await store.import_records(more, now=MONDAY)).committed
+    where = criteria.Leaf("country", criteria.Op.EQ, "FR")
+    results = dict(await enrolling.enroll_many(store, RULES, NURTURE, where=where, enrolled_by="anna", now=MONDAY,
+                                               dry_run=True))  # fmt: skip
+    assert results["X2"] == "a@example.org is enrolled already in this run (record X0)"
+    assert isinstance(results["X0"], seq.Enrollment) and results["X0"].id == 0
+    assert await store.enrollments(sequence="inbound-nurture") == []
+
+
+async def test_enroll_many_falls_back_to_one_by_one_when_another_writer_enrolled_an_address_meanwhile(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store.enrolling_facts
+
+    async def stale(emails: list[str], sequence: str) -> tuple[set[str], dict[str, dt.datetime]]:
+        facts = await real(emails, sequence)
+        await enrolled(store, "L2")  # another writer, after the facts were read
+        return facts
+
+    monkeypatch.setattr(store, "enrolling_facts", stale)
+    results = dict(await enrolling.enroll_many(store, RULES, NURTURE, record_ids=["L1", "L2"], enrolled_by="anna",
+                                               now=MONDAY))  # fmt: skip
+    assert isinstance(results["L1"], seq.Enrollment) and results["L1"].id
+    assert results["L2"] == "kim@example.net is already active in inbound-nurture"
+    assert len(await store.enrollments(record_id="L2")) == 1
 
 
 async def test_a_dry_run_enrolls_nobody(store: Store) -> None:

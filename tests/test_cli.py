@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,37 @@ def test_the_cli_imports_neither_the_store_nor_the_daemon_nor_the_transports_to_
     help_text = subprocess.run([sys.executable, "-m", "outreach.cli", "--help"], capture_output=True, text=True,
                                check=True).stdout  # fmt: skip
     assert all(f"  {name} " in help_text for name in cli.LAZY)  # every command listed, none imported
+
+
+_HEAVY = ("outreach.store", "outreach.daemon", "outreach.mail", "outreach.web", "outreach.app", "outreach.review.ruletests",
+          "outreach.review.simulation",
+          "sqlalchemy", "aiohttp", "aiosmtplib", "aioimaplib", "alembic", "aiosqlite", "asyncpg", "rich", "holidays")  # fmt: skip
+
+
+def _loaded_by(code: str, env: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """What a fresh interpreter printed running `code`, and the heavy modules it has loaded after it."""
+    probe = f"{code}\nimport sys\nprint('MODULES', ' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed, _, modules = done.stdout.rpartition("MODULES ")
+    return printed.splitlines(), [m for m in modules.split() if m.startswith(_HEAVY)]
+
+
+@pytest.mark.parametrize("module", sorted({module for module, _attr, _help in cli.LAZY.values()}))
+def test_a_command_module_imports_what_its_commands_need_only_when_they_run(module: str) -> None:
+    """Tab completion of a sub-command or an option loads the command's module: it must start as fast as
+    `outreach --help` (issue 19: completion under 0.3 s)."""
+    assert _loaded_by(f"import outreach.cli.{module}")[1] == []
+
+
+@pytest.mark.parametrize("words", ["outreach rec", "outreach records li", "outreach enroll x --wh", "outreach db "])
+def test_tab_completion_loads_no_store_no_app_and_no_transport(words: str) -> None:
+    code = ("import os, sys\nfrom outreach.cli import main\n"
+            "try:\n    main(prog_name='outreach')\nexcept SystemExit:\n    pass")  # fmt: skip
+    env = {"_OUTREACH_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    shown, heavy = _loaded_by(code, env)
+    expected = {"outreach rec": "plain,records", "outreach records li": "plain,list",
+                "outreach enroll x --wh": "plain,--where", "outreach db ": "plain,upgrade"}[words]  # fmt: skip
+    assert expected in shown
+    assert heavy == []

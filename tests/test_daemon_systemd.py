@@ -138,8 +138,9 @@ def test_sigterm_lets_the_mail_in_flight_finish_and_exits_0(tmp_path: Path, noti
     assert proc.returncode == 0, err
     assert time.monotonic() - stopped_at < 20
     assert len(server.messages) >= 1  # what was on the wire went out ...
-    done = subprocess.run([sys.executable, "-m", "outreach.cli", "outbox", "list", "--rules", str(tmp_path / "rules"),
-                           "--db", f"sqlite:///{tmp_path / 'd.db'}"], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
-    states = [line.split()[1] for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    done = subprocess.run([sys.executable, "-m", "outreach.cli", "outbox", "list", "--json", "--rules",
+                           str(tmp_path / "rules"), "--db", f"sqlite:///{tmp_path / 'd.db'}"], capture_output=True,
+                          text=True, cwd=tmp_path)  # fmt: skip
+    states = [m["state"] for m in json.loads(done.stdout)]
     assert states.count("sent") == len(server.messages) and "sending" not in states and "unknown" not in states
     assert "no new work" in err

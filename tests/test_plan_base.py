@@ -192,7 +192,7 @@ def test_rules_invalid_at_the_ref_name_the_file_and_line_there(repo: Path) -> No
         "main:rules/sequences/inbound-nurture.yaml:15:24: error: unknown template 'promotion'; "
         "did you mean 'promo'? [steps[3].email]"
     )
-    assert "rules at main (" in out and "1 error(s)" in out
+    assert "rules at main (" in out and "1 error" in out
 
 
 def test_a_directory_outside_git_is_a_clear_error(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_a_file_with_a_bad_row_imports_nothing_and_names_the_lines(db: str, tmp_
     assert "nothing was imported" in out
     assert listed(db) == []
     code, out = run(db, "records", "import", f, "--type", "lead", "--skip-invalid")
-    assert code == 0 and "3 imported, 0 updated, 1 bad row(s) skipped" in out
+    assert code == 0 and "3 imported, 0 updated, 1 bad row skipped" in out
     assert len(listed(db)) == 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -181,6 +182,63 @@ def test_junit_xml_has_a_testcase_per_rule_test_and_a_failure_with_the_diff(rule
 
 
 @pytest.mark.store
+def test_a_junit_failure_has_the_expectation_as_its_type_and_the_first_difference_as_its_message(
+    rules: Path,
+) -> None:
+    path = write(rules, FAILING, "b.yaml")
+
+    code, out = run("--format", "junit", str(rules))
+
+    assert code == 1
+    failure = ElementTree.fromstring(out.encode()).find("./testsuite/testcase/failure")
+    assert failure is not None
+    assert failure.get("type") == "expect.sent"
+    assert failure.get("message") == (
+        f"expected, not sent: Sun 2026-11-29 15:00 UTC  follow-up to sam@example.org [{path}:12] (and 2 more)"
+    )
+    assert "+ Tue 2026-12-01 15:00 UTC  follow-up" in (failure.text or "")  # the whole diff stays in the text
+
+
+@pytest.mark.store
+def test_junit_xml_stays_xml_when_a_test_name_holds_a_character_xml_forbids(rules: Path) -> None:
+    write(rules, FAILING.replace("name: the follow-up goes", 'name: "a bell \\a: the follow-up goes').replace(
+        "Friday intro\n", 'Friday intro"\n'))  # fmt: skip
+
+    code, out = run("--format", "junit", str(rules))
+
+    assert code == 1
+    case = ElementTree.fromstring(out.encode()).find("./testsuite/testcase")
+    assert case is not None and case.get("name", "").startswith("a bell \\x07: the follow-up")
+
+
+@pytest.mark.acceptance
+def test_junit_xml_of_rules_that_do_not_validate_is_one_testcase_with_the_errors_at_file_line_col(
+    rules: Path,
+) -> None:
+    write(rules, PASSING)
+    sequence = rules / "sequences" / "inbound-nurture.yaml"
+    sequence.write_text(sequence.read_text(encoding="utf-8").replace("email: intro,", "email: intr,"), "utf-8")
+
+    result = CliRunner().invoke(cli.main, ["test", "--format", "junit", str(rules)])
+
+    assert result.exit_code == 1
+    root = ElementTree.fromstring(result.stdout.encode())  # the report; the errors also go to stderr
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "1")
+    (suite,) = root.findall("testsuite")
+    assert suite.get("name") == str(rules)
+    (case,) = suite.findall("testcase")
+    assert (case.get("file"), case.get("line")) == (str(sequence), "12")
+    error = case.find("error")
+    assert error is not None and error.get("type") == "validation"
+    assert (
+        error.get("message")
+        == f"{sequence}:12:24: error: unknown template 'intr'; did you mean 'intro'? [steps[0].email]"
+    )
+    assert (error.text or "").endswith(f"{rules}: 1 error(s); no RuleTest ran")
+    assert f"{sequence}:12:24: error: unknown template 'intr'" in result.stderr
+
+
+@pytest.mark.store
 def test_a_rule_test_file_runs_against_the_rules_option(rules: Path) -> None:
     path = write(rules, PASSING)
 
@@ -295,6 +353,28 @@ def test_the_failing_example_of_testing_rules_md_prints_the_diff_shown_there(
 
     assert code == 1
     assert out == shown
+
+
+@pytest.mark.store
+def test_the_junit_examples_of_testing_rules_md_are_what_outreach_test_writes(
+    rules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (ROOT / "docs" / "testing-rules.md").read_text(encoding="utf-8")
+    example = text.split("## A failing RuleTest and its diff")[1].split("```yaml\n")[1].split("```")[0]
+    failing, invalid = (block.split("```")[0] for block in text.split("\n## In CI\n")[1].split("```xml\n")[1:3])
+    write(rules, example, "nurture.yaml")
+    monkeypatch.chdir(rules.parent)
+
+    def junit() -> str:
+        result = CliRunner().invoke(cli.main, ["test", "--format", "junit", "rules/"])
+        assert result.exit_code == 1
+        return re.sub(r' time="[0-9.]+"', ' time="0.450"', result.stdout)  # the page shows one run's seconds
+
+    assert junit() == failing
+    sequence = rules / "sequences" / "inbound-nurture.yaml"
+    yaml = sequence.read_text(encoding="utf-8")
+    sequence.write_text(yaml.replace("wait: 2 business days, thread: reply", "wait: 2 busines days, thread: reply"))
+    assert junit() == re.sub(r' time="[0-9.]+"', ' time="0.450"', invalid)
 
 
 @pytest.mark.store

@@ -28,7 +28,7 @@ def test_overdue_on_monday_is_reminded_tuesday_at_seven_utc_and_again_the_next_t
         "  Mon 2026-11-23 10:00 UTC  Mon 11:00 CET    overdue in New",
         "  Tue 2026-11-24 07:00 UTC  Tue 08:00 CET    reminder 1 to the record's owner (overdue-reminder)",
         "  Tue 2026-12-01 07:00 UTC  Tue 08:00 CET    reminder 2 to the record's owner (overdue-reminder)",
-        "until Wed 2026-12-02 00:00 UTC: 2 reminder(s)",
+        "until Wed 2026-12-02 00:00 UTC: 2 reminders",
     ]
 
 
@@ -54,7 +54,7 @@ def test_another_local_zone_can_be_shown() -> None:
 def test_a_stage_without_max_is_never_overdue() -> None:
     code, out = simulate("--stage", "Won", "--entered", "2026-11-21T10:00:00Z")
     assert code == 0, out
-    assert "enters Won (no max)" in out and "overdue" not in out and out.endswith(": 0 reminder(s)\n")
+    assert "enters Won (no max)" in out and "overdue" not in out and out.endswith(": 0 reminders\n")
 
 
 def test_unknown_names_and_bad_times_are_usage_errors() -> None:

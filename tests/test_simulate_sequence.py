@@ -45,7 +45,7 @@ def test_a_friday_enrollment_skips_the_weekend_and_waits_for_its_call_task() -> 
         'anna@example.com, reply: "Re: Quick question, Sam"',
         '  Wed 2026-12-02 15:00 UTC  Wed 16:00 CET    step 3 call: task "Call the lead" (call) for anna, '
         "due Wed 2026-12-02 19:00 UTC",
-        "until Thu 2026-12-03 15:00 UTC: 2 mail(s), 1 task(s); inbound-nurture still active: "
+        "until Thu 2026-12-03 15:00 UTC: 2 mails, 1 task; inbound-nurture still active: "
         'waiting for the task "Call the lead" to be completed',
     ]
 
@@ -65,7 +65,7 @@ def test_completing_the_call_task_sends_the_promo_two_business_days_later_and_co
     )
     assert lines[-3].startswith("  Mon 2026-12-07 10:00 UTC  Mon 11:00 CET    step 4 promo: mail promo to sample@")
     assert lines[-2] == "  Mon 2026-12-07 10:00 UTC  Mon 11:00 CET    inbound-nurture completed"
-    assert lines[-1] == "until Tue 2026-12-08 10:00 UTC: 3 mail(s), 1 task(s); inbound-nurture completed"
+    assert lines[-1] == "until Tue 2026-12-08 10:00 UTC: 3 mails, 1 task; inbound-nurture completed"
 
 
 def test_a_reply_stops_the_sequence_and_no_later_mail_is_listed(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_a_reply_stops_the_sequence_and_no_later_mail_is_listed(tmp_path: Path) 
     assert lines[3:] == [
         f"  Mon 2026-11-30 09:30 UTC  Mon 10:30 CET    reply from sample@example.org  [{events}:2]",
         "  Mon 2026-11-30 09:30 UTC  Mon 10:30 CET    inbound-nurture stopped (replied)",
-        "until Tue 2026-12-01 09:30 UTC: 1 mail(s), 0 task(s); inbound-nurture stopped (replied)",
+        "until Tue 2026-12-01 09:30 UTC: 1 mail, 0 tasks; inbound-nurture stopped (replied)",
     ]
     assert "follow-up" not in out and "task" not in out.split("reply from")[1].split("until")[0]
 
@@ -94,9 +94,7 @@ def test_a_hard_bounce_blocks_the_enrollment(tmp_path: Path) -> None:
     assert code == 0, out
     assert "  Fri 2026-11-27 15:05 UTC  Fri 16:05 CET    bounce of the latest mail to sample@example.org (5.1.1)" in out
     assert "  Fri 2026-11-27 15:05 UTC  Fri 16:05 CET    inbound-nurture blocked (bounced: 5.1.1" in out
-    assert out.splitlines()[-1].startswith(
-        "until Sat 2026-11-28 15:05 UTC: 1 mail(s), 0 task(s); inbound-nurture blocked"
-    )
+    assert out.splitlines()[-1].startswith("until Sat 2026-11-28 15:05 UTC: 1 mail, 0 tasks; inbound-nurture blocked")
 
 
 def test_a_record_without_the_merge_field_of_the_intro_is_blocked_at_once() -> None:
@@ -113,7 +111,7 @@ def test_a_record_without_the_merge_field_of_the_intro_is_blocked_at_once() -> N
         "  Fri 2026-11-27 15:00 UTC  Fri 16:00 CET    inbound-nurture blocked (missing merge field record.first_name)"
     )
     assert lines[-1] == (
-        "until Sat 2026-11-28 15:00 UTC: 0 mail(s), 0 task(s); inbound-nurture blocked "
+        "until Sat 2026-11-28 15:00 UTC: 0 mails, 0 tasks; inbound-nurture blocked "
         "(missing merge field record.first_name)"
     )
 
@@ -144,7 +142,7 @@ def test_a_record_file_with_a_stage_shows_the_owners_reminders_too_and_sends_as_
         'ben@example.com from sales@example.com, new thread: "Overdue: jo@example.org is still in New"'
     )
     assert lines[-1] == (
-        "until Wed 2026-12-02 00:00 UTC: 3 mail(s), 0 task(s); inbound-nurture still active: "
+        "until Wed 2026-12-02 00:00 UTC: 3 mails, 0 tasks; inbound-nurture still active: "
         "step 3 call is due Wed 2026-12-02 15:00 UTC"
     )
 
@@ -160,7 +158,7 @@ def test_welcome_goes_at_once_on_a_sunday_night_and_completes_three_days_later()
         "  Wed 2026-11-25 22:30 UTC  Wed 17:30 EST    step 2 check-in: mail check-in to sample@example.org from "
         'anna@example.com, reply: "Re: Welcome to Example, Sam"',
         "  Wed 2026-11-25 22:30 UTC  Wed 17:30 EST    welcome completed",
-        "until Thu 2026-11-26 22:30 UTC: 2 mail(s), 0 task(s); welcome completed",
+        "until Thu 2026-11-26 22:30 UTC: 2 mails, 0 tasks; welcome completed",
     ]
 
 

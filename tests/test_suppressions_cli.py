@@ -58,7 +58,7 @@ def test_add_suppresses_the_address_and_stops_its_live_sequences(here: Path) -> 
     code, out = run("suppressions", "add", "JO@example.org")
 
     assert code == 0, out
-    assert out == "suppressed jo@example.org (manual); stopped 1 live sequence(s) of L1\n"
+    assert out == "suppressed jo@example.org (manual); stopped 1 live sequence of L1\n"
     assert enrollments() == {"L1": ("stopped", "suppressed"), "L2": ("active", None)}
     (entry,) = listed()["suppressions"]
     assert (entry["email"], entry["reason"], entry["source"]) == ("jo@example.org", "manual", "cli")
@@ -133,7 +133,7 @@ def test_list_shows_columns_newest_first_and_filters(here: Path) -> None:
         ["info@kranich.example.de", "bounced"], ["kim@example.net", "bounced"], ["jo@example.org", "manual"],
     ]  # fmt: skip
     assert all(line.endswith("UTC  cli") for line in lines[1:4])
-    assert lines[4] == "3 suppressed address(es)"
+    assert lines[4] == "3 suppressed addresses"
 
     assert [e["email"] for e in listed("--reason", "bounced")["suppressions"]] == [
         "info@kranich.example.de", "kim@example.net"
@@ -142,8 +142,8 @@ def test_list_shows_columns_newest_first_and_filters(here: Path) -> None:
     limited = listed("--limit", "1")
     assert limited["total"] == 3 and [e["email"] for e in limited["suppressions"]] == ["info@kranich.example.de"]
     code, out = run("suppressions", "list", "--limit", "1")
-    assert out.splitlines()[-1] == "3 suppressed address(es) (the newest 1; --limit shows more)"
+    assert out.splitlines()[-1] == "3 suppressed addresses (the newest 1; --limit shows more)"
     code, out = run("suppressions", "list", "--search", "nobody")
-    assert code == 0 and out == "0 suppressed address(es)\n"
+    assert code == 0 and out == "0 suppressed addresses\n"
     code, out = run("suppressions", "list", "--reason", "lost")
     assert code == 2 and "'lost' is not one of" in out

@@ -1,4 +1,5 @@
-"""What needs an operator: secrets, DKIM keys, the transport, the store's schema, mail in doubt, blocked enrollments.
+"""What needs an operator: secrets, DKIM keys, the transport, the mailboxes, the store's schema, mail in doubt,
+blocked enrollments.
 
 `outreach doctor` prints these findings; each check is here, so that what the command reports is what the daemon
 would meet.
@@ -6,13 +7,15 @@ would meet.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import ssl
 from typing import Any, Protocol
 
 from outreach import store as store_module
 from outreach.app import sending
-from outreach.mail import credentials, dkim, links
+from outreach.mail import credentials, dkim, imap, links
 from outreach.rules import model
 
 
@@ -148,3 +151,18 @@ async def check_transport(ruleset: model.RuleSet, *, connect: bool) -> list[Find
         ok, detail = await sending.check_relay(transport.smtp)
         return [Finding("ok" if ok else "problem", "transport", detail)]
     return []
+
+
+async def check_mailboxes(settings: model.Settings, *, tls_context: ssl.SSLContext | None = None) -> list[Finding]:
+    """Each mailbox of Settings can be read (`--connect`): log in as the daemon's poller does, SELECT the folder
+    and log out, reading nothing; all side by side, each within its mailbox's timeout."""
+
+    async def one(mailbox: imap.Mailbox) -> Finding:
+        at = f"{mailbox.name} at {imap.where(mailbox.server)}"
+        try:
+            said = await imap.check(mailbox, tls_context=tls_context)
+        except imap.CheckFailed as exc:
+            return Finding("problem", "mailbox", f"{at}: {exc}")
+        return Finding("ok", "mailbox", f"{at}: {said}")
+
+    return list(await asyncio.gather(*(one(m) for m in imap.mailboxes(settings).values())))

@@ -22,7 +22,7 @@ from outreach.app import events as app_events
 from outreach.engine import events
 from outreach.store import changes, rows
 
-REASONS = ("manual", "unsubscribed", "bounced", "complaint")  # why an address is suppressed; `manual`: by hand
+REASONS = events.SUPPRESSION_REASONS  # why an address is suppressed; `manual`: by hand
 
 
 class SuppressionStore(Protocol):

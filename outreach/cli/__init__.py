@@ -5,13 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from outreach import __version__
+from outreach.cli import output
 from outreach.rules import diagnostics, model, schemas, summary, timing
 from outreach.rules import validate as rules_validate
 from outreach.rules.diagnostics import Severity
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -31,13 +36,22 @@ class _Outreach(click.Group):
         """The commands' one-line help, as click shows it, without importing the commands."""
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(n) for n in names)
-        rows = []
-        for name in names:
-            text = self.commands[name].get_short_help_str(limit) if name in self.commands else \
-                click.Command(name, help=LAZY[name][2]).get_short_help_str(limit)  # fmt: skip
-            rows.append((name, text))
         with formatter.section("Commands"):
-            formatter.write_dl(rows)
+            formatter.write_dl([(name, self._short_help(name, limit)) for name in names])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Complete a command's name (each Tab after `outreach `) without importing the commands."""
+        from click.shell_completion import CompletionItem
+
+        names = [name for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        items = [CompletionItem(name, help=self._short_help(name)) for name in names]
+        # The group's own options (--help, --version) as click completes them, when the word starts with "-".
+        return items + click.Command.shell_complete(self, ctx, incomplete)
+
+    def _short_help(self, name: str, limit: int = 45) -> str:
+        if name in self.commands:
+            return self.commands[name].get_short_help_str(limit)
+        return click.Command(name, help=LAZY[name][2]).get_short_help_str(limit)
 
 
 @click.group(cls=_Outreach, context_settings=CONTEXT)
@@ -61,12 +75,10 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=True, dir_okay=True))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "github"]),
-    default="text",
-    show_default=True,
+@output.output_format(
+    "text",
+    "json",
+    "github",
     help="text: file:line:col lines and a summary; json: a list of objects; github: annotations.",
 )
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -117,13 +129,13 @@ def validate(paths: tuple[str, ...], fmt: str, strict: bool, show_summary: bool,
         where = ", ".join(targets)
         if errors or warnings:
             click.echo(
-                f"{where}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')} "
-                f"in {_plural(len(result.files), 'file')} ({_plural(result.documents, 'document')})"
+                f"{where}: {output.plural(errors, 'error')}, {output.plural(warnings, 'warning')} "
+                f"in {output.plural(len(result.files), 'file')} ({output.plural(result.documents, 'document')})"
             )
         else:
             click.echo(
-                f"{where}: OK, {_plural(len(result.files), 'file')}, "
-                f"{_plural(result.documents, 'definition')}, no problems"
+                f"{where}: OK, {output.plural(len(result.files), 'file')}, "
+                f"{output.plural(result.documents, 'definition')}, no problems"
             )
         if show_summary and result.ruleset is not None and not errors:
             _print_summary(result.ruleset)
@@ -134,23 +146,10 @@ def _as_error(d: diagnostics.Diagnostic) -> diagnostics.Diagnostic:
     return diagnostics.Diagnostic(d.file, d.line, d.column, Severity.ERROR, d.code, d.message, d.path)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _print_summary(ruleset: model.RuleSet) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Definitions")
-    table.add_column("kind", no_wrap=True, min_width=12)
-    table.add_column("name", overflow="fold", max_width=32)
-    table.add_column("details", overflow="fold", ratio=3)
-    table.add_column("where", overflow="fold", ratio=2)
-    table.add_column("hash", no_wrap=True, min_width=8)
-    for row in summary.rows(ruleset):
-        table.add_row(row.kind, row.name, row.details, row.where, row.hash[:8])
-    Console(width=max(120, Console().width)).print(table)
+    rows = [[row.kind, row.name, row.details, row.where, row.hash[:8]] for row in summary.rows(ruleset)]
+    output.print_tables(output.table(["kind", "name", "details", "where", "hash"], rows, title="Definitions",
+                                     free=["name", "details"]))  # fmt: skip
 
 
 @main.command()

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from outreach import store as store_module
-from outreach.app import importing as import_files
+from outreach.cli import output
 from outreach.rules import criteria, diagnostics, model, timing
 from outreach.rules import validate as rules_validate
+
+if TYPE_CHECKING:
+    from outreach import store as store_module
+
+# The store, the application layer and what they import (SQLAlchemy, Alembic, the drivers) are imported by the
+# functions below when a command runs: importing a command's module (which Tab completion does) stays light.
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +45,8 @@ def now() -> dt.datetime:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -52,7 +58,8 @@ def load_rules(rules_dir: str, *, when: dt.datetime | None = None) -> model.Rule
     errors = result.errors
     if errors or result.ruleset is None:
         click.echo(diagnostics.format_text(errors), err=True)
-        click.echo(f"{rules_dir}: {len(errors)} error(s); fix them first (outreach validate {rules_dir})", err=True)
+        click.echo(f"{rules_dir}: {output.plural(len(errors), 'error')}; fix them first (outreach validate {rules_dir})",
+                   err=True)  # fmt: skip
         sys.exit(1)
     return result.ruleset
 
@@ -67,12 +74,16 @@ def database_url(db_url: str | None, settings: model.Settings | None) -> str:
                 raise click.ClickException(
                     f"Settings.database.url_env names {settings.database_url_env}, which is not set"
                 )
+    from outreach import store as store_module
+
     return store_module.resolve_url(db_url, os.environ, from_settings)
 
 
 async def open_store(
     db_url: str | None, ruleset: model.RuleSet | None, *, upgrade: bool | None = None
 ) -> store_module.Store:
+    from outreach import store as store_module
+
     url = database_url(db_url, ruleset.settings if ruleset else None)
     try:
         return await store_module.Store.open(url, fields=ruleset.settings.fields if ruleset else None, upgrade=upgrade)
@@ -100,6 +111,7 @@ def on_store(
     upgrade: bool | None = None,
 ) -> T:
     """Open the store, run one action on it, close it; a store error becomes a one-line CLI error."""
+    from outreach import store as store_module
 
     async def go() -> T:
         store = await open_store(db_url, ruleset, upgrade=upgrade)
@@ -126,12 +138,14 @@ def _json_default(value: object) -> object:
 
 
 def dumps(value: object) -> str:
-    """JSON for the --json options (datetimes as ISO text)."""
+    """JSON for `--format json` (datetimes as ISO 8601 text)."""
     return json.dumps(value, default=_json_default, ensure_ascii=False, indent=2)
 
 
 def where_from_pairs(pairs: Sequence[str], settings: model.Settings) -> criteria.Criteria | None:
     """--where FIELD=VALUE options as criteria (equality, values typed like CSV cells)."""
+    from outreach.app import importing as import_files
+
     leaves: list[criteria.Criteria] = []
     for pair in pairs:
         field, sep, text = pair.partition("=")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from outreach.app import reminding
-from outreach.cli import options
+if TYPE_CHECKING:
+    from outreach.app import reminding
+    from outreach.store import Store
+
+from outreach.cli import options, output
 from outreach.engine import reminders, render
 from outreach.rules import model
-from outreach.store import Store
 
 
 @click.group()
@@ -62,10 +64,10 @@ def _timing(fu: model.ReminderPolicy) -> str:
 
 @processes.command("list")
 @_now_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def processes_list(at: str | None, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+def processes_list(at: str | None, fmt: str, rules_dir: str, db_url: str | None) -> None:
     """Every sales process: its module, stages with their max, reminder timing, and how many records are overdue.
 
     \b
@@ -73,6 +75,8 @@ def processes_list(at: str | None, as_json: bool, rules_dir: str, db_url: str | 
       outreach processes list
       outreach processes list --json
     """
+    from outreach.app import reminding
+
     ruleset = options.load_rules(rules_dir)
     now = _at(at)
 
@@ -80,7 +84,7 @@ def processes_list(at: str | None, as_json: bool, rules_dir: str, db_url: str | 
         return {name: len(await reminding.standings(store, ruleset, p, now)) for name, p in ruleset.processes.items()}
 
     counts = options.on_store(db_url, ruleset, go)
-    if as_json:
+    if fmt == "json":
         click.echo(options.dumps([_process_json(p, counts[name]) for name, p in ruleset.processes.items()]))
         return
     if not ruleset.processes:
@@ -91,7 +95,7 @@ def processes_list(at: str | None, as_json: bool, rules_dir: str, db_url: str | 
         field = f", stage field {p.stage_field}" if p.stage_field != "stage" else ""
         n = counts[name]
         click.echo(f"{name} ({p.module}{where}{field})\n  stages     {stages}\n  reminders  {_timing(p.follow_up)}\n"
-                   f"  overdue    {n} record{'' if n == 1 else 's'}")  # fmt: skip
+                   f"  overdue    {output.plural(n, 'record')}")  # fmt: skip
 
 
 def overdue_json(s: reminding.Standing, now: dt.datetime) -> dict[str, Any]:
@@ -137,10 +141,10 @@ def _columns(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 @processes.command("overdue")
 @click.argument("name", required=False)
 @_now_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def processes_overdue(name: str | None, at: str | None, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+def processes_overdue(name: str | None, at: str | None, fmt: str, rules_dir: str, db_url: str | None) -> None:
     """The overdue records of one process or all: stage, overdue since, next reminder, reminders sent, stops.
 
     \b
@@ -148,6 +152,8 @@ def processes_overdue(name: str | None, at: str | None, as_json: bool, rules_dir
       outreach processes overdue
       outreach processes overdue partner-leads --now 2026-11-24T12:00:00Z
     """
+    from outreach.app import reminding
+
     ruleset = options.load_rules(rules_dir)
     if name is not None and name not in ruleset.processes:
         raise click.BadParameter(f"no sales process {name!r} (processes: {', '.join(ruleset.processes) or 'none'})",
@@ -159,14 +165,14 @@ def processes_overdue(name: str | None, at: str | None, as_json: bool, rules_dir
         return [await reminding.standings(store, ruleset, p, now) for p in chosen]
 
     found = options.on_store(db_url, ruleset, go)
-    if as_json:
+    if fmt == "json":
         click.echo(options.dumps([overdue_json(s, now) for group in found for s in group]))
         return
     for p, group in zip(chosen, found, strict=True):
         if not group:
             click.echo(f"{p.name}: no overdue records")
             continue
-        click.echo(f"{p.name}: {len(group)} overdue record{'' if len(group) == 1 else 's'}")
+        click.echo(f"{p.name}: {output.plural(len(group), 'overdue record')}")
         lines = []
         for s in group:
             assert s.overdue is not None

@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from outreach.app import enrolling, events, reminding
-from outreach.app import importing as import_files
-from outreach.cli import options
+if TYPE_CHECKING:
+    from outreach.app import records as app_records
+    from outreach.app import reminding
+    from outreach.store import Store, rows
+
+from outreach.cli import options, output
 from outreach.cli import processes as process_commands
 from outreach.engine import sequences as seq
 from outreach.rules import criteria
-from outreach.store import Store, rows
 
 
 @click.group()
@@ -54,6 +56,8 @@ def import_(file: str, default_type: str | None, update: bool, skip_invalid: boo
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from outreach.app import importing as import_files
+
     ruleset = options.load_rules(rules_dir)
     settings = ruleset.settings
     now = options.now()
@@ -90,10 +94,10 @@ def import_(file: str, default_type: str | None, update: bool, skip_invalid: boo
     if result.problem_count > len(result.problems):
         click.echo(f"{file}: ... and {result.problem_count - len(result.problems)} more bad rows", err=True)
     if not result.committed:
-        click.echo(f"{file}: {result.problem_count} bad row(s); nothing was imported "
+        click.echo(f"{file}: {output.plural(result.problem_count, 'bad row')}; nothing was imported "
                    "(fix them, or use --skip-invalid to import the good rows)", err=True)  # fmt: skip
         sys.exit(1)
-    skipped = f", {result.problem_count} bad row(s) skipped" if result.problem_count else ""
+    skipped = f", {output.plural(result.problem_count, 'bad row')} skipped" if result.problem_count else ""
     click.echo(f"{file}: {result.inserted} imported, {result.updated} updated{skipped}")
 
 
@@ -124,12 +128,14 @@ def _count_rows(path: str) -> int | None:
     default="",
     help="Extra columns, comma-separated: running_sequences, completed_sequences, next_email.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format()
 @options.rules_option
 @options.db_option
 def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | None, limit: int, columns: str,
-          as_json: bool, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+          fmt: str, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
     """List records, optionally by field values or a saved view, with their sequences if asked.
+
+    The table's title says how many matched: `first 100 of 20,000 records` when --limit left some out.
 
     \b
     Examples:
@@ -137,10 +143,13 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
       outreach records list --view dach-qualified --json
       outreach records list --columns running_sequences,completed_sequences,next_email
     """
+    from outreach.app import enrolling
+    from outreach.app import records as app_records
+
     extra = [c for c in columns.split(",") if c]
-    unknown = set(extra) - set(_SEQUENCE_COLUMNS)
+    unknown = sorted(set(extra) - set(_SEQUENCE_COLUMNS))
     if unknown:
-        raise click.BadParameter(f"unknown column(s) {', '.join(sorted(unknown))} "
+        raise click.BadParameter(f"unknown {'column' if len(unknown) == 1 else 'columns'} {', '.join(unknown)} "
                                  f"(columns: {', '.join(_SEQUENCE_COLUMNS)})", param_hint="--columns")  # fmt: skip
     ruleset = options.load_rules(rules_dir)
     where = options.where_from_pairs(where_pairs, ruleset.settings)
@@ -152,12 +161,13 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
         where = criteria.All(tuple(x for x in (where, view.where) if x is not None))
         module = module or view.module
 
-    async def go(store: Store) -> tuple[list[rows.Record], list[dict[str, Any]]]:
-        found = await store.list_records(where, now=options.now(), module=module, limit=limit)
-        enrolled = await store.enrollments(record_ids=[r.id for r in found]) if extra else []
-        return found, enrolled
+    async def go(store: Store) -> tuple[app_records.Page, list[dict[str, Any]]]:
+        page = await app_records.page(store, where, now=options.now(), module=module, limit=limit)
+        enrolled = await store.enrollments(record_ids=[r.id for r in page.records]) if extra else []
+        return page, enrolled
 
-    found, enrolled = options.on_store(db_url, ruleset, go)
+    page, enrolled = options.on_store(db_url, ruleset, go)
+    found = page.records
     by_record: dict[str, dict[str, Any]] = {}
     for r in found:
         mine = [enrolling.enrollment_of(e) for e in enrolled if e["record_id"] == r.id]
@@ -168,21 +178,21 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
             "completed_sequences": [line.sequence for line in lines if line.status is seq.Status.COMPLETED],
             "next_email": min(nexts) if nexts else None,
         }
-    if as_json:
+    if fmt == "json":
         click.echo(options.dumps([{**r.as_dict(), **{c: by_record[r.id][c] for c in extra}} for r in found]))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(found)} record(s)")
-    for col in ("id", "type", "email", "owner", "stage", "in stage since", *(c.replace("_", " ") for c in extra)):
-        table.add_column(col, overflow="fold")
+    title = output.plural(page.total, "record")
+    if page.cut:
+        title = f"first {len(found):,} of {title}"
+    sequence_columns = [c.replace("_", " ") for c in extra]
+    cells = []
     for r in found:
-        cells = [", ".join(v) if isinstance(v, list) else options.when(v) for v in (by_record[r.id][c] for c in extra)]
-        table.add_row(
-            r.id, r.type, r.email or "", r.owner or "", r.stage or "", options.when(r.stage_entered_at), *cells
-        )
-    Console().print(table)
+        more = [", ".join(v) if isinstance(v, list) else options.when(v) for v in (by_record[r.id][c] for c in extra)]
+        cells.append([r.id, r.type, r.email or "", r.owner or "", r.stage or "", options.when(r.stage_entered_at),
+                      *more])  # fmt: skip
+    header = ["id", "type", "email", "owner", "stage", "in stage since", *sequence_columns]
+    lists = [c for c in sequence_columns if c != "next email"]  # sequence names, folded between them
+    output.print_tables(output.table(header, cells, title=title, free=lists))
 
 
 _SEQUENCE_COLUMNS = ("running_sequences", "completed_sequences", "next_email")
@@ -191,10 +201,10 @@ _SEQUENCE_COLUMNS = ("running_sequences", "completed_sequences", "next_email")
 @records.command("show")
 @click.argument("record_id")
 @click.option("--now", "at", metavar="DATETIME", help="Judge stage durations as of this time (default: now).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def show(record_id: str, at: str | None, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+def show(record_id: str, at: str | None, fmt: str, rules_dir: str, db_url: str | None) -> None:
     """Show one record: its fields, open tasks, sequences, stage durations and activity.
 
     \b
@@ -202,6 +212,8 @@ def show(record_id: str, at: str | None, as_json: bool, rules_dir: str, db_url: 
       outreach records show L7
       outreach records show L7 --now 2026-11-24T12:00:00Z
     """
+    from outreach.app import enrolling, reminding
+
     ruleset = options.load_rules(rules_dir)
     now = options.parse_when(at, now_=options.now()) if at else options.now()
 
@@ -215,47 +227,30 @@ def show(record_id: str, at: str | None, as_json: bool, rules_dir: str, db_url: 
 
     record, tasks_, events, enrolled, standing = options.on_store(db_url, ruleset, go)
     counts, lines = seq.widget([enrolling.enrollment_of(e) for e in enrolled], ruleset)
-    if as_json:
+    if fmt == "json":
         click.echo(options.dumps({"record": record.as_dict(), "tasks": [t.__dict__ for t in tasks_],
                            "sequences": {"counts": counts, "enrollments": [
                                {**line.__dict__, "status": str(line.status)} for line in lines]},
                            "stage_durations": [process_commands.overdue_json(s, now) for s in standing],
                            "activity": [e.__dict__ for e in events]}))  # fmt: skip
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    fields = Table(title=f"record {record.id}", show_header=False)
-    for name, value in record.as_dict().items():
-        if value is not None:
-            fields.add_row(name, options.when(value) if isinstance(value, dt.datetime) else str(value))
-    console.print(fields)
+    fields = [[name, options.when(value) if isinstance(value, dt.datetime) else str(value)]
+              for name, value in record.as_dict().items() if value is not None]  # fmt: skip
+    tables = [output.table(["field", "value"], fields, title=f"record {record.id}", free=["value"])]
     if tasks_:
-        table = Table(title="open tasks")
-        for col in ("id", "subject", "type", "due", "owner"):
-            table.add_column(col)
-        for t in tasks_:
-            table.add_row(str(t.id), t.subject, t.type, options.when(t.due_at), t.owner or "")
-        console.print(table)
-    widget = Table(title=f"sequences: {counts['active']} active, {counts['blocked']} blocked, "
-                         f"{counts['completed']} completed")  # fmt: skip
-    for col in ("id", "sequence", "status", "last step", "details"):
-        widget.add_column(col, overflow="fold")
-    for line in lines:
-        widget.add_row(str(line.enrollment), line.sequence, str(line.status), line.last_step or "", line.detail)
-    console.print(widget)
+        tasks_rows = [[str(t.id), t.subject, t.type, options.when(t.due_at), t.owner or ""] for t in tasks_]
+        tables.append(output.table(["id", "subject", "type", "due", "owner"], tasks_rows, title="open tasks",
+                                   free=["subject"]))  # fmt: skip
+    widget = [[str(line.enrollment), line.sequence, str(line.status), line.last_step or "", line.detail]
+              for line in lines]  # fmt: skip
+    tables.append(output.table(["id", "sequence", "status", "last step", "details"], widget, free=["details"],
+                               title=f"sequences: {counts['active']} active, {counts['blocked']} blocked, "
+                                     f"{counts['completed']} completed"))  # fmt: skip
     if standing:  # the record follows a sales process
-        durations = Table(title="stage durations")
-        durations.add_column("process", no_wrap=True)
-        for col in ("stage", "in stage", "max", "overdue since", "next reminder"):
-            durations.add_column(col, overflow="fold")
-        for row in process_commands.stage_durations(standing, now):
-            durations.add_row(*row)
-        console.print(durations)
-    activity = Table(title="activity")
-    for col in ("when", "what", "details", "source"):
-        activity.add_column(col, overflow="fold")
+        tables.append(output.table(["process", "stage", "in stage", "max", "overdue since", "next reminder"],
+                                   process_commands.stage_durations(standing, now), title="stage durations",
+                                   free=["in stage", "overdue since", "next reminder"]))  # fmt: skip
+    activity = []
     for e in events:
         if e.kind == "sequence_email":  # mail sent by a sequence is marked as such
             what, details = "sequence mail", f"{e.data.get('sequence')} / {e.data.get('step')}: {e.data.get('subject')}"
@@ -264,8 +259,9 @@ def show(record_id: str, at: str | None, as_json: bool, rules_dir: str, db_url: 
             details = f"{e.data.get('process')} / {e.data.get('stage')}: reminder {e.data.get('reminder')} to {e.data.get('to')}"
         else:
             what, details = e.kind.replace("_", " "), ", ".join(f"{k}={v}" for k, v in e.data.items())
-        activity.add_row(options.when(e.at), what, details, e.source)
-    console.print(activity)
+        activity.append([options.when(e.at), what, details, e.source])
+    tables.append(output.table(["when", "what", "details", "source"], activity, title="activity", free=["details"]))
+    output.print_tables(*tables)
 
 
 @records.command("set")
@@ -281,6 +277,9 @@ def set_(record_id: str, assignments: tuple[str, ...], rules_dir: str, db_url: s
       outreach records set L7 stage=Contacted
       outreach records set L7 score=82 purchased=true
     """
+    from outreach.app import events
+    from outreach.app import importing as import_files
+
     ruleset = options.load_rules(rules_dir)
     fields = ruleset.settings.fields
     values: dict[str, object] = {}
@@ -312,6 +311,8 @@ def convert(record_id: str, rules_dir: str, db_url: str | None) -> None:
     Example:
       outreach records convert L7
     """
+    from outreach.app import events
+
     ruleset = options.load_rules(rules_dir)
 
     record = options.on_store(db_url, ruleset, lambda s: events.convert(s, record_id, now=options.now()))
@@ -329,6 +330,8 @@ def delete(record_id: str, rules_dir: str, db_url: str | None) -> None:
     Example:
       outreach records delete L7
     """
+    from outreach.app import events
+
     ruleset = options.load_rules(rules_dir)
 
     options.on_store(db_url, ruleset, lambda s: events.delete(s, record_id, now=options.now()))
@@ -367,6 +370,8 @@ def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: 
     Example:
       outreach tasks add --record L7 --subject "Call Jo" --type call --due 4h --owner anna
     """
+    from outreach.app import events
+
     ruleset = options.load_rules(rules_dir)
     now = options.now()
     due_at = options.parse_when(due, now_=now) if due else None
@@ -388,10 +393,10 @@ def tasks_add(record_id: str, subject: str, task_type: str, priority: str, due: 
 @tasks.command("list")
 @click.option("--record", "record_id", metavar="ID", help="Only this record's tasks.")
 @click.option("--all", "include_done", is_flag=True, help="Also completed tasks.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+def tasks_list(record_id: str | None, include_done: bool, fmt: str, rules_dir: str, db_url: str | None) -> None:
     """List open tasks (by due date).
 
     \b
@@ -401,26 +406,13 @@ def tasks_list(record_id: str | None, include_done: bool, as_json: bool, rules_d
     ruleset = options.load_rules(rules_dir)
 
     found = options.on_store(db_url, ruleset, lambda s: s.list_tasks(record_id, open_only=not include_done))
-    if as_json:
+    if fmt == "json":
         click.echo(options.dumps([t.__dict__ for t in found]))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(found)} task(s)")
-    for col in ("id", "record", "subject", "type", "due", "owner", "done"):
-        table.add_column(col, overflow="fold")
-    for t in found:
-        table.add_row(
-            str(t.id),
-            t.record_id,
-            t.subject,
-            t.type,
-            options.when(t.due_at),
-            t.owner or "",
-            options.when(t.completed_at),
-        )
-    Console().print(table)
+    lines = [[str(t.id), t.record_id, t.subject, t.type, options.when(t.due_at), t.owner or "",
+              options.when(t.completed_at)] for t in found]  # fmt: skip
+    output.print_tables(output.table(["id", "record", "subject", "type", "due", "owner", "done"], lines,
+                                     title=output.plural(len(found), "task"), free=["subject"]))  # fmt: skip
 
 
 @tasks.command("complete")
@@ -434,6 +426,8 @@ def tasks_complete(task_id: int, rules_dir: str, db_url: str | None) -> None:
     Example:
       outreach tasks complete 12
     """
+    from outreach.app import events
+
     ruleset = options.load_rules(rules_dir)
 
     task = options.on_store(db_url, ruleset, lambda s: events.complete_task(s, task_id, now=options.now()))
@@ -463,9 +457,13 @@ def appointments_add(record_id: str, starts: str, subject: str, rules_dir: str, 
     Example:
       outreach appointments add --record L7 --starts 2026-12-01T10:00:00+01:00 --subject Demo
     """
+    from outreach.app import events
+
     ruleset = options.load_rules(rules_dir)
     now = options.now()
     starts_at = options.parse_when(starts, now_=now)
 
-    appointment = options.on_store(db_url, ruleset, lambda s: events.add_appointment(s, record_id, starts_at, subject, now=now))
+    appointment = options.on_store(
+        db_url, ruleset, lambda s: events.add_appointment(s, record_id, starts_at, subject, now=now)
+    )
     click.echo(f"appointment {appointment.id} with record {record_id} at {options.when(appointment.starts_at)}")

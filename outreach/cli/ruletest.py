@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from outreach.review import ruletests
+
 from outreach.cli import options
-from outreach.review import ruletests
 from outreach.rules import diagnostics, model
 from outreach.rules import validate as rules_validate
 
@@ -28,7 +31,8 @@ def _tests_in(ruleset: model.RuleSet, files: list[str]) -> list[model.RuleTest]:
     type=click.Choice(["text", "json", "junit"]),
     default="text",
     show_default=True,
-    help="text: a line per test and a diff per failure; json: an object; junit: JUnit XML for CI.",
+    help="text: a line per test and a diff per failure; json: an object; junit: JUnit XML for CI (when the "
+    "rules have errors: a test case with the errors).",
 )
 @click.option(
     "--rules",
@@ -53,6 +57,8 @@ def test(paths: tuple[str, ...], fmt: str, rules_dir: str | None, name_part: str
       outreach test --format junit rules/ > ruletests.xml
       outreach test --rules rules/ rules/tests/nurture.yaml
     """
+    from outreach.review import ruletests
+
     targets = list(paths) or ["rules"]
     if not paths and not os.path.isdir("rules"):
         raise click.UsageError("no PATHS given and there is no rules/ directory here")
@@ -71,18 +77,22 @@ def test(paths: tuple[str, ...], fmt: str, rules_dir: str | None, name_part: str
             raise click.UsageError("--rules goes with RuleTest files; a directory is its own rule set")
         sets = [([d], []) for d in dirs]
     results: list[ruletests.Result] = []
+    invalid: list[tuple[str, list[diagnostics.Diagnostic]]] = []
     for where, only in sets:
         result = rules_validate.validate(where)
         if result.errors or result.ruleset is None:
             click.echo(diagnostics.format_text(result.errors), err=True)
             click.echo(f"{', '.join(where)}: {len(result.errors)} error(s); no RuleTest ran", err=True)
-            sys.exit(1)
+            if fmt != "junit":
+                sys.exit(1)
+            invalid.append((", ".join(where), result.errors))  # CI reads the report: it must still be XML
+            continue
         tests = [t for t in _tests_in(result.ruleset, only) if name_part is None or name_part in t.name]
         results += options.run(ruletests.run_all(tests, result.ruleset))
     if fmt == "json":
         click.echo(ruletests.format_json(results))
     elif fmt == "junit":
-        click.echo(ruletests.format_junit(results))
+        click.echo(ruletests.format_junit(results, invalid))
     else:
         click.echo(ruletests.format_text(results))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    sys.exit(0 if all(r.passed for r in results) and not invalid else 1)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
+import datetime as dt
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from outreach.app import enrolling, sending
-from outreach.cli import options
+if TYPE_CHECKING:
+    from outreach.app import enrolling
+    from outreach.store import Store
+
+from outreach.cli import options, output
 from outreach.engine import sequences as seq
 from outreach.rules import criteria, model
-from outreach.store import Store, StoreError
 
 
 @click.command()
@@ -59,6 +60,8 @@ def run(once: bool, tick: float, at: str | None, listen: str | None, no_web: boo
     if at is not None and not once:
         raise click.UsageError("--now goes with --once: a running daemon follows the clock")
     now = options.parse_when(at, now_=options.now()) if at else None
+    import asyncio
+
     from outreach import daemon  # the composition root: imported only when the daemon runs
 
     daemon.configure_logging(log_format)
@@ -96,17 +99,30 @@ def _sequence(ruleset: model.RuleSet, name: str) -> model.Sequence:
 @click.option(
     "--now", "at", metavar="DATETIME", help="Enroll as of this time (default: now); the first wait counts from it."
 )
+@click.option("--verbose", "-v", is_flag=True, help="A line per record (the default with --record alone).")
+@output.output_format(help="text: a summary (and lines per record); json: the summary and every record's outcome "
+                           "as one object.")  # fmt: skip
 @options.rules_option
 @options.db_option
 def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | None, where_pairs: tuple[str, ...],
-           as_user: str, dry_run: bool, at: str | None, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+           as_user: str, dry_run: bool, at: str | None, verbose: bool, fmt: str, rules_dir: str,
+           db_url: str | None) -> None:  # fmt: skip
     """Enroll records in a sequence, one or many; says when the first mail goes and why anyone was refused.
+
+    Many records (--view, --where) go in chunks, with a progress bar on a
+    terminal, and end with a summary: how many were enrolled, how many were
+    refused and why, and when the first and the last of their first mails go
+    out. --verbose adds a line per record; with --record alone every record
+    gets its line anyway. Exit status 1 when every record was refused.
 
     \b
     Examples:
       outreach enroll inbound-nurture --record L1 --as anna
       outreach enroll inbound-nurture --view dach-qualified --as anna --dry-run
+      outreach enroll inbound-nurture --where country=DE --as anna --format json
     """
+    from outreach.app import enrolling
+
     if not (record_ids or view_name or where_pairs):
         raise click.UsageError("say whom to enroll: --record ID, --view NAME or --where FIELD=VALUE")
     ruleset = options.load_rules(rules_dir)
@@ -120,9 +136,10 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
     sequence = _sequence(ruleset, sequence_name)
 
     async def go(store: Store) -> list[tuple[str, seq.Enrollment | str]]:
-        from rich.progress import Progress
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        columns = (TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("enrolling", total=None)
             return await enrolling.enroll_many(store, ruleset, sequence, record_ids=record_ids, where=where,
                                                enrolled_by=as_user, now=now, dry_run=dry_run,
@@ -130,16 +147,58 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
                                                                                        total=total))  # fmt: skip
 
     results = options.on_store(db_url, ruleset, go)
-    done = [(rid, r) for rid, r in results if isinstance(r, seq.Enrollment)]
-    refused = [(rid, r) for rid, r in results if isinstance(r, str)]
-    verb = "would enroll" if dry_run else "enrolled"
-    for rid, e in done:
-        click.echo(f"{verb} {rid} ({e.email}): first mail {options.when(e.next_due_at)}")
-    for rid, why in refused:
-        click.echo(f"refused {rid}: {why}", err=True)
-    click.echo(f"{sequence_name}: {len(done)} {verb}, {len(refused)} refused")
-    if refused and not done:
+    tally = enrolling.tally(results)
+    if fmt == "json":
+        click.echo(options.dumps(_enroll_json(sequence_name, dry_run, tally, results)))
+    else:
+        named = not (view_name or where_pairs)  # records named one by one: their lines say it all
+        _enroll_text(sequence_name, dry_run, tally, results, each=verbose or named, breakdown=verbose or not named)
+    if tally.refused and not tally.enrolled:
         sys.exit(1)
+
+
+_REFUSALS = {
+    "no_record": "no such record", "not_a_user": "not a user", "deleted": "deleted",
+    "wrong_type": "not a module the sequence enrolls", "no_email": "no valid email address",
+    "unsubscribed": "unsubscribed", "already_active": "already active in the sequence",
+    "same_address": "an address another record of this run has",
+}  # fmt: skip
+
+
+def _enroll_text(name: str, dry_run: bool, tally: enrolling.Tally, results: list[tuple[str, seq.Enrollment | str]],
+                 *, each: bool, breakdown: bool) -> None:  # fmt: skip
+    verb = "would enroll" if dry_run else "enrolled"
+    if each:
+        for rid, r in results:
+            if isinstance(r, seq.Enrollment):
+                click.echo(f"{verb} {rid} ({r.email}): first mail {options.when(r.next_due_at)}")
+            else:
+                click.echo(f"refused {rid}: {r}", err=True)
+    refused = sum(tally.refused.values())
+    click.echo(f"{name}: {tally.enrolled:,} {verb}, {refused:,} refused")
+    if not breakdown:
+        return
+    for kind, n in tally.refused.items():
+        click.echo(f"  refused {n:,}: {_REFUSALS.get(kind, kind)}")
+    if tally.first_mail is not None and tally.last_mail is not None:
+        span = options.when(tally.first_mail)
+        if tally.last_mail != tally.first_mail:
+            span = f"{span} to {options.when(tally.last_mail)}"
+        click.echo(f"  first mails: {span}")
+
+
+def _enroll_json(name: str, dry_run: bool, tally: enrolling.Tally,
+                 results: list[tuple[str, seq.Enrollment | str]]) -> dict[str, Any]:  # fmt: skip
+    records: list[dict[str, Any]] = []
+    for rid, r in results:
+        if isinstance(r, seq.Enrollment):
+            records.append({"record": rid, "enrolled": True, "enrollment": r.id or None, "email": r.email,
+                            "first_mail": r.next_due_at})  # fmt: skip
+        else:
+            kind = r.kind if isinstance(r, seq.Refusal) else "other"
+            records.append({"record": rid, "enrolled": False, "refused": kind, "reason": str(r)})
+    return {"sequence": name, "dry_run": dry_run, "enrolled": tally.enrolled, "refused": tally.refused,
+            "first_mail": tally.first_mail, "last_mail": tally.last_mail, "records": records}  # fmt: skip
 
 
 @click.group()
@@ -157,37 +216,47 @@ def enrollments() -> None:
 @enrollments.command("list")
 @click.option("--record", "record_id", metavar="ID")
 @click.option("--sequence", "sequence_name", metavar="NAME")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def enrollments_list(record_id: str | None, sequence_name: str | None, as_json: bool, rules_dir: str,
+def enrollments_list(record_id: str | None, sequence_name: str | None, fmt: str, rules_dir: str,
                      db_url: str | None) -> None:  # fmt: skip
     """List enrollments with their status, step and next send or reason.
 
     \b
-    Example:
+    Examples:
       outreach enrollments list --sequence inbound-nurture
+      outreach enrollments list --record L1 --json
     """
     ruleset = options.load_rules(rules_dir)
     found = options.on_store(db_url, ruleset, lambda s: s.enrollments(record_id=record_id, sequence=sequence_name))
-    if as_json:
+    if fmt == "json":
         click.echo(options.dumps(found))
         return
-    for e in found:
-        click.echo(_enrollment_line(e))
+    lines = [[str(e["id"]), e["record_id"], e["sequence"], e["status"], str(e["steps_done"]), _detail(e)]
+             for e in found]  # fmt: skip
+    output.print_tables(output.table(["id", "record", "sequence", "status", "steps done", "details"], lines,
+                                     title=output.plural(len(found), "enrollment"), free=["details"],
+                                     numbers=["steps done"]))  # fmt: skip
 
 
-def _enrollment_line(e: dict[str, Any]) -> str:
+def _detail(e: dict[str, Any]) -> str:
+    """When an enrollment's next step runs, or how it ended."""
     state = e["status"]
     if state == "active":
         detail = "waiting for its task" if e["awaiting_task"] else f"next step {options.when(e['next_due_at'])}"
         if e["reason"]:  # held back, e.g. "waiting: daily limit of anna reached (300/300)"
             detail = f"{e['reason']}; {detail}"
     elif state == "completed":
-        detail = f"completed {options.when(e['ended_at'])}, {e['steps_done']} steps done"
+        detail = f"completed {options.when(e['ended_at'])}, {output.plural(e['steps_done'], 'step')} done"
     else:
         detail = e["reason"] or ""
-    return f"{e['id']:>6}  {e['record_id']:<12} {e['sequence']:<24} {state:<10} step {e['steps_done']}  {detail}"
+    return detail
+
+
+def _enrollment_line(e: dict[str, Any]) -> str:
+    state, steps = e["status"], e["steps_done"]
+    return f"{e['id']:>6}  {e['record_id']:<12} {e['sequence']:<24} {state:<10} step {steps}  {_detail(e)}"
 
 
 @enrollments.command("stop")
@@ -205,11 +274,14 @@ def enrollments_stop(enrollment_id: int | None, record_id: str | None, sequence_
     Example:
       outreach enrollments stop --record L7 --sequence inbound-nurture --as anna
     """
+    from outreach.app import enrolling
+
     if enrollment_id is None and not (record_id and sequence_name):
         raise click.UsageError("give an ENROLLMENT_ID, or --record ID --sequence NAME")
     ruleset = options.load_rules(rules_dir)
     _check_user(ruleset, as_user)
     now = options.now()
+
     async def go(store: Store) -> list[dict[str, Any]]:
         return await enrolling.stop(store, enrollment_id=enrollment_id, record_id=record_id, sequence=sequence_name,
                                     by=as_user, now=now)  # fmt: skip
@@ -229,6 +301,8 @@ def enrollments_retry(enrollment_id: int, rules_dir: str, db_url: str | None) ->
     Example:
       outreach enrollments retry 17
     """
+    from outreach.app import enrolling
+
     ruleset = options.load_rules(rules_dir)
     now = options.now()
 
@@ -243,18 +317,23 @@ def enrollments_retry(enrollment_id: int, rules_dir: str, db_url: str | None) ->
 @click.option("--record", "record_id", required=True, metavar="ID")
 @click.option("--as", "as_user", default=None, metavar="USER", help="The enrolling user (default: the record's owner).")
 @click.option("--start", metavar="DATETIME", help="When the enrollment would start (default: now).")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def preview(sequence_name: str, record_id: str, as_user: str | None, start: str | None, rules_dir: str,
+def preview(sequence_name: str, record_id: str, as_user: str | None, start: str | None, fmt: str, rules_dir: str,
             db_url: str | None) -> None:  # fmt: skip
     """Show every step of a sequence for one record, before enrolling: planned time, subject, body, problems.
 
     Times after a task step assume its task is completed when it is created.
+    Exit status 1 when a step would be blocked or enrolling would be refused.
 
     \b
-    Example:
+    Examples:
       outreach preview inbound-nurture --record L1 --as anna
+      outreach preview inbound-nurture --record L1 --format json
     """
+    from outreach.app import enrolling, sending
+
     ruleset = options.load_rules(rules_dir)
     if sequence_name not in ruleset.sequences:
         raise click.BadParameter(f"no sequence {sequence_name!r}", param_hint="SEQUENCE")
@@ -275,9 +354,16 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
                                        links=links)  # fmt: skip
 
     planned = options.on_store(db_url, ruleset, go)
+    problems = sum(isinstance(d, seq.Block) for _at, _i, d in planned.steps) + bool(planned.refusal)
+    if fmt == "json":
+        click.echo(options.dumps({
+            "sequence": sequence_name, "record": record_id, "enrolled_by": as_user, "start": now,
+            "refusal": planned.refusal, "steps": [_planned_step(sequence, at, i, d) for at, i, d in planned.steps],
+            "problems": problems,
+        }))  # fmt: skip
+        sys.exit(1 if problems else 0)
     if planned.refusal:
         click.echo(f"enrolling {record_id} would be refused: {planned.refusal}")
-    problems = 0
     for at, index, decision in planned.steps:
         click.echo(f"\nstep {index + 1} {sequence.steps[index].id} at {at.strftime('%a %Y-%m-%d %H:%M UTC')}")
         if isinstance(decision, seq.SendEmail):
@@ -289,11 +375,24 @@ def preview(sequence_name: str, record_id: str, as_user: str | None, start: str 
                 f"  task for {decision.owner}: {decision.subject} ({decision.type}), due {options.when(decision.due_at)}"
             )
         else:
-            problems += 1
             click.echo(f"  BLOCKED: {decision.reason}")
-    problems += bool(planned.refusal)
-    click.echo(f"\n{sequence_name} for {record_id}: {len(sequence.steps)} steps, {problems} problem(s)")
+    steps = output.plural(len(sequence.steps), "step")
+    click.echo(f"\n{sequence_name} for {record_id}: {steps}, {output.plural(problems, 'problem')}")
     sys.exit(1 if problems else 0)
+
+
+def _planned_step(sequence: model.Sequence, at: dt.datetime, index: int,
+                  decision: seq.SendEmail | seq.CreateTask | seq.Block) -> dict[str, Any]:  # fmt: skip
+    """A step of `preview --format json`."""
+    step = {"step": sequence.steps[index].id, "number": index + 1, "at": at}
+    if isinstance(decision, seq.SendEmail):
+        return {**step, "kind": "email", "from": decision.sender.email, "from_name": decision.sender.name,
+                "to": decision.to, "subject": decision.rendered.subject, "text": decision.rendered.text,
+                "html": decision.rendered.html}  # fmt: skip
+    if isinstance(decision, seq.CreateTask):
+        return {**step, "kind": "task", "owner": decision.owner, "subject": decision.subject, "type": decision.type,
+                "due_at": decision.due_at}  # fmt: skip
+    return {**step, "kind": "blocked", "reason": decision.reason}
 
 
 @click.group()
@@ -318,32 +417,40 @@ async def _stats(store: Store, name: str) -> dict[str, Any]:
 
 
 @sequences.command("list")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def sequences_list(rules_dir: str, db_url: str | None) -> None:
+def sequences_list(fmt: str, rules_dir: str, db_url: str | None) -> None:
     """Every sequence with its steps and enrollment counts.
 
     \b
-    Example:
+    Examples:
       outreach sequences list
+      outreach sequences list --json
     """
     ruleset = options.load_rules(rules_dir)
 
     async def go(store: Store) -> list[dict[str, Any]]:
         return [await _stats(store, name) for name in ruleset.sequences]
 
-    for s in options.on_store(db_url, ruleset, go):
-        steps = len(ruleset.sequences[s["sequence"]].steps)
-        click.echo(f"{s['sequence']:<24} {steps} steps  {s['active']} active, {s['blocked']} blocked, "
-                   f"{s['completed']} completed, {s['stopped']} stopped")  # fmt: skip
+    found = options.on_store(db_url, ruleset, go)
+    for s in found:
+        s["steps"] = [step.id for step in ruleset.sequences[s["sequence"]].steps]
+    if fmt == "json":
+        click.echo(options.dumps(found))
+        return
+    lines = [[s["sequence"], str(len(s["steps"])), str(s["enrolled"]), str(s["active"]), str(s["blocked"]),
+              str(s["completed"]), str(s["stopped"])] for s in found]  # fmt: skip
+    columns = ["sequence", "steps", "enrolled", "active", "blocked", "completed", "stopped"]
+    output.print_tables(output.table(columns, lines, title=output.plural(len(found), "sequence"), numbers=columns[1:]))
 
 
 @sequences.command("stats")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def sequences_stats(name: str, as_json: bool, rules_dir: str, db_url: str | None) -> None:
+def sequences_stats(name: str, fmt: str, rules_dir: str, db_url: str | None) -> None:
     """Active, completed, reply rate (repliers among those who completed or replied, with the count), enrolled, steps.
 
     \b
@@ -355,8 +462,8 @@ def sequences_stats(name: str, as_json: bool, rules_dir: str, db_url: str | None
         raise click.BadParameter(f"no sequence {name!r}", param_hint="NAME")
     s = options.on_store(db_url, ruleset, lambda store: _stats(store, name))
     s["steps"] = [step.id for step in ruleset.sequences[name].steps]
-    if as_json:
-        click.echo(json.dumps(s, indent=2))
+    if fmt == "json":
+        click.echo(options.dumps(s))
         return
     rate = "n/a" if s["reply_rate"] is None else f"{s['reply_rate']:.0%} ({s['replied']} replied)"
     click.echo(f"{name}: {s['enrolled']} enrolled by {', '.join(s['enrolled_by']) or 'no one'}; "
@@ -371,6 +478,7 @@ def outbox() -> None:
     \b
     Examples:
       outreach outbox list --state unknown
+      outreach outbox show 42
       outreach outbox requeue 42
     """
 
@@ -378,20 +486,83 @@ def outbox() -> None:
 @outbox.command("list")
 @click.option("--state", type=click.Choice(["queued", "sending", "sent", "deferred", "failed", "unknown", "bounced"]))
 @click.option("--record", "record_id", metavar="ID")
+@output.output_format()
 @options.rules_option
 @options.db_option
-def outbox_list(state: str | None, record_id: str | None, rules_dir: str, db_url: str | None) -> None:
+def outbox_list(state: str | None, record_id: str | None, fmt: str, rules_dir: str, db_url: str | None) -> None:
     """List messages with their state (unknown: being sent when the daemon stopped; not re-sent by itself).
 
     \b
-    Example:
+    Examples:
       outreach outbox list --state unknown
+      outreach outbox list --record L1 --json
     """
     ruleset = options.load_rules(rules_dir)
-    for m in options.on_store(db_url, ruleset, lambda s: s.outbox(state=state, record_id=record_id)):
-        when = options.when(m["sent_at"] or m["created_at"])
-        click.echo(f"{m['id']:>6}  {m['state']:<9} {when}  {m['recipient']:<28} {m['subject']}"
-                   + (f"  [{m['last_error']}]" if m["last_error"] else ""))  # fmt: skip
+    found = options.on_store(db_url, ruleset, lambda s: s.outbox(state=state, record_id=record_id))
+    if fmt == "json":
+        click.echo(options.dumps(found))
+        return
+    lines = [[str(m["id"]), m["state"], options.when(m["sent_at"] or m["created_at"]), m["recipient"], m["subject"],
+              m["last_error"] or ""] for m in found]  # fmt: skip
+    header = ["id", "state", "sent or queued", "recipient", "subject", "last error"]
+    output.print_tables(output.table(header, lines, title=output.plural(len(found), "message"),
+                                     free=["subject", "last error"]))  # fmt: skip
+
+
+# The columns `outbox show --format json` prints, in this order, before the message itself.
+_SHOWN = ("id", "state", "attempts", "last_error", "created_at", "next_attempt_at", "sent_at", "sender", "recipient",
+          "subject", "message_id", "record_id", "enrollment_id", "step_id", "campaign", "process", "template",
+          "daemon_id")  # fmt: skip
+
+
+@outbox.command("show")
+@click.argument("message_id", type=int)
+@output.output_format()
+@options.rules_option
+@options.db_option
+def outbox_show(message_id: int, fmt: str, rules_dir: str, db_url: str | None) -> None:
+    """Print a message as it was (or will be) sent: its headers and body, byte for byte; its state on stderr.
+
+    The message was rendered once, when it was queued (and DKIM-signed then, if
+    Settings.dkim is set); the transport hands over these bytes as they are.
+
+    \b
+    Examples:
+      outreach outbox show 42
+      outreach outbox show 42 > message.eml
+      outreach outbox show 42 --json
+    """
+    from outreach.store import StoreError
+
+    ruleset = options.load_rules(rules_dir)
+
+    async def go(store: Store) -> dict[str, Any]:
+        found = await store.outbox_message(message_id)
+        if found is None:
+            raise StoreError(f"no message {message_id}")
+        return found
+
+    m = options.on_store(db_url, ruleset, go)
+    raw: bytes = m["message"]
+    if fmt == "json":
+        # outreach writes 7-bit messages (quoted-printable or base64 bodies): the text is the bytes, exactly
+        click.echo(options.dumps({**{k: m[k] for k in _SHOWN}, "message": raw.decode("utf-8", "replace")}))
+        return
+    click.echo(_state_line(m), err=True)
+    click.echo(raw, nl=False)
+
+
+def _state_line(m: dict[str, Any]) -> str:
+    """`message 42: sent 2026-11-23 16:30 UTC, 1 attempt, queued 2026-11-23 16:29 UTC`, the next attempt of one
+    queued or deferred, and the last error if there was one."""
+    facts = [f"{m['state']} {options.when(m['sent_at'])}" if m["sent_at"] else m["state"],
+             output.plural(m["attempts"], "attempt")]  # fmt: skip
+    if m["next_attempt_at"] and m["state"] in ("queued", "deferred"):
+        facts.append(f"next attempt {options.when(m['next_attempt_at'])}")
+    facts.append(f"queued {options.when(m['created_at'])}")
+    if m["last_error"]:
+        facts.append(f"last error: {m['last_error']}")
+    return f"message {m['id']}: " + ", ".join(facts)
 
 
 @outbox.command("requeue")
@@ -405,6 +576,8 @@ def outbox_requeue(message_id: int, rules_dir: str, db_url: str | None) -> None:
     Example:
       outreach outbox requeue 42
     """
+    from outreach.store import StoreError
+
     ruleset = options.load_rules(rules_dir)
 
     async def go(store: Store) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import click
 
-from outreach.cli import options
+if TYPE_CHECKING:
+    from outreach.review import simulation
+
+from outreach.cli import options, output
 from outreach.engine import reminders
-from outreach.review import simulation
 from outreach.rules import model, timing
 
 DEFAULT_SPAN = dt.timedelta(days=30)
@@ -93,11 +96,12 @@ _PROCESS_ONLY = ("--stage", "--entered")
     metavar="ZONE",
     help="The local zone shown beside UTC (default: the record's timezone, else Settings').",
 )
+@output.output_format()
 @options.rules_option
 def simulate(
     sequence: str | None, start_text: str | None, record_file: str | None, record_text: str | None,
     events_file: str | None, as_user: str | None, process_name: str | None, stage: str | None,
-    entered: str | None, until_text: str | None, local: str | None, rules_dir: str,
+    entered: str | None, until_text: str | None, local: str | None, fmt: str, rules_dir: str,
 ) -> None:  # fmt: skip
     """Print, on a virtual clock, what a sequence does to one record, or when a record in a stage is reminded.
 
@@ -118,7 +122,10 @@ def simulate(
       outreach simulate inbound-nurture --start 2026-11-27T15:00:00Z
       outreach simulate inbound-nurture --start 2026-11-27T15:00:00Z --record lead.yaml --events reply.yaml
       outreach simulate --process partner-leads --stage New --entered 2026-11-21T10:00:00Z --until 2026-12-10
+      outreach simulate inbound-nurture --start 2026-11-27T15:00:00Z --json
     """
+    from outreach.review import simulation
+
     ctx = click.get_current_context()
     given = {name for name in (*_SEQUENCE_ONLY, *_PROCESS_ONLY) if _given(ctx, name)}
     if sequence is not None and process_name is not None:
@@ -132,7 +139,7 @@ def simulate(
             )
         if stage is None or entered is None:
             raise click.UsageError("--process needs --stage and --entered")
-        _process(process_name, stage, entered, until_text, local, rules_dir)
+        _process(process_name, stage, entered, until_text, local, rules_dir, fmt)
         return
     assert sequence is not None
     if given & set(_PROCESS_ONLY):
@@ -166,11 +173,19 @@ def simulate(
     except simulation.BadInput as exc:
         raise click.UsageError(str(exc)) from None
     zone = local or _record_zone(sim) or ruleset.settings.timezone
+    if fmt == "json":
+        click.echo(options.dumps({
+            "sequence": chosen.name, "record": sim.record.id, "enrolled_by": sim.enrolled_by, "start": start,
+            "until": told.until, "timezone": zone, "heading": simulation.heading(sim),
+            "timeline": [{"at": at, "what": what} for at, what in told.steps],
+            "mails": told.mails, "tasks": told.tasks, "outcome": told.outcome,
+        }))  # fmt: skip
+        return
     click.echo(simulation.heading(sim))
     for at, what in told.steps:
         click.echo(line(at, what, zone))
-    click.echo(f"until {told.until:%a %Y-%m-%d %H:%M} UTC: {told.mails} mail(s), {told.tasks} task(s); "
-               f"{chosen.name} {told.outcome}")  # fmt: skip
+    click.echo(f"until {told.until:%a %Y-%m-%d %H:%M} UTC: {output.plural(told.mails, 'mail')}, "
+               f"{output.plural(told.tasks, 'task')}; {chosen.name} {told.outcome}")  # fmt: skip
 
 
 def _given(ctx: click.Context, option: str) -> bool:
@@ -191,7 +206,7 @@ def _record_zone(sim: simulation.Simulation) -> str | None:
 
 
 def _process(
-    process_name: str, stage: str, entered: str, until_text: str | None, local: str | None, rules_dir: str
+    process_name: str, stage: str, entered: str, until_text: str | None, local: str | None, rules_dir: str, fmt: str
 ) -> None:
     """`--process`: when a record in a stage becomes overdue and every reminder it gets."""
     ruleset = options.load_rules(rules_dir)
@@ -206,11 +221,18 @@ def _process(
     zone = local or ruleset.settings.timezone
     _zone(zone)
     policy = process.follow_up
+    events = timeline(process, stage, start, until, ruleset.settings)
+    sent = sum(what.startswith("reminder ") for _, what in events)
+    if fmt == "json":
+        click.echo(options.dumps({
+            "process": process.name, "module": process.module, "stage": stage, "entered": start, "until": until,
+            "timezone": zone, "reminders_enabled": policy.enabled,
+            "timeline": [{"at": at, "what": what} for at, what in events], "reminders": sent,
+        }))  # fmt: skip
+        return
     runs = f'daily run "{policy.at}" {policy.timezone}' + (f", then every {policy.every}" if policy.every else "")
     click.echo(f"{process.name}: a {process.module} in {stage} from {start:%a %Y-%m-%d %H:%M} UTC"
                f"{'' if policy.enabled else ' (reminders are off)'}; {runs}")  # fmt: skip
-    events = timeline(process, stage, start, until, ruleset.settings)
     for at, what in events:
         click.echo(line(at, what, zone))
-    sent = sum(what.startswith("reminder ") for _, what in events)
-    click.echo(f"until {until:%a %Y-%m-%d %H:%M} UTC: {sent} reminder(s)")
+    click.echo(f"until {until:%a %Y-%m-%d %H:%M} UTC: {output.plural(sent, 'reminder')}")

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
+from typing import TYPE_CHECKING
 
 import click
 
-from outreach.app import status as app_status
-from outreach.cli import options
-from outreach.store import Store, rows
+if TYPE_CHECKING:
+    from outreach.app import status as app_status
+    from outreach.store import Store, rows
+
+from outreach.cli import options, output
 
 
 @click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the daemons and the leases as JSON.")
+@output.output_format(help="text: for people; json: the daemons and the leases, one object (times in ISO 8601).")
 @options.rules_option
 @options.db_option
-def status(as_json: bool, rules_dir: str, db_url: str | None) -> None:
+def status(fmt: str, rules_dir: str, db_url: str | None) -> None:
     """List the daemons that run on the database: alive (their lease runs) or gone, the singleton work each holds
     (a mailbox's reading, the reminder run, housekeeping), when each last ticked and what it sent today.
 
@@ -27,6 +29,8 @@ def status(as_json: bool, rules_dir: str, db_url: str | None) -> None:
       outreach status
       outreach status --json --db postgresql://outreach@db.internal/outreach
     """
+    from outreach.app import status as app_status
+
     ruleset = options.load_rules(rules_dir)
     now = options.now()
 
@@ -34,13 +38,13 @@ def status(as_json: bool, rules_dir: str, db_url: str | None) -> None:
         return await app_status.daemons(store, now)
 
     found, work = options.on_store(db_url, ruleset, go)
-    if as_json:
-        click.echo(json.dumps({
+    if fmt == "json":
+        click.echo(options.dumps({
             "daemons": [{"id": d.id, "alive": d.alive, "host": d.host, "pid": d.pid, "last_tick": d.last_tick,
-                         "sent_today": d.sent_today, "holds": list(d.holds), "expires_at": d.expires_at.isoformat(),
-                         "renewed_at": d.renewed_at.isoformat() if d.renewed_at else None} for d in found],
-            "leases": [{"name": x.name, "holder": x.holder, "expires_at": x.expires_at.isoformat()} for x in work],
-        }, indent=2))  # fmt: skip
+                         "sent_today": d.sent_today, "holds": list(d.holds), "expires_at": d.expires_at,
+                         "renewed_at": d.renewed_at} for d in found],
+            "leases": [{"name": x.name, "holder": x.holder, "expires_at": x.expires_at} for x in work],
+        }))  # fmt: skip
         return
     if not found:
         click.echo("no daemon has run on this database")
@@ -53,4 +57,4 @@ def status(as_json: bool, rules_dir: str, db_url: str | None) -> None:
         holds = ", ".join(d.holds) if d.alive else f"nothing (lease expired {options.when(d.expires_at)})"
         click.echo(f"{d.id:<34} {state:<6} {tick:<26} {sent:>10}  {holds or 'nothing'}")
     alive = sum(d.alive for d in found)
-    click.echo(f"{alive} daemon(s) alive, {len(found) - alive} gone")
+    click.echo(f"{output.plural(alive, 'daemon')} alive, {len(found) - alive} gone")

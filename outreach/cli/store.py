@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from outreach import store as store_module
-from outreach.app import rules as app_rules
-from outreach.cli import options, simulate
 from outreach.review import base as review
-from outreach.review import plan as plan_module
+
+if TYPE_CHECKING:
+    from outreach.review import plan as plan_module
+    from outreach.store import Store
+
+from outreach.cli import options, output, simulate
 from outreach.rules import diagnostics, gitref, model
 from outreach.rules import validate as rules_validate
-from outreach.store import Store
 
 
 @click.group()
@@ -39,6 +40,7 @@ def upgrade(db_url: str | None, rules_dir: str) -> None:
     Example:
       outreach db upgrade --db postgresql://outreach@db.internal/outreach
     """
+    from outreach import store as store_module
 
     revision = options.on_store(db_url, _rules_if_any(rules_dir), lambda s: s.revision(), upgrade=True)
     click.echo(f"database at revision {revision} (head {store_module.Store.schema_head()})")
@@ -54,6 +56,7 @@ def current(db_url: str | None, rules_dir: str) -> None:
     Example:
       outreach db current
     """
+    from outreach import store as store_module
 
     async def go(store: Store) -> tuple[str, str | None]:
         return store.url, await store.revision()
@@ -76,6 +79,8 @@ def _rules_if_any(rules_dir: str) -> model.RuleSet | None:
 
 
 async def _plan(store: Store, ruleset: model.RuleSet) -> plan_module.Plan:
+    from outreach.review import plan as plan_module
+
     active = {k: (d.hash, d.body) for k, d in (await store.active_definitions()).items()}
     return plan_module.make_plan(ruleset, active, await store.enrollment_counts())
 
@@ -103,7 +108,12 @@ class _PlanCommand(click.Command):
 @click.command(cls=_PlanCommand)
 @click.argument("rules_dir", default="rules", type=click.Path(file_okay=False))
 @options.db_option
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@output.output_format(
+    "text",
+    "markdown",
+    "json",
+    help="text: for a terminal; markdown: for a pull request; json: one object, for scripts.",
+)
 @click.option(
     "--base",
     "base_ref",
@@ -130,6 +140,8 @@ def plan(rules_dir: str, db_url: str | None, fmt: str, base_ref: str | None, sam
       outreach plan --format markdown rules/ > plan.md
       outreach plan --base origin/main --format markdown rules/ > plan.md
     """
+    from outreach.review import plan as plan_module
+
     if base_ref is not None:
         _plan_base(rules_dir, db_url, fmt, base_ref, sample_start)
     if sample_start is not None:
@@ -145,6 +157,8 @@ def plan(rules_dir: str, db_url: str | None, fmt: str, base_ref: str | None, sam
 
 def _plan_base(rules_dir: str, db_url: str | None, fmt: str, ref: str, sample_start: str | None) -> NoReturn:
     """`plan --base REF`: the working tree against the rules at a git ref; exits."""
+    from outreach.review import base as review
+
     if db_url is not None:
         raise click.UsageError("--base compares with a git ref and reads no database: drop --db")
     start = simulate.instant("--sample-start", sample_start) if sample_start else review.SAMPLE_START
@@ -157,8 +171,8 @@ def _plan_base(rules_dir: str, db_url: str | None, fmt: str, ref: str, sample_st
     result = rules_validate.validate_texts(texts, now=when)
     if result.errors or result.ruleset is None:
         click.echo(diagnostics.format_text(result.errors), err=True)
-        click.echo(f"{rules_dir} at {ref} ({commit[:8]}): {len(result.errors)} error(s); the base must be valid "
-                   "to compare with it", err=True)  # fmt: skip
+        click.echo(f"{rules_dir} at {ref} ({commit[:8]}): {output.plural(len(result.errors), 'error')}; the base "
+                   "must be valid to compare with it", err=True)  # fmt: skip
         sys.exit(1)
     found = review.compare(result.ruleset, head, ref=ref, commit=commit, sample_start=start)
     render = {"text": review.format_text, "markdown": review.format_markdown, "json": review.format_json}[fmt]
@@ -180,6 +194,9 @@ def apply(rules_dir: str, db_url: str | None) -> None:
       outreach apply rules/
       outreach apply --db postgresql://outreach@db.internal/outreach rules/
     """
+    from outreach.app import rules as app_rules
+    from outreach.review import plan as plan_module
+
     when = options.now()
     ruleset = options.load_rules(rules_dir, when=when)
 

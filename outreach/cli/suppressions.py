@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from outreach.app import suppressions as app_suppressions
-from outreach.cli import options
-from outreach.store import Store, rows
+from outreach.engine.events import SUPPRESSION_REASONS
+
+if TYPE_CHECKING:
+    from outreach.app import suppressions as app_suppressions
+    from outreach.store import Store, rows
+
+from outreach.cli import options, output
 
 
 @click.group()
@@ -33,13 +39,15 @@ def _lines(found: tuple[rows.Suppression, ...]) -> list[str]:
 
 
 @suppressions.command("list")
-@click.option("--reason", type=click.Choice(app_suppressions.REASONS), help="Only addresses suppressed for this reason.")
+@click.option(
+    "--reason", type=click.Choice(SUPPRESSION_REASONS), help="Only addresses suppressed for this reason."
+)
 @click.option("--search", metavar="TEXT", help="Only addresses that contain TEXT (any case), e.g. a domain.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output.output_format(help="text: for people; json: one object, the total and the addresses (times in ISO 8601).")
 @options.rules_option
 @options.db_option
-def suppressions_list(reason: str | None, search: str | None, limit: int, as_json: bool, rules_dir: str,
+def suppressions_list(reason: str | None, search: str | None, limit: int, fmt: str, rules_dir: str,
                       db_url: str | None) -> None:  # fmt: skip
     """List the suppressed addresses, newest first.
 
@@ -51,13 +59,15 @@ def suppressions_list(reason: str | None, search: str | None, limit: int, as_jso
       outreach suppressions list
       outreach suppressions list --reason unsubscribed --search @example.org --json
     """
+    from outreach.app import suppressions as app_suppressions
+
     ruleset = options.load_rules(rules_dir)
 
     async def go(store: Store) -> app_suppressions.Listing:
         return await app_suppressions.listing(store, reason=reason, search=search, limit=limit)
 
     found = options.on_store(db_url, ruleset, go)
-    if as_json:
+    if fmt == "json":
         entries = [{"email": s.email, "reason": s.reason, "at": s.at, "source": s.source} for s in found.suppressions]
         click.echo(options.dumps({"total": found.total, "suppressions": entries}))
         return
@@ -66,12 +76,12 @@ def suppressions_list(reason: str | None, search: str | None, limit: int, as_jso
             click.echo(line)
     shown = len(found.suppressions)
     more = f" (the newest {shown}; --limit shows more)" if shown < found.total else ""
-    click.echo(f"{found.total} suppressed address(es){more}")
+    click.echo(f"{output.plural(found.total, 'suppressed address', 'suppressed addresses')}{more}")
 
 
 @suppressions.command("add")
 @click.argument("email")
-@click.option("--reason", type=click.Choice(app_suppressions.REASONS), default="manual", show_default=True,
+@click.option("--reason", type=click.Choice(SUPPRESSION_REASONS), default="manual", show_default=True,
               help="Why the address is kept off.")  # fmt: skip
 @options.rules_option
 @options.db_option
@@ -87,6 +97,8 @@ def suppressions_add(email: str, reason: str, rules_dir: str, db_url: str | None
       outreach suppressions add jo@example.org
       outreach suppressions add info@kranich.example.de --reason complaint
     """
+    from outreach.app import suppressions as app_suppressions
+
     try:
         app_suppressions.address(email)
     except ValueError as exc:
@@ -104,7 +116,7 @@ def suppressions_add(email: str, reason: str, rules_dir: str, db_url: str | None
         click.echo(f"{done.email} is already suppressed ({done.reason}{since}); nothing changed")
         return
     if done.records:
-        whose = f"; stopped {done.stopped} live sequence(s) of {', '.join(done.records)}"
+        whose = f"; stopped {output.plural(done.stopped, 'live sequence')} of {', '.join(done.records)}"
     else:
         whose = "; no record has this address"
     click.echo(f"suppressed {done.email} ({done.reason}){whose}")
@@ -125,6 +137,8 @@ def suppressions_remove(email: str, reason: str, rules_dir: str, db_url: str | N
     Example:
       outreach suppressions remove jo@example.org --reason "opted in again on the webinar form"
     """
+    from outreach.app import suppressions as app_suppressions
+
     if not email.strip():
         raise click.BadParameter("no address given", param_hint="EMAIL")
     if not reason.strip():

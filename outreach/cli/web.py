@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
@@ -30,6 +29,8 @@ def web(listen: str | None, rules_dir: str, db_url: str | None) -> None:
       outreach web --listen 0.0.0.0:8025 --db postgresql://outreach@db/outreach
     """
     options.load_rules(rules_dir)  # errors as every command shows them, before anything starts
+    import asyncio
+
     from outreach import daemon  # logging as the daemon's
     from outreach.web import service  # imported when it runs: the CLI starts fast
 

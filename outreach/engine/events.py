@@ -21,6 +21,9 @@ from collections.abc import Iterable, Mapping
 
 from outreach.engine import sequences as seq
 
+# Why an address is suppressed (the suppression list's `reason`); `manual`: by an operator.
+SUPPRESSION_REASONS = ("manual", "unsubscribed", "bounced", "complaint")
+
 
 class Kind(enum.StrEnum):
     """The kinds of event a record's activity keeps (the `kind` of its events)."""

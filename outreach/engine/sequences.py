@@ -132,25 +132,38 @@ Decision = SendEmail | CreateTask | Block | Wait | Complete
 # --- enrolling ---------------------------------------------------------------------------
 
 
+class Refusal(str):
+    """Why a record cannot be enrolled: the notice for the user (the string), and its `kind` for counting
+    (deleted, wrong_type, no_email, unsubscribed, already_active, same_address, no_record, not_a_user)."""
+
+    kind: str
+
+    def __new__(cls, kind: str, message: str) -> Refusal:
+        made = super().__new__(cls, message)
+        made.kind = kind
+        return made
+
+
 def refusal(
     recipient: Recipient,
     sequence: model.Sequence,
     *,
     live_in_sequence: bool,
     unsubscribed_at: dt.datetime | None,
-) -> str | None:
+) -> Refusal | None:
     """Why this record cannot be enrolled now (a notice for the user), or None."""
     if recipient.deleted:
-        return f"record {recipient.id} is deleted"
+        return Refusal("deleted", f"record {recipient.id} is deleted")
     if recipient.type not in sequence.applies_to:
-        return (f"record {recipient.id} is a {recipient.type}; {sequence.name} enrolls "
-                f"{', '.join(sequence.applies_to)}")  # fmt: skip
+        return Refusal("wrong_type", f"record {recipient.id} is a {recipient.type}; {sequence.name} enrolls "
+                                     f"{', '.join(sequence.applies_to)}")  # fmt: skip
     if not recipient.email:
-        return f"record {recipient.id} has no valid email address"
+        return Refusal("no_email", f"record {recipient.id} has no valid email address")
     if unsubscribed_at is not None:
-        return f"{recipient.email} unsubscribed on {unsubscribed_at:%Y-%m-%d %H:%M} UTC and cannot be enrolled"
+        return Refusal("unsubscribed", f"{recipient.email} unsubscribed on {unsubscribed_at:%Y-%m-%d %H:%M} UTC and "
+                                       "cannot be enrolled")  # fmt: skip
     if live_in_sequence:
-        return f"{recipient.email} is already active in {sequence.name}"
+        return Refusal("already_active", f"{recipient.email} is already active in {sequence.name}")
     return None
 
 

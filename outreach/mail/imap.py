@@ -418,6 +418,91 @@ def _text(response: Any) -> str:
     return " ".join(text.split())[:300]
 
 
+# --- checking a mailbox (outreach doctor --connect) ------------------------------------------------------------
+
+CHECK_TIMEOUT = 10.0  # seconds a check may take when the mailbox's own timeout is 0
+
+
+class CheckFailed(Exception):
+    """Why a mailbox cannot be read, in words for the operator (never a password)."""
+
+
+def where(server: model.Server) -> str:
+    """`host:port` of a mailbox (the port `security` implies when none is set)."""
+    return f"{server.host}:{server.port or DEFAULT_PORTS[server.security]}"
+
+
+def login_of(mailbox: Mailbox) -> tuple[str, str]:
+    """The user name and password of the mailbox's LOGIN; credentials.MissingSecret when either is missing."""
+    server = mailbox.server
+    username = credentials.read(
+        f"the IMAP user name of mailbox {mailbox.name}",
+        env=server.username_env, file=server.username_file, literal=server.username,
+    )  # fmt: skip
+    password = credentials.read(
+        f"the IMAP password of mailbox {mailbox.name}", env=server.password_env, file=server.password_file
+    )
+    if username is None or password is None:
+        raise credentials.MissingSecret(f"mailbox {mailbox.name}: LOGIN needs a user name and a password")
+    return username, password
+
+
+async def check(mailbox: Mailbox, *, tls_context: ssl.SSLContext | None = None, timeout: float | None = None) -> str:
+    """Log in as the poller does, SELECT the folder and log out, reading nothing: what was found, e.g. `logged in
+    as rep@example.com, INBOX holds 3 message(s)`. CheckFailed says why not: a missing secret, a refused
+    connection, no answer within `timeout` seconds (default: the mailbox's own), TLS, a refused login, a missing
+    folder."""
+    server = mailbox.server
+    limit = timeout if timeout is not None else float(server.timeout.seconds or CHECK_TIMEOUT)
+    try:
+        username, password = login_of(mailbox)
+    except credentials.MissingSecret as exc:
+        raise CheckFailed(f"not checked: {exc}") from None
+    session: Session | None = None
+    folder = _quoted(server.folder)
+    try:
+        async with asyncio.timeout(limit):
+            # the session's own timeouts are longer, so that a slow server is reported as the timeout it is
+            session = await Session.open(server, username, password, tls_context=tls_context, timeout=limit + 1)
+            selected = await session._call(session.client.select(folder))
+            # a refused SELECT rarely says why (Dovecot: "NO Mailbox doesn't exist"); LIST tells a missing folder
+            listed = None if selected.result == "OK" else await session._call(session.client.list('""', folder))
+    except BaseException as exc:
+        if session is not None:
+            session.abort()
+        if not isinstance(exc, Exception):  # cancelled
+            raise
+        raise CheckFailed(_failure(exc, where(server), limit)) from None
+    try:
+        if listed is not None:
+            missing = listed.result == "OK" and not any(line.strip() for line in listed.lines[:-1])
+            raise CheckFailed(f"logged in as {username}, but the folder {server.folder} "
+                              f"{'is missing' if missing else 'cannot be selected'}: {_text(selected)}")  # fmt: skip
+        exists = parse_select(selected.lines).exists
+    except ImapError as exc:  # no UIDVALIDITY: the poller could not trust a UID
+        raise CheckFailed(str(exc)) from None
+    finally:
+        await session.close()
+    return f"logged in as {username}, {server.folder} holds {exists} message(s)"
+
+
+def _failure(exc: Exception, at: str, limit: float) -> str:
+    """What went wrong connecting or logging in to `at`, for the operator."""
+    if isinstance(exc, TimeoutError):  # before OSError, which it is
+        return f"no answer within {limit:g} s (timeout)"
+    if isinstance(exc, LoginRefused):
+        return "authentication failed: " + str(exc).replace(f"{at} ", "the server ", 1)
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc}"
+    if isinstance(exc, OSError):
+        return f"cannot connect: {exc.strerror or exc}"
+    if isinstance(exc, ImapError):
+        return str(exc).removeprefix(f"{at}: ").replace(at, "the server")
+    return f"{type(exc).__name__}: {exc}"
+
+
 # --- the poller ------------------------------------------------------------------------------------------------
 
 
@@ -516,16 +601,7 @@ class Poller:
         idle_renew: float = IDLE_RENEW,
         batch: int = FETCH_BATCH,
     ) -> None:
-        server = mailbox.server
-        username = credentials.read(
-            f"the IMAP user name of mailbox {mailbox.name}",
-            env=server.username_env, file=server.username_file, literal=server.username,
-        )  # fmt: skip
-        password = credentials.read(
-            f"the IMAP password of mailbox {mailbox.name}", env=server.password_env, file=server.password_file
-        )
-        if username is None or password is None:
-            raise credentials.MissingSecret(f"mailbox {mailbox.name}: LOGIN needs a user name and a password")
+        username, password = login_of(mailbox)
         self.mailbox = mailbox
         self.log = logging.LoggerAdapter(log, {"mailbox": mailbox.name})  # JSON log lines name the mailbox
         self.username = username
@@ -611,7 +687,9 @@ class Poller:
                 await session.idle(self.idle_renew, self.idling)
                 return
             except IdleRefused as exc:
-                self.log.warning("mailbox %s: %s; polling every %s instead", self.name, exc, self.mailbox.server.poll_every)
+                self.log.warning(
+                    "mailbox %s: %s; polling every %s instead", self.name, exc, self.mailbox.server.poll_every
+                )
                 self.use_idle = False
         await self._sleep(self.mailbox.server.poll_every.seconds or 60)
 

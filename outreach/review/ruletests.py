@@ -41,7 +41,7 @@ from outreach.app import rules as app_rules
 from outreach.engine import reminders
 from outreach.mail import inbound, links
 from outreach.mail import transport as mail_transport
-from outreach.rules import criteria, model
+from outreach.rules import criteria, diagnostics, model
 from outreach.store import memory
 
 MAILBOX = "ruletest"  # the mailbox replies, auto-replies and bounces are "read" from
@@ -672,11 +672,49 @@ def format_json(results: Sequence[Result]) -> str:
     return json.dumps({"tests": tests, "total": len(results), "failed": failed}, ensure_ascii=False, indent=2)
 
 
-def format_junit(results: Sequence[Result]) -> str:
-    """JUnit XML: one testsuite per file, one testcase per RuleTest, a failure (or error) with its diff."""
-    root = ElementTree.Element("testsuites", name="outreach test", tests=str(len(results)),
-                               failures=str(sum(not r.passed and r.error is None for r in results)),
-                               errors=str(sum(r.error is not None for r in results)))  # fmt: skip
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_EXPECT_KEY = {"sent": "expect.sent", "task": "expect.tasks", "update": "expect.updates",
+               "enrollment": "expect.enrollments"}  # fmt: skip
+
+
+def _first_difference(r: Result) -> tuple[str, str]:
+    """A failing test's first difference, in the text output's order: (the expectation it is about, one line)."""
+    diff = [x for x in _ordered(r.lines) if x.sign != " "]
+    first = diff[0]
+    if first.sign == "+":
+        label = "sent, not expected"
+    else:
+        label = "expected, not sent" if first.what == "sent" else "expected"
+    where = f" [{first.where}]" if first.where and first.sign == "-" else ""
+    more = f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""
+    return _EXPECT_KEY[first.what], " ".join(f"{label}: {first.text}{where}{more}".splitlines())
+
+
+def format_junit(
+    results: Sequence[Result], invalid: Sequence[tuple[str, Sequence[diagnostics.Diagnostic]]] = ()
+) -> str:
+    """JUnit XML: one testsuite per file, one testcase per RuleTest; a failure's type is the expectation, its message
+    the first difference and its text the diff; an error when the test cannot run.
+
+    `invalid` are the rule sets that did not validate, by name, with their errors: each is a testsuite whose one
+    testcase has an error, at its first error's file and line, with every error as its text.
+    """
+    failures = sum(not r.passed and r.error is None for r in results)
+    errors = sum(r.error is not None for r in results) + len(invalid)
+    root = ElementTree.Element("testsuites", name="outreach test", tests=str(len(results) + len(invalid)),
+                               failures=str(failures), errors=str(errors))  # fmt: skip
+    for name, problems in invalid:
+        suite = ElementTree.SubElement(root, "testsuite", name=name, tests="1", failures="0", errors="1",
+                                       time="0.000")  # fmt: skip
+        shown = diagnostics.format_text(problems).splitlines() or ["the rules did not validate"]
+        first = min(problems, key=diagnostics.sort_key, default=None)
+        attributes = {"name": "the rules validate", "classname": name}
+        if first is not None:
+            attributes |= {"file": first.file, "line": str(first.line)}
+        case = ElementTree.SubElement(suite, "testcase", attributes, time="0.000")
+        more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""
+        error = ElementTree.SubElement(case, "error", type="validation", message=shown[0] + more)
+        error.text = "\n".join([*shown, f"{name}: {len(problems)} error(s); no RuleTest ran"])
     by_file: dict[str, list[Result]] = {}
     for r in results:
         by_file.setdefault(r.test.source.file, []).append(r)
@@ -689,10 +727,13 @@ def format_junit(results: Sequence[Result]) -> str:
             case = ElementTree.SubElement(suite, "testcase", name=r.test.name, classname=file, file=file,
                                           line=str(r.test.source.line), time=f"{r.seconds:.3f}")  # fmt: skip
             if r.error is not None:
-                ElementTree.SubElement(case, "error", message=r.error).text = r.error
+                message = " ".join(r.error.splitlines())
+                ElementTree.SubElement(case, "error", type="rule-test", message=message).text = r.error
             elif not r.passed:
+                kind, message = _first_difference(r)
                 text = format_text([r]).rsplit("\n", 1)[0]
-                bad = sum(x.sign != " " for x in r.lines)
-                ElementTree.SubElement(case, "failure", message=f"{bad} difference(s)").text = text
+                ElementTree.SubElement(case, "failure", type=kind, message=message).text = text
     ElementTree.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode")
+    xml = ElementTree.tostring(root, encoding="unicode")
+    # ElementTree writes characters XML 1.0 forbids as they are (a test's name may hold one): shown escaped instead
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], xml)

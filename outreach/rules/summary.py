@@ -20,6 +20,11 @@ def _at(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%a %Y-%m-%d %H:%M UTC")
 
 
+def _n(n: int, word: str, many: str | None = None) -> str:
+    """`1 record`, `2 records` (`many`: the plural when it is not WORD + s)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 def rows(rs: model.RuleSet) -> list[Row]:
     s = rs.settings
     out = [
@@ -27,8 +32,8 @@ def rows(rs: model.RuleSet) -> list[Row]:
             "Settings",
             "settings",
             f"{s.source.file}:{s.source.line}",
-            f"{len(s.users)} users, {len(s.record_fields)} custom fields, {s.transport.type} transport, "
-            f"{len(s.mailboxes)} mailboxes, zone {s.timezone}",
+            f"{_n(len(s.users), 'user')}, {_n(len(s.record_fields), 'custom field')}, {s.transport.type} transport, "
+            f"{_n(len(s.mailboxes), 'mailbox', 'mailboxes')}, zone {s.timezone}",
             s.source.hash[:12],
         )
     ]
@@ -50,7 +55,7 @@ def rows(rs: model.RuleSet) -> list[Row]:
                 "Sequence",
                 q.name,
                 f"{q.source.file}:{q.source.line}",
-                f"{len(q.steps)} steps ({emails} email, {len(q.steps) - emails} task), "
+                f"{_n(len(q.steps), 'step')} ({emails} email, {len(q.steps) - emails} task), "
                 f"{'/'.join(q.applies_to)}, sent as {q.sender.user or q.sender.kind}, on_edit {q.on_edit}{auto}",
                 q.source.hash[:12],
             )
@@ -58,14 +63,14 @@ def rows(rs: model.RuleSet) -> list[Row]:
     for v in rs.views.values():
         out.append(Row("View", v.name, f"{v.source.file}:{v.source.line}", f"{v.module} records", v.source.hash[:12]))
     for c in rs.campaigns.values():
-        to = f"view {c.to.view}" if c.to.view else ("criteria" if c.to.where else f"{len(c.to.records)} records")
+        to = f"view {c.to.view}" if c.to.view else ("criteria" if c.to.where else _n(len(c.to.records), "record"))
         when = _at(c.send_at) if c.send_at else "when applied"
         out.append(
             Row(
                 "Campaign",
                 c.name,
                 f"{c.source.file}:{c.source.line}",
-                f"{c.module} via {to}, {when}, {len(c.follow_ups)} follow-ups, owner {c.owner}",
+                f"{c.module} via {to}, {when}, {_n(len(c.follow_ups), 'follow-up')}, owner {c.owner}",
                 c.source.hash[:12],
             )
         )
@@ -78,7 +83,7 @@ def rows(rs: model.RuleSet) -> list[Row]:
                 "SalesProcess",
                 p.name,
                 f"{p.source.file}:{p.source.line}",
-                f"{p.module}, {len(p.stages)} stages ({sum(1 for x in p.stages if x.max)} with max), {rem}",
+                f"{p.module}, {_n(len(p.stages), 'stage')} ({sum(1 for x in p.stages if x.max)} with max), {rem}",
                 p.source.hash[:12],
             )
         )
@@ -88,7 +93,7 @@ def rows(rs: model.RuleSet) -> list[Row]:
                 "RuleTest",
                 r.name,
                 f"{r.source.file}:{r.source.line}",
-                f"{len(r.records)} records, {len(r.events)} events, from {_at(r.start)}",
+                f"{_n(len(r.records), 'record')}, {_n(len(r.events), 'event')}, from {_at(r.start)}",
                 r.source.hash[:12],
             )
         )

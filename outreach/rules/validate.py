@@ -14,7 +14,17 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from outreach.rules import criteria, diagnostics, loader, model, schema_errors, schemas, templates, timing
+from outreach.rules import (
+    criteria,
+    diagnostics,
+    holiday_index,
+    loader,
+    model,
+    schema_errors,
+    schemas,
+    templates,
+    timing,
+)
 from outreach.rules.criteria import FieldType
 from outreach.rules.diagnostics import Code, Diagnostic, Severity
 from outreach.rules.loader import Document
@@ -134,7 +144,7 @@ def _prepare(files: Sequence[str]) -> _Ahead:
             for cal in doc.data.get("calendars", {}).values():
                 country = (cal.get("holidays") or {}).get("country")
                 if isinstance(country, str):
-                    ahead.holidays[country] = _holiday_subdivisions(country)
+                    ahead.holidays[country] = holiday_index.subdivisions(country)
     return ahead
 
 
@@ -152,7 +162,7 @@ def _prepare_in_parallel(files: Sequence[str], jobs: int) -> _Ahead:
             ahead.merge(future.result())
     order = {f: i for i, f in enumerate(files)}
     ahead.docs.sort(key=lambda doc: (order[doc.file], doc.index))
-    _HOLIDAYS.update(ahead.holidays)
+    holiday_index.remember(ahead.holidays)
     return ahead
 
 
@@ -538,7 +548,7 @@ class _Checker:
         return tuple(keys.values())
 
     def _check_holidays(self, doc: Document, path: Path, country: str, sub: str | None) -> None:
-        subdivisions = _holiday_subdivisions(country)
+        subdivisions = holiday_index.subdivisions(country)
         if subdivisions is None:
             from holidays import registry
 
@@ -1389,28 +1399,3 @@ def _suggest_kind(kind: Any) -> str:
             if k.lower() == kind.lower():
                 return f"; did you mean {k!r}?"
     return diagnostics.did_you_mean(kind, schemas.KINDS)
-
-
-_HOLIDAYS: dict[str, tuple[str, ...] | None] = {}
-
-
-def _holiday_subdivisions(country: str) -> tuple[str, ...] | None:
-    """The subdivisions python-holidays knows for a country code, or None for an unknown country.
-
-    Reads the registry and imports only that country's module:
-    holidays.list_supported_countries() imports all of them (a quarter of a second).
-    """
-    if country in _HOLIDAYS:
-        return _HOLIDAYS[country]
-    import importlib
-
-    from holidays import registry
-
-    found: tuple[str, ...] | None = None
-    for module, (class_name, alpha2, *_rest) in registry.COUNTRIES.items():
-        if alpha2 == country:
-            cls = getattr(importlib.import_module(f"holidays.countries.{module}"), class_name)
-            found = tuple(str(s) for s in getattr(cls, "subdivisions", ()))
-            break
-    _HOLIDAYS[country] = found
-    return found

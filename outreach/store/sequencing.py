@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ class AlreadyLive(Exception):
 
 
 SYNCHRONOUS = "FULL"  # SQLite's setting for every other commit (its default in WAL mode)
+_IN_CHUNK = 900  # values in one IN (...): under every SQLite build's limit on bound parameters (999 before 3.32)
 
 
 @dataclasses.dataclass
@@ -193,6 +195,59 @@ class SequenceVerbs:
         except sa.exc.IntegrityError:
             raise AlreadyLive(f"{values['email']} is already active in {values['sequence']}") from None
         return new_id
+
+    async def enrolling_facts(self, emails: Sequence[str], sequence: str) -> tuple[set[str], dict[str, dt.datetime]]:
+        """What enrolling many addresses needs to know, in two queries a chunk: those of `emails` live in the
+        sequence (compared as `live_in_sequence` compares), and when each unsubscribed (by lower-cased address)."""
+        e, s = tables.enrollments, tables.suppressions
+        live: set[str] = set()
+        unsubscribed: dict[str, dt.datetime] = {}
+        wanted = sorted(set(emails))
+        async with self.engine.connect() as conn:
+            for i in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[i : i + _IN_CHUNK]
+                query = sa.select(e.c.email).where(
+                    e.c.sequence == sequence, e.c.email.in_(chunk), e.c.status.in_(changes.LIVE)
+                )
+                live.update(r[0] for r in await conn.execute(query))
+                lowered = sorted({x.lower() for x in chunk})
+                found = await conn.execute(sa.select(s.c.email, s.c.at).where(s.c.email.in_(lowered)))
+                unsubscribed.update((r[0], r[1]) for r in found)
+        return live, unsubscribed
+
+    async def insert_enrollments(
+        self, many: Sequence[Mapping[str, Any]], *, now: dt.datetime, source: str = "cli"
+    ) -> list[int]:
+        """Store new enrollments in one transaction, each with its "enrolled" event (as `insert_enrollment` does
+        one): their ids in order. AlreadyLive, and nothing written, when any address is live in its sequence."""
+        if not many:
+            return []
+        e = tables.enrollments
+        data = [{k: v for k, v in values.items() if k != "id" and k in e.c} for values in many]
+        try:
+            async with self.engine.begin() as conn:
+                await bulk.insert(conn, e, data)
+                # Their ids, by address: one live enrollment per address and sequence (the unique index). Cheaper
+                # than INSERT ... RETURNING, which SQLAlchemy sends a row at a time on SQLite to keep the order.
+                found: dict[tuple[str, str], int] = {}
+                for sequence in {v["sequence"] for v in data}:
+                    emails = sorted({v["email"] for v in data if v["sequence"] == sequence})
+                    for i in range(0, len(emails), _IN_CHUNK):
+                        query = sa.select(e.c.id, e.c.email).where(
+                            e.c.sequence == sequence, e.c.email.in_(emails[i : i + _IN_CHUNK]),
+                            e.c.status.in_(changes.LIVE),
+                        )  # fmt: skip
+                        found.update(((sequence, r.email), int(r.id)) for r in await conn.execute(query))
+                ids = [found[(v["sequence"], v["email"])] for v in data]
+                await bulk.insert(conn, tables.events, [
+                    {"record_id": v["record_id"], "kind": "enrolled", "at": now,
+                     "data": {"sequence": v["sequence"], "enrollment": new_id, "by": v["enrolled_by"]},
+                     "source": source}
+                    for v, new_id in zip(many, ids, strict=True)
+                ])  # fmt: skip
+        except (sa.exc.IntegrityError, sqlite3.IntegrityError):  # the latter from the driver itself (bulk.insert)
+            raise AlreadyLive("an address is already active in its sequence") from None
+        return ids
 
     async def get_enrollment(self, enrollment_id: int) -> dict[str, Any] | None:
         e = tables.enrollments
@@ -394,6 +449,15 @@ class SequenceVerbs:
             query = query.where(o.c.record_id == record_id)
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def outbox_message(self, message_id: int) -> dict[str, Any] | None:
+        """One message of the outbox: its columns, with `message` the bytes as queued (and sent as they are); None
+        when there is no such message."""
+        o = tables.outbox
+        query = sa.select(*(c for c in o.c if c.name not in ("attempt_id", "link_key"))).where(o.c.id == message_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return dict(row._mapping) if row is not None else None
 
     async def requeue(self, message_id: int) -> None:
         """An operator's decision: send a message in `unknown` (or `failed`) state again."""

@@ -88,7 +88,17 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
     if backend == "postgresql":
         parsed = parsed.set(drivername="postgresql+asyncpg")
         connect_args = {"server_settings": {"search_path": schema}} if schema else {}
-        return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        try:
+            return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            if exc.name != "asyncpg":
+                raise
+            # asyncpg is the optional extra `postgres`: SQLite, the default, needs no driver to install
+            shown = parsed.set(drivername=backend).render_as_string(hide_password=True)
+            raise StoreError(
+                f"{shown} is a PostgreSQL database, and its driver asyncpg is not installed: "
+                "pip install 'outreach[postgres]'"
+            ) from None
     raise StoreError(f"the database URL {url!r} names {backend!r}; outreach uses sqlite or postgresql")
 
 
@@ -341,17 +351,38 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
     ) -> list[rows.Record]:
         """Records matching criteria (compiled to SQL), ordered by id."""
         r = tables.records
-        query = sa.select(r).order_by(r.c.id)
-        if where is not None:
-            query = query.where(sql_criteria.compile_criteria(where, self.fields, now))
-        if module is not None:
-            query = query.where(r.c.type == module)
-        if not include_deleted:
-            query = query.where(r.c.deleted_at.is_(None))
+        query = sa.select(r).where(*self._matching(where, now, module, include_deleted)).order_by(r.c.id)
         if limit is not None:
             query = query.limit(limit)
         async with self.engine.connect() as conn:
             return [self._record(row) for row in await conn.execute(query)]
+
+    async def count_records(
+        self,
+        where: rules_criteria.Criteria | None = None,
+        *,
+        now: dt.datetime,
+        module: str | None = None,
+        include_deleted: bool = False,
+    ) -> int:
+        """How many records `list_records` would find without a limit."""
+        query = sa.select(sa.func.count()).select_from(tables.records)
+        query = query.where(*self._matching(where, now, module, include_deleted))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    def _matching(self, where: rules_criteria.Criteria | None, now: dt.datetime, module: str | None,
+                  include_deleted: bool) -> list[sa.ColumnElement[bool]]:  # fmt: skip
+        """The conditions of `list_records` and `count_records`."""
+        r = tables.records
+        found: list[sa.ColumnElement[bool]] = []
+        if where is not None:
+            found.append(sql_criteria.compile_criteria(where, self.fields, now))
+        if module is not None:
+            found.append(r.c.type == module)
+        if not include_deleted:
+            found.append(r.c.deleted_at.is_(None))
+        return found
 
     async def import_records(
         self,
