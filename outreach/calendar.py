@@ -68,12 +68,16 @@ def is_working_day(day: dt.date, calendar: model.Calendar) -> bool:
 
 @functools.lru_cache(maxsize=8192)  # every step due at a tick asks with the same `now`
 def next_send_time(t: dt.datetime, calendar: model.Calendar, tz: zoneinfo.ZoneInfo) -> dt.datetime:
-    """The earliest instant at or after t inside the send window of a working day (t itself without a window)."""
+    """The earliest instant at or after t at which mail may go: inside the send window of a working day; without
+    a window, any time of a working day (t itself on one, else 00:00 of the next working day)."""
     t = _utc(t)
     window = calendar.send_window
-    if window is None:
-        return t
     day = t.astimezone(tz).date()
+    if window is None:
+        # Mail goes out on working days only, windowed or not (the product note: weekends are skipped).
+        if is_working_day(day, calendar):
+            return t
+        return _first_instant(dt.datetime.combine(_working_day_after(day, 1, calendar), dt.time()), tz)
     for _ in range(_SEARCH_DAYS):
         opens, closes = _window_on(day, window, tz)
         if t < closes and opens < closes and is_working_day(day, calendar):
@@ -84,7 +88,7 @@ def next_send_time(t: dt.datetime, calendar: model.Calendar, tz: zoneinfo.ZoneIn
 
 @functools.lru_cache(maxsize=8192)  # ... and every step done at it, for each step's wait
 def add_wait(start: dt.datetime, wait: timing.Duration, calendar: model.Calendar, tz: zoneinfo.ZoneInfo) -> dt.datetime:
-    """When a step whose wait began at start is due: after the wait, at the next send time."""
+    """When a step whose wait began at start is due: after the wait, at the next send time (a working day's)."""
     start = _utc(start)
     if wait.business_days < 0 or wait.seconds < 0:
         raise ValueError(f"a wait cannot be negative: {wait!r}")

@@ -48,6 +48,7 @@ HOST = "127.0.0.1"
 READY_TIMEOUT = 15.0  # seconds a server gets to answer on its port
 HANG = "hang"  # a scripted reply that never comes: the client's timeout has to fire
 SLOW = "slow "  # "slow 2.0": the reply (250) comes after that many seconds (mail in flight when a daemon stops)
+DROP = "drop"  # at DATA: take the message (it counts as received), then cut the connection without answering
 _ACCEPT = "250 OK"  # what the hooks answer when no script says otherwise
 
 
@@ -419,7 +420,7 @@ class SmtpServer:
         to = [address.lower() for address in envelope.rcpt_tos]
         rule = next((self._data_to[a] for a in to if a in self._data_to), self._data)
         reply = await self._decide(server, "DATA", _message_key(data), rule)
-        if reply.startswith("2"):
+        if reply.startswith("2") or reply == DROP:
             login = getattr(session.auth_data, "login", None)
             self.messages.append(
                 Received(
@@ -431,6 +432,9 @@ class SmtpServer:
                     login=login.decode(errors="replace") if isinstance(login, bytes) else login,
                 )
             )
+        if reply == DROP and server.transport is not None:  # taken, and the answer is lost on the way
+            _abort(server.transport)
+            await asyncio.Event().wait()
         return reply
 
     async def _decide(self, server: _SMTP, command: str, about: str, rule: Reply | None) -> str:

@@ -230,6 +230,51 @@ async def test_a_dry_run_of_enroll_many_refuses_the_second_record_of_an_address_
     assert await store.enrollments(sequence="inbound-nurture") == []
 
 
+async def test_addresses_that_differ_only_in_case_are_one_person_in_a_sequence(store: Store) -> None:
+    # issue 18, item 6: compared as the suppression list compares them
+    more = [import_rows.Row(10 + i, f"X{i}", "lead", addr, {"owner": "anna", "country": "FR"})
+            for i, addr in enumerate(["Sam.Jones@example.org", "sam.jones@example.org", "SAM.JONES@example.org"])]  # fmt: skip
+    assert (await store.import_records(more, now=MONDAY)).committed
+    where = criteria.Leaf("country", criteria.Op.EQ, "FR")
+    for dry_run in (True, False):
+        results = dict(await enrolling.enroll_many(store, RULES, NURTURE, where=where, enrolled_by="anna",
+                                                   now=MONDAY, dry_run=dry_run))  # fmt: skip
+        assert isinstance(results["X0"], seq.Enrollment)
+        for rid in ("X1", "X2"):
+            assert isinstance(results[rid], seq.Refusal) and results[rid].kind == "same_address", results[rid]  # type: ignore[union-attr]
+        assert results["X1"] == "sam.jones@example.org is enrolled already in this run (record X0)"
+    (live,) = await store.enrollments(sequence="inbound-nurture", live_only=True)
+    assert live["email"] == "Sam.Jones@example.org"
+    # a later run, and one record at a time, find it live whatever the case
+    again = dict(await enrolling.enroll_many(store, RULES, NURTURE, record_ids=["X1"], enrolled_by="anna",
+                                             now=LATER))  # fmt: skip
+    assert again["X1"] == "sam.jones@example.org is already active in inbound-nurture"
+    one = await enrolling.enroll(store, RULES, await store.get_record("X2"), NURTURE, enrolled_by="anna", now=LATER)
+    assert one == "SAM.JONES@example.org is already active in inbound-nurture"
+    assert await store.live_in_sequence("SAM.jones@EXAMPLE.org", "inbound-nurture")
+    assert await store.enrolling_facts(["SAM.JONES@example.org"], "inbound-nurture") == (
+        {"sam.jones@example.org"}, {})
+
+
+async def test_the_live_index_refuses_an_address_in_another_case_even_when_the_facts_were_stale(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    more = [import_rows.Row(10, "X0", "lead", "Kim@example.net", {"owner": "anna", "country": "FR"})]
+    assert (await store.import_records(more, now=MONDAY)).committed
+    real = store.enrolling_facts
+
+    async def stale(emails: list[str], sequence: str) -> tuple[set[str], dict[str, dt.datetime]]:
+        facts = await real(emails, sequence)
+        await enrolled(store, "L2")  # kim@example.net, by another writer, after the facts were read
+        return facts
+
+    monkeypatch.setattr(store, "enrolling_facts", stale)
+    results = dict(await enrolling.enroll_many(store, RULES, NURTURE, record_ids=["X0"], enrolled_by="anna",
+                                               now=MONDAY))  # fmt: skip
+    assert results["X0"] == "Kim@example.net is already active in inbound-nurture"
+    assert [e["record_id"] for e in await store.enrollments(sequence="inbound-nurture", live_only=True)] == ["L2"]
+
+
 async def test_enroll_many_falls_back_to_one_by_one_when_another_writer_enrolled_an_address_meanwhile(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

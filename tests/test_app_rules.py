@@ -101,6 +101,28 @@ async def test_a_reload_of_invalid_rules_keeps_the_old_set_running(
 
 
 @pytest.mark.store
+async def test_a_reload_of_an_alias_bomb_is_refused_at_the_alias_quickly_and_the_old_set_runs(
+    rules_dir: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's 1 MB View (a 600,000-character value aliased 100,000 times) once took a reload 97 s and 6 GB."""
+    import time
+
+    in_force = app_rules.InForce(store)
+    await in_force.swap(app_rules.load(str(rules_dir), MONDAY), Counting(), now=MONDAY)
+    running = in_force.ruleset
+    aliases = ", ".join(["*a"] * 100_000)
+    (rules_dir / "views" / "hostile.yaml").write_text(
+        f"kind: View\nname: hostile\nmodule: lead\nwhere:\n  field: country\n  in: [&a {'a' * 600_000}, {aliases}]\n"
+    )
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="outreach"):
+        assert await in_force.reload(str(rules_dir), now=MONDAY) is False
+    assert time.monotonic() - started < 10
+    assert in_force.ruleset is running
+    assert "hostile.yaml:6:600033: error: aliases expand the file to more than 4194304 characters" in caplog.text
+
+
+@pytest.mark.store
 async def test_a_reload_whose_transport_cannot_be_built_keeps_the_old_set(
     rules_dir: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -161,10 +161,28 @@ def test_a_window_that_ends_at_24_00_runs_to_midnight() -> None:
     assert calendar.next_send_time(local("2026-11-28T00:00"), cal, BERLIN) == local("2026-11-30T18:00")
 
 
-def test_without_a_window_plain_waits_are_exact_even_on_weekends() -> None:
+def test_without_a_window_a_plain_wait_is_exact_on_a_working_day() -> None:
     cal = berlin_calendar(window=None)
-    assert calendar.add_wait(local("2026-11-27T03:17"), plain("1 day"), cal, BERLIN) == local("2026-11-28T03:17")
-    assert calendar.next_send_time(local("2026-12-25T12:00"), cal, BERLIN) == local("2026-12-25T12:00")
+    assert calendar.add_wait(local("2026-11-26T03:17"), plain("1 day"), cal, BERLIN) == local("2026-11-27T03:17")
+    assert calendar.next_send_time(local("2026-11-24T23:59"), cal, BERLIN) == local("2026-11-24T23:59")
+
+
+def test_without_a_window_friday_plus_one_day_goes_out_on_monday_at_00_00() -> None:
+    # The product note: sequence mail goes out on working days only, windowed or not (issue 18, item 5).
+    cal = berlin_calendar(window=None)
+    assert calendar.add_wait(local("2026-11-27T03:17"), plain("1 day"), cal, BERLIN) == local("2026-11-30T00:00")
+    assert calendar.add_wait(local("2026-11-27T15:00"), plain("2 days"), cal, BERLIN) == local("2026-11-30T00:00")
+    assert calendar.add_wait(local("2026-11-28T10:00"), timing.Duration(), cal, BERLIN) == local("2026-11-30T00:00")
+
+
+def test_without_a_window_mail_due_on_a_holiday_waits_for_the_next_working_day() -> None:
+    cal = berlin_calendar(window=None)
+    # Thursday 24 December + 1 day is Christmas Day; the 26th is a holiday too, then the weekend.
+    assert calendar.add_wait(local("2026-12-24T12:00"), plain("1 day"), cal, BERLIN) == local("2026-12-28T00:00")
+    assert calendar.next_send_time(local("2026-12-25T12:00"), cal, BERLIN) == local("2026-12-28T00:00")
+    # Without a holiday country, Christmas is a working day.
+    assert calendar.next_send_time(local("2026-12-25T12:00"), berlin_calendar(window=None, country=None),
+                                   BERLIN) == local("2026-12-25T12:00")  # fmt: skip
 
 
 def test_a_plain_day_is_24_hours_across_the_end_of_daylight_saving_time() -> None:
@@ -173,8 +191,8 @@ def test_a_plain_day_is_24_hours_across_the_end_of_daylight_saving_time() -> Non
     assert due == local("2026-10-26T08:00")  # 72 hours, one of them given back by the clocks
 
 
-def test_immediately_without_a_window_is_the_start_itself() -> None:
-    start = local("2026-11-28T10:00")
+def test_immediately_without_a_window_is_the_start_itself_on_a_working_day() -> None:
+    start = local("2026-11-27T10:00")
     assert calendar.add_wait(start, timing.Duration(), berlin_calendar(window=None), BERLIN) == start
 
 
@@ -382,12 +400,10 @@ def test_a_business_wait_lands_on_a_working_day_inside_the_window_and_not_before
     assert due.tzinfo is UTC
     assert due >= start
     seen = due.astimezone(tz)
+    assert calendar.is_working_day(seen.date(), cal)
     if cal.send_window is not None:
-        assert calendar.is_working_day(seen.date(), cal)
         assert inside_window(seen, cal.send_window)
-    elif wait.is_business:
-        assert calendar.is_working_day(seen.date(), cal)
-    else:
+    elif not wait.is_business and calendar.is_working_day(start.astimezone(tz).date(), cal):
         assert due == start
 
 
@@ -413,13 +429,15 @@ def test_a_plain_wait_is_at_least_its_length_and_lands_inside_the_window(
     start = start.astimezone(UTC)  # so + gap is elapsed time, and == works for skipped or repeated local times
     tz = calendar.zone_for(recipient, cal, "UTC")
     due = calendar.add_wait(start, wait, cal, tz)
-    assert due >= start + dt.timedelta(seconds=wait.seconds)
+    over = start + dt.timedelta(seconds=wait.seconds)
+    assert due >= over
+    assert calendar.is_working_day(due.astimezone(tz).date(), cal)
+    # Sending is a fixed point: a due time is already a send time.
+    assert calendar.next_send_time(due, cal, tz) == due
     if cal.send_window is None:
-        assert due == start + dt.timedelta(seconds=wait.seconds)
-    else:
-        assert calendar.is_working_day(due.astimezone(tz).date(), cal)
-        # Sending is a fixed point: a due time is already a send time.
-        assert calendar.next_send_time(due, cal, tz) == due
+        # Exact on a working day; else the start of the next one.
+        ends_on_working_day = calendar.is_working_day(over.astimezone(tz).date(), cal)
+        assert due == over if ends_on_working_day else due.astimezone(tz).time() <= dt.time(1)
 
 
 @PROPERTIES

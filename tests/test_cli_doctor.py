@@ -106,7 +106,7 @@ def test_a_short_tracking_secret_is_a_problem_and_a_set_api_token_is_ok(
     here: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # fmt: skip
     monkeypatch.setenv("OUTREACH_SECRET", "change-me")
-    monkeypatch.setenv("OUTREACH_API_TOKEN", "an-api-token-an-api-token")
+    monkeypatch.setenv("OUTREACH_API_TOKEN", "an-api-token-an-api-token-an-api-token")
     code, out = run("doctor")
     assert code == 1
     assert "problem  secret       tracking secret (signs unsubscribe, open and click links): a tracking secret of 9 " \

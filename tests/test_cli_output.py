@@ -131,6 +131,23 @@ def test_counts_have_the_right_plural() -> None:
     assert output.plural(3, "address", "addresses") == "3 addresses"
 
 
+def test_data_in_a_table_is_shown_as_text_never_as_markup_or_terminal_control() -> None:
+    # issue 18, item 3: ESC/OSC sequences, C1 controls and bidi overrides written out; rich markup is text
+    from rich.console import Console
+
+    hostile = "\x1b]8;;https://evil.example\x1b\\[link=https://evil.example]x[/link]\x9b2J\u202e[/]"
+    table = output.table(["field", "value"], [["first_name", hostile], ["notes", "one\ntwo"]], title="record [b]L1",
+                         free=["value"])  # fmt: skip
+    console = Console(file=io.StringIO(), width=200, force_terminal=True, color_system=None)
+    console.print(table)
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b]8" not in shown and "\x9b" not in shown and "\u202e" not in shown
+    assert "\\x1b]8;;https://evil.example\\x1b\\[link=https://evil.example]x[/link]\\x9b2J\\u202e[/]" in shown
+    assert "record [b]L1" in shown and "one" in shown and "two" in shown  # a line break in a cell stays
+    assert output.visible("a\r\nb\tc\x7f") == "a\\r\\nb\\tc\\x7f"
+    assert output.json_safe(json.dumps("\x9b\u2066x\u00e9", ensure_ascii=False)) == '"\\u009b\\u2066x\u00e9"'
+
+
 def test_every_list_and_show_command_prints_json(here: Path) -> None:
     assert [r["id"] for r in as_json("records", "list")] == ["D1", "L1", "L2"]
     assert as_json("records", "show", "L2")["record"]["email"] == LONG

@@ -4,6 +4,7 @@ SIGHUP (keeping the old rules when the new ones are invalid) and stops cleanly o
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -18,11 +19,12 @@ import sqlalchemy as sa
 from outreach import daemon as daemon_module
 from outreach.mail import transport as mail_transport
 from outreach.rules.criteria import FieldType
-from tests.conftest import ROOT
+from tests.conftest import FIXTURES, ROOT
 from tests.stores import in_database_file
 from tests.worlds import MONDAY, PEOPLE, SIGN_UP, rows
 
 pytestmark = pytest.mark.acceptance
+HOSTILE = FIXTURES / "hostile" / "templates.yaml"
 
 
 async def test_the_daemon_applies_ticks_and_keeps_old_rules_when_a_reload_is_invalid(tmp_path: Path) -> None:
@@ -126,6 +128,70 @@ def test_ctrl_c_stops_the_daemon_cleanly(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "stopped" in err and "Traceback" not in err
+
+
+def test_sigterm_stops_the_daemon_within_its_grace_while_it_renders_a_hostile_template(tmp_path: Path) -> None:
+    """The welcome mail is the hostile fixture's nested loops (it passes `outreach validate`; each render is
+    stopped after limits.render_time, 1 s) and 30 sign-ups are due at once: a tick of half a minute. SIGTERM
+    in the middle of it stops the daemon within its grace period; the steps it had not rendered stay due."""
+    import sqlite3
+
+    from outreach.rules import loader
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    hostile = {doc.data["name"]: doc.data["text"] for doc in loader.read_file(str(HOSTILE))[0]}
+    welcome = (rules / "templates" / "welcome.yaml").read_text()
+    body = welcome[welcome.index("text: |") : welcome.index("---")]
+    (rules / "templates" / "welcome.yaml").write_text(
+        welcome.replace(body, f"text: {json.dumps(hostile['nested-ranges'])}\n")
+    )
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,type,email,first_name,owner,source\n" + "".join(
+        f"S{i},lead,lead{i}@example.org,Lead,anna,website\n" for i in range(30)))  # fmt: skip
+    db, env = tmp_path / "d.db", {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run([sys.executable, "-m", "outreach.cli", "records", "import", str(leads), "--rules", str(rules),
+                    "--db", f"sqlite:///{db}"], check=True, capture_output=True, cwd=tmp_path, env=env)  # fmt: skip
+    grace = 5.0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outreach.cli", "run", "--rules", str(rules), "--db", f"sqlite:///{db}", "--tick",
+         "0.2", "--listen", "127.0.0.1:0", "--grace", str(grace)],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+    def enrolled() -> int:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("SELECT count(*) FROM enrollments").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            conn.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        while enrolled() < 30 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # the tick renders its due steps: one a second
+        proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        _out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - stopped_at
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert took < grace, f"the daemon took {took:.1f} s to stop: {err}"
+    assert "stopped" in err and "Traceback" not in err
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        states = dict(conn.execute("SELECT status, count(*) FROM enrollments GROUP BY status").fetchall())
+        reasons = {r for (r,) in conn.execute("SELECT reason FROM enrollments WHERE status = 'blocked'")}
+        queued = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    finally:
+        conn.close()
+    assert states.get("active", 0) >= 25 and states.keys() <= {"active", "blocked"}  # it stopped mid-batch
+    assert reasons <= {"template welcome went past a limit: it took longer than 1 s to render (Settings "
+                       "limits.render_time)"} and queued == 0  # fmt: skip
 
 
 async def test_the_daemon_serves_its_web_endpoints_beside_the_ticks(tmp_path: Path) -> None:

@@ -487,11 +487,18 @@ CONTEXT = {
         "rules with a mistake in rules/sequences/inbound-nurture.yaml",
     ("docs/cli.md", "outreach enroll inbound-nurture --record S5 --as anna", "Error: sequence inbound-nurture in "
      "the rules is not the applied version"): "a database the rules were never applied to",
-    ("docs/cli.md", "outreach enroll inbound-nurture --where country=DE --as anna", "19,600 enrolled"):
+    ("docs/cli.md", "outreach enroll inbound-nurture --where country=DE --as anna --now 2026-11-23T08:00:00Z",
+     "19,600 enrolled"):
         "a database of 20,000 records (bench/enroll.py)",
+    ("docs/cli.md", "outreach enroll inbound-nurture --where country=DE --as anna --now 2026-11-23T08:00:00Z "
+     "--dry-run", "20,000 would enroll"): "a database of 20,000 leads of anna's in DE",
+    ("docs/cli.md", "outreach enroll inbound-nurture --record L20001 --as anna --now 2026-11-23T08:00:00Z --verbose",
+     "after 20,000 of theirs already scheduled"): "the 20,000 leads enrolled, and one more, L20001",
     ("docs/cli.md", "outreach preview welcome --record S1", "step 1 welcome at Mon 2026-11-23 16:31 UTC"):
         "before the daemon's first tick enrolled S1 in welcome",
     ("docs/mail.md", "outreach doctor", "ok       dkim"): "the page's Settings with a DKIM key",
+    ("docs/rules.md", "outreach plan rules/", "> Sequence webinar-nurture (renamed from inbound-nurture"):
+        "inbound-nurture of the example rules renamed while two people are in it (tests/test_renames.py)",
     ("docs/operations.md", "outreach records import leads.csv --type lead", "leads.csv:7: invalid email"):
         "a leads.csv the page does not show",
 }  # fmt: skip
@@ -527,7 +534,7 @@ _SECRETS = ("OUTREACH_SECRET", "OUTREACH_DB", "OUTREACH_API_TOKEN", "STATE_DIREC
 
 def run_page(page: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Command, int, str]]:
     """Run the commands of a page that are safe and offline, in order, in a copy of the example project (rules/
-    and samples/) with a fresh SQLite database (OUTREACH_DB) and the clock held at RUN_CLOCK.
+    and samples/, and the test corpora of inbound mail) with a fresh SQLite database (OUTREACH_DB) and the clock held at RUN_CLOCK.
 
     Yields (command, its exit status, what it printed). A file the page shows (`cat FILE` and its text, or a
     block after "`FILE`:") is written when it does not exist yet, outside rules/: the example rules stay as they
@@ -535,6 +542,8 @@ def run_page(page: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """
     shutil.copytree(ROOT / "rules", where / "rules")
     shutil.copytree(ROOT / "samples", where / "samples")
+    for corpus in ("tests/fixtures/inbound", "tests/data/flufl_bounce"):  # the messages `inbound classify` reads
+        shutil.copytree(ROOT / corpus, where / corpus)
     monkeypatch.chdir(where)
     for name in _SECRETS:
         monkeypatch.delenv(name, raising=False)

@@ -111,11 +111,15 @@ def test_a_removed_sequence_stops_its_live_enrollments() -> None:
     assert effects.stopped == 2
 
 
-def test_mail_refused_for_good_blocks_a_live_enrollment_only() -> None:
+def test_mail_refused_for_good_blocks_a_live_enrollment_or_one_its_last_step_completed() -> None:
     (blocked,) = events.of_failed_send(enrollment(1), "550 5.7.1 relaying denied").enrollments
     assert (blocked.status, blocked.reason) == (seq.Status.BLOCKED, "undeliverable: 550 5.7.1 relaying denied")
-    ended = dataclasses.replace(enrollment(1), status=seq.Status.COMPLETED)
-    assert events.of_failed_send(ended, "550") == events.NOTHING
+    ended = dataclasses.replace(enrollment(1), status=seq.Status.COMPLETED, ended_at=NOW)
+    (reopened,) = events.of_failed_send(ended, "550").enrollments  # the last step's mail never arrived
+    assert (reopened.status, reopened.reason, reopened.ended_at) == (seq.Status.BLOCKED, "undeliverable: 550", None)
+    assert events.of_failed_send(ended, "550", reopen=False) == events.NOTHING  # the address is live again
+    stopped = dataclasses.replace(enrollment(1), status=seq.Status.STOPPED, ended_at=NOW)
+    assert events.of_failed_send(stopped, "550") == events.NOTHING
     assert events.of_failed_send(None, "550") == events.NOTHING  # a reminder mail has no enrollment
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from outreach.engine import render, unsubscribe
 from outreach.engine import sequences as seq
-from outreach.rules import model, validate
+from outreach.rules import model, timing, validate
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -133,6 +133,44 @@ def test_holidays_are_skipped(rules: model.RuleSet, nurture: model.Sequence) -> 
     _, e = run_step(rules, nurture, e)
     # 2 business days: the 24th, then not the 25th, 26th (holidays) or the weekend: Monday the 28th
     assert e.next_due_at == utc("2026-12-28T09:00:00")
+
+
+def without_a_window(rules: model.RuleSet, nurture: model.Sequence) -> tuple[model.RuleSet, model.Sequence]:
+    """The example rules on a Monday-Friday calendar (DE-BE holidays) without a send window, and inbound-nurture
+    with a plain `1 day` wait before its second step."""
+    calendars = dict(rules.settings.calendars)
+    calendars["default"] = dataclasses.replace(calendars["default"], send_window=None)
+    ruleset = dataclasses.replace(rules, settings=dataclasses.replace(rules.settings, calendars=calendars))
+    daily = dataclasses.replace(nurture.steps[1], wait=timing.parse_duration("1 day"))
+    return ruleset, dataclasses.replace(nurture, steps=(nurture.steps[0], daily, *nurture.steps[2:]))
+
+
+def test_without_a_send_window_a_plain_day_after_friday_goes_out_on_monday(
+    rules: model.RuleSet, nurture: model.Sequence
+) -> None:
+    # issue 18, item 5: sequence mail goes out on working days only, windowed or not
+    ruleset, daily = without_a_window(rules, nurture)
+    e = seq.enroll(1, JO, daily, ruleset.settings, enrolled_by="anna", now=utc("2026-11-27T10:00:00"))  # Friday
+    assert e.next_due_at == utc("2026-11-27T10:00:00")
+    decision, e = run_step(ruleset, daily, e)
+    assert isinstance(decision, seq.SendEmail)
+    assert e.next_due_at == utc("2026-11-29T23:00:00")  # not Saturday 11:00: Monday 00:00 Berlin
+    # enrolled on a Saturday, the first mail waits for Monday too
+    saturday = seq.enroll(2, JO, daily, ruleset.settings, enrolled_by="anna", now=utc("2026-11-28T10:00:00"))
+    assert saturday.next_due_at == utc("2026-11-29T23:00:00")
+    # a step found due on a Sunday (retried, or the daemon was down) waits for Monday
+    retried = seq.retry(seq.block(e, "x"), utc("2026-11-29T12:00:00"))
+    assert seq.decide(retried, daily, JO, ruleset, utc("2026-11-29T12:00:00")) == seq.Wait(utc("2026-11-29T23:00:00"))
+
+
+def test_without_a_send_window_a_plain_day_that_ends_on_a_holiday_waits_for_the_next_working_day(
+    rules: model.RuleSet, nurture: model.Sequence
+) -> None:
+    ruleset, daily = without_a_window(rules, nurture)
+    e = seq.enroll(1, JO, daily, ruleset.settings, enrolled_by="anna", now=utc("2026-12-24T09:00:00"))  # Thursday
+    _, e = run_step(ruleset, daily, e)
+    # 25 and 26 December are holidays in Berlin, then the weekend: Monday 28 December, 00:00 Berlin
+    assert e.next_due_at == utc("2026-12-27T23:00:00")
 
 
 def test_the_recipients_time_zone_sets_the_window(rules: model.RuleSet, nurture: model.Sequence) -> None:

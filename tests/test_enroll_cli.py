@@ -96,3 +96,40 @@ def test_everyone_refused_exits_1(here: Path) -> None:
     assert run("enroll", "inbound-nurture", "--where", "country=AT", "--as", "anna")[0] == 0
     code, out = run("enroll", "inbound-nurture", "--where", "country=AT", "--as", "anna")
     assert code == 1 and "inbound-nurture: 0 enrolled, 1 refused" in out
+
+
+FRIDAY = "2026-11-27T09:00:00Z"  # 10:00 in Berlin
+
+
+def test_enroll_says_how_the_senders_daily_limit_spreads_the_first_mails_over_the_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 18, item 8: no "first mail now" for all when the limit lets 10 a day go; the rest wait, never blocked
+    worlds.scratch(tmp_path, monkeypatch, CSV)
+    settings = tmp_path / "rules" / "settings.yaml"
+    settings.write_text(settings.read_text().replace("daily_limit: 300, title: Account", "daily_limit: 10, title: Account"))
+    assert run("apply", "rules")[0] == 0
+    code, out = run("enroll", "inbound-nurture", "--where", "country=DE", "--as", "anna", "--now", FRIDAY,
+                    "--dry-run", "--verbose")  # fmt: skip
+    assert code == 0, out
+    assert "would enroll B0 (lead0@example.org): first mail 2026-11-27 09:00 UTC\n" in out
+    # the eleventh waits for Monday's allowance (Friday's slots free on Saturday), the 21st for Tuesday's
+    assert ("would enroll B19 (lead19@example.org): first mail 2026-11-30 07:00 UTC (due 2026-11-27 09:00 UTC; "
+            "held back by the sender's daily limit)") in out  # fmt: skip
+    assert "would enroll B29 (lead29@example.org): first mail 2026-12-01 07:00 UTC (due 2026-11-27 09:00 UTC" in out
+    assert ("  anna's daily limit (10 in 24 hours, 0 queued in the last 24 hours) holds back 20 of 30 first mails: "
+            "sent over 3 days, the last at 2026-12-01 07:00 UTC\n"
+            "    2026-11-27 to 2026-12-01: 10 a day (3 days)\n") in out  # fmt: skip
+    data = json.loads(run("enroll", "inbound-nurture", "--where", "country=DE", "--as", "anna", "--now", FRIDAY,
+                          "--json")[1])  # fmt: skip
+    (limit,) = data["limits"]
+    assert limit == {"sender": "anna", "daily_limit": 10, "queued_last_24_hours": 0, "waiting_before": 0, "held": 20,
+                     "last_mail": "2026-12-01T07:00:00+00:00",
+                     "days": [{"day": "2026-11-27", "first_mails": 10}, {"day": "2026-11-30", "first_mails": 10},
+                              {"day": "2026-12-01", "first_mails": 10}]}  # fmt: skip
+    held = {r["record"]: r.get("held_until") for r in data["records"] if r["enrolled"]}
+    assert sum(v is None for v in held.values()) == 10 and held["B29"] == "2026-12-01T07:00:00+00:00"
+    # once enrolled, those waiting come first: a later run is told so
+    code, out = run("enroll", "inbound-nurture", "--record", "A1", "--as", "anna", "--now", FRIDAY)
+    assert code == 0, out
+    assert "first mail 2026-12-02 07:00 UTC (due 2026-11-27 09:00 UTC; held back by the sender's daily limit)" in out

@@ -13,6 +13,7 @@ import logging
 import random
 import shutil
 import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from outreach import daemon as daemon_module
 from outreach.app import enrolling, inbox, scheduler
 from outreach.engine import sequences as seq
-from outreach.mail import imap, inbound
+from outreach.mail import imap, inbound, links, verp
 from outreach.mail import transport as mail_transport
 from outreach.rules import model, timing
 from outreach.store import Store, tables
@@ -293,13 +294,203 @@ async def test_unrelated_mail_is_ignored_stays_unread_and_nothing_is_deleted(wor
 
     report = await w.poller().poll_once()
 
-    assert str(report) == "4 new: 4 ignored"
+    assert str(report) == "4 new: 4 other"
     assert w.dovecot.flags_of(REP, PASSWORD) == before  # \Flagged kept, no \Seen added, all four there
     assert set(uids) < set(w.dovecot.uids(REP, PASSWORD))
     for record_id in EMAIL:
         assert await w.status(record_id) == ("active", None)
     position = await w.store.mailbox_position("anna/INBOX")
     assert position is not None and position.last_uid == max(before)
+
+
+# --- trust: a report acts only on the recipient of a message of ours it refers to ------------------------------
+
+
+async def _unverified_events(w: World) -> list[dict[str, Any]]:
+    async with w.store.engine.connect() as conn:
+        e = tables.events
+        found = (await conn.execute(sa.select(e.c.record_id, e.c.data).where(e.c.kind == "unverified"))).all()
+    assert all(row.record_id is None for row in found)
+    return [dict(row.data) for row in found]
+
+
+async def _suppressed(w: World) -> list[tuple[str, str]]:
+    async with w.store.engine.connect() as conn:
+        s = tables.suppressions
+        return [tuple(r) for r in (await conn.execute(sa.select(s.c.email, s.c.reason).order_by(s.c.email))).all()]
+
+
+def forged_dsn(*recipients: str, original: str | None = None, in_reply_to: str | None = None) -> bytes:
+    """A multipart/report naming `recipients` as unknown users; with `original`, the returned message's id; with
+    `in_reply_to`, the id it answers (as Exchange writes it)."""
+    blocks = "".join(f"Final-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" for r in recipients)
+    returned = (f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: Anna Berger <anna@example.com>\r\n"
+                f"Message-ID: {original}\r\nSubject: Quick question\r\n\r\n") if original else ""  # fmt: skip
+    answers = f"In-Reply-To: {in_reply_to}\r\n" if in_reply_to else ""
+    return (
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@forger.example.net (Mail Delivery System)\r\n"
+        "To: anna@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <forged@forger.example.net>\r\n"
+        f'{answers}MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; forger.example.net\r\n\r\n"
+        f"{blocks}{returned}--B--\r\n"
+    ).encode()
+
+
+async def test_a_forged_report_naming_people_we_mail_suppresses_and_blocks_nobody(world: World) -> None:
+    # anyone could suppress anyone: a multipart/report naming addresses we mailed blocked and suppressed them
+    w = world
+    await w.poller().poll_once()
+    w.deliver(forged_dsn(*EMAIL.values()))
+
+    assert str(await w.poller().poll_once()) == "1 new: 1 bounce"
+    for record_id in EMAIL:
+        assert await w.status(record_id) == ("active", None)
+    assert [m["state"] for m in await w.store.outbox()] == ["sent"] * 3
+    assert await _suppressed(w) == []
+    (event,) = await _unverified_events(w)
+    assert event["kind"] == "bounce" and event["named"] == 3 and event["addresses"] == list(EMAIL.values())
+    assert event["reason"].endswith("unverified: no reference to a message of ours")
+
+
+async def test_a_report_of_20000_recipients_about_our_message_acts_on_its_recipient_only(world: World) -> None:
+    w = world
+    await w.poller().poll_once()
+    victims = [f"user{i}@victim.example" for i in range(20_000)]
+    data = forged_dsn("jo@example.org", *victims, "sam@example.com", in_reply_to=await w.sent_id("L1"))
+    w.deliver(data[: 1 << 20] + b"\r\n")  # the poller reads the first MiB of it
+
+    await w.poller().poll_once()
+    assert await w.status("L1") == ("blocked", "bounced: 5.1.1")
+    assert await w.status("L3") == ("active", None)  # named, but our message went to jo
+    assert await _suppressed(w) == [("jo@example.org", "bounced")]
+
+
+async def test_an_arf_complaint_stops_every_sequence_and_suppresses_the_address_as_a_complaint(world: World) -> None:
+    # complaints were ignored, although the suppression list has a `complaint` reason
+    w = world
+    await w.poller().poll_once()
+    ours = await w.sent_id("L2")
+    w.deliver(corpus("arf-complaint.eml", {"<b52330734209d9eb2abd1052db30e73b@example.com>": ours,
+                                           "rosa@yahoo.example.com": "kim@example.net"}))  # fmt: skip
+
+    assert str(await w.poller().poll_once()) == "1 new: 1 complaint"
+    assert await w.status("L2") == ("stopped", "complained")
+    assert await _suppressed(w) == [("kim@example.net", "complaint")]
+    (event,) = [e for e in await w.store.events("L2") if e.kind == "complained"]
+    assert event.data["original"] == ours and event.source == "imap"
+    assert await w.status("L1") == ("active", None)
+
+
+async def test_a_complaint_that_refers_to_nothing_of_ours_is_only_recorded(world: World) -> None:
+    w = world
+    await w.poller().poll_once()
+    w.deliver(corpus("arf-complaint.eml", {"rosa@yahoo.example.com": "kim@example.net"}))
+    await w.poller().poll_once()
+    assert await w.status("L2") == ("active", None) and await _suppressed(w) == []
+    assert [e["kind"] for e in await _unverified_events(w)] == ["complaint"]
+
+
+async def test_a_bounce_from_post_master_that_answers_our_message_is_no_reply(world: World) -> None:
+    # Re: our subject and In-Reply-To our message from post_master@: it stopped the sequence as a reply
+    w = world
+    await w.poller().poll_once()
+    ours = await w.sent_id("L1")
+    w.deliver(corpus("post-master-re-subject.eml", {"<6f829906abcca4cc9e3a8f157d411eb0@example.com>": ours,
+                                                    "2025550143@vtext.example.com": "jo@example.org"}))  # fmt: skip
+
+    assert str(await w.poller().poll_once()) == "1 new: 1 bounce"
+    assert await w.events("L1", "replied") == 0
+    status, reason = await w.status("L1")
+    assert status == "blocked" and reason is not None and "no such user here" in reason
+
+
+async def test_a_success_report_and_a_full_mailbox_suppress_nothing(world: World) -> None:
+    w = world
+    await w.poller().poll_once()
+    w.deliver(corpus("dsn-deliverable-2.1.5.eml", {"<ffe84dd94ba396ca4c6df01204a9cdd2@example.com>":
+                                                   await w.sent_id("L1"), "lee@partner.example.net": "jo@example.org"}))  # fmt: skip
+    w.deliver(dsn(await w.sent_id("L2"), "kim@example.net", status="5.2.2").replace(b"user unknown", b"mailbox full"))
+
+    assert str(await w.poller().poll_once()) == "2 new: 1 bounce, 1 other"
+    assert await w.status("L1") == ("active", None)
+    assert await w.status("L2") == ("active", None)  # the address is fine: the mailbox is full
+    assert [m["state"] for m in await w.store.outbox(record_id="L2")] == ["bounced"]
+    (event,) = [e for e in await w.store.events("L2") if e.kind == "bounced"]
+    assert (event.data["reason_code"], event.data["permanent"], event.data["blocked"]) == ("mailbox_full", False, 0)
+    assert await _suppressed(w) == []
+
+
+async def test_a_bounce_delivered_to_our_verp_address_names_its_message_even_when_its_text_names_nobody(
+    world: World,
+) -> None:
+    w = world
+    keys = links.Keys.parse("a-secret-of-at-least-32-bytes-0123456789")
+    bounces = verp.Verp("bounces+{token}@example.com", keys, ("example.com",))
+    await w.poller(verp=bounces).poll_once()
+    (message,) = await w.store.outbox(record_id="L3")
+    full = await w.store.outbox_message(message["id"])
+    assert full is not None
+    address = bounces.sender_for(full["message"])
+    assert address is not None
+    unreadable = (
+        f"Delivered-To: {address}\r\nReturn-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\n"
+        f"To: {address}\r\nSubject: Undeliverable\r\nMessage-ID: <verp-1@mx.example.com>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n550 5.1.1 Die Adresse ist unbekannt.\r\n"
+    ).encode()
+    forged = unreadable.replace(address.encode(), address[:-17].encode() + b"aaaa@example.com").replace(
+        b"verp-1", b"verp-2")  # fmt: skip
+    w.deliver(forged)  # a token we did not sign
+    w.deliver(unreadable)
+
+    await w.poller(verp=bounces).poll_once()
+    assert await w.status("L3") == ("blocked", "bounced: 550 5.1.1 Die Adresse ist unbekannt.")
+    assert await _suppressed(w) == [("sam@example.com", "bounced")]
+    (event,) = await _unverified_events(w)
+    assert event["message_id"] == "<verp-2@mx.example.com>"
+    (bounced,) = [e for e in await w.store.events("L3") if e.kind == "bounced"]
+    assert bounced.data["reason"].endswith(f"VERP address of our message {message['message_id']}")
+
+
+async def test_x_outreach_headers_tie_a_bounce_to_our_message_only_for_the_address_we_wrote_to(world: World) -> None:
+    w = world
+    await w.poller().poll_once()
+    (message,) = await w.store.outbox(record_id="L1")
+    enrollment, step = message["enrollment_id"], message["step_id"]
+    assert await w.store.message_ids_of_step(enrollment, step, ["jo@example.org"]) == {message["message_id"]}
+    assert await w.store.message_ids_of_step(enrollment, step, ["kim@example.net"]) == set()
+
+    def returned(recipient: str) -> bytes:
+        return (
+            "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.org\r\nTo: anna@example.com\r\n"
+            "Subject: Mail delivery failed: returning message to sender\r\n"
+            f"Message-ID: <x-{recipient.partition('@')[0]}@mx.example.org>\r\n\r\n"
+            f"This message was created automatically by mail delivery software.\r\n\r\n  {recipient}\r\n"
+            "    550 5.1.1 user unknown\r\n\r\n------ This is a copy of the message's headers. ------\r\n\r\n"
+            f"X-Outreach-Enrollment: {enrollment}\r\nX-Outreach-Step: {step}\r\nSubject: Quick question\r\n"
+        ).encode()
+
+    w.deliver(returned("kim@example.net"))  # the headers of jo's message, another address: guessed
+    w.deliver(returned("jo@example.org"))
+    await w.poller().poll_once()
+    assert await w.status("L2") == ("active", None)
+    assert await w.status("L1") == ("blocked", "bounced: 550 5.1.1 user unknown")
+    assert await _suppressed(w) == [("jo@example.org", "bounced")]
+
+
+async def test_messages_are_read_off_the_event_loop(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = world
+    await w.poller().poll_once()
+    threads: list[bool] = []
+    real = inbound.read
+
+    def read(data: bytes) -> inbound.Facts:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(data)
+
+    monkeypatch.setattr(inbound, "read", read)
+    w.deliver(reply(await w.sent_id("L1"), "jo@example.org"))
+    await w.poller().poll_once()
+    assert threads == [False] and await w.status("L1") == ("stopped", "replied")
 
 
 # --- reading each message once ---------------------------------------------------------------------------
@@ -316,7 +507,7 @@ async def test_a_restart_reads_nothing_twice_and_misses_nothing_that_arrived_whi
     w.deliver(reply(await w.sent_id("L2"), "kim@example.net"))
     w.deliver(corpus("newsletter-precedence-bulk.eml"))
     restarted = w.poller()  # a new process: only the store remembers
-    assert str(await restarted.poll_once()) == "2 new: 1 ignored, 1 reply"
+    assert str(await restarted.poll_once()) == "2 new: 1 other, 1 reply"
     assert str(await restarted.poll_once()) == "no new mail"
 
     assert (await w.events("L1", "replied"), await w.events("L2", "auto_reply"), await w.events("L2", "replied")) \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import stat
 from pathlib import Path
 
@@ -50,6 +51,21 @@ def test_a_forged_altered_or_truncated_token_is_refused(mangle: object) -> None:
     text = links.sign(KEYS, links.Token("u", KEY))
     with pytest.raises(links.BadToken):
         links.verify(KEYS, mangle(text))  # type: ignore[operator]
+
+
+def test_any_character_outside_the_url_safe_alphabet_anywhere_in_a_token_is_refused() -> None:
+    # issue 18, item 3: exactly A-Z a-z 0-9 - _, 48 of them; base64 decoders skip or map much else
+    text = links.sign(KEYS, links.Token("c", KEY, 3))
+    junk = "+/=.~ \t\n\r\x00%!*\u0660\uff10\u00e9\u212a"  # ... an Arabic-Indic and a full-width digit, a Kelvin sign
+    for i in range(len(text)):
+        for char in junk:
+            with pytest.raises(links.BadToken, match="damaged"):
+                links.verify(KEYS, text[:i] + char + text[i + 1 :])
+            with pytest.raises(links.BadToken):
+                links.verify(KEYS, text[:i] + char + text[i:])
+    for edge in (f" {text}", f"{text}\n", f"{text}=", f"{text}==", text.upper(), text.lower()):
+        with pytest.raises(links.BadToken):
+            links.verify(KEYS, edge)
 
 
 def test_every_bit_of_a_token_counts() -> None:
@@ -122,6 +138,26 @@ def test_without_a_secret_the_daemon_creates_one_in_its_state_directory_once(
     assert len(first.keys.secrets[0]) >= links.MIN_SECRET_BYTES
     created = [r for r in caplog.records if "created in" in r.getMessage()]
     assert len(created) == 1 and r"OUTREACH_SECRET is not set" in created[0].getMessage()  # said once
+
+
+def test_a_state_directory_made_for_the_secret_and_its_missing_parents_are_their_owner_s_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # fmt: skip
+    monkeypatch.delenv("OUTREACH_SECRET", raising=False)
+    old = os.umask(0o022)
+    try:
+        assert sending.links_for(_example(), state_dir=tmp_path / "var" / "lib" / "outreach") is not None
+    finally:
+        os.umask(old)
+    for made in (tmp_path / "var", tmp_path / "var" / "lib", tmp_path / "var" / "lib" / "outreach"):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700, made
+
+
+def test_a_one_character_secret_in_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("x\n", encoding="utf-8")
+    tracking = model.Tracking(base_url="https://t.example.com", secret_file=str(tmp_path / "secret"))
+    with pytest.raises(links.WeakSecret, match="1 bytes is too short"):
+        links.configured_keys(tracking)
 
 
 def test_the_state_directory_is_systemds_when_it_gives_one() -> None:

@@ -199,3 +199,52 @@ def test_an_unreadable_path_is_reported(tmp_path: Path) -> None:
     _docs, problems = loader.read_file(str(d))
     assert [p.code for p in problems] == [Code.FILE_UNREADABLE]
     assert "cannot read the file" in problems[0].message
+
+
+def _aliased_scalar_view(times: int, length: int) -> str:
+    """The issue's hostile View: an `in:` list that aliases one long scalar `times` times."""
+    items = ", ".join(["*a"] * times)
+    return f"kind: View\nname: hostile\nmodule: lead\nwhere:\n  field: country\n  in: [&a {'a' * length}, {items}]\n"
+
+
+def test_a_one_megabyte_file_of_aliases_is_refused_at_the_alias_quickly_and_in_little_memory(tmp_path: Path) -> None:
+    """1 MB that aliases a 600,000-character value 100,000 times (60 GB once expanded): one error at the alias
+    where the expansion passes the limit, found while the aliases are followed, before anything is built."""
+    import time
+    import tracemalloc
+
+    from outreach.rules import validate
+
+    text = _aliased_scalar_view(100_000, 600_000)
+    assert len(text) < loader.MAX_FILE_BYTES
+    (tmp_path / "hostile.yaml").write_text(text)
+    (tmp_path / "settings.yaml").write_text("kind: Settings\n")
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = validate.validate([str(tmp_path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 10
+    assert peak < 64 * 1024 * 1024
+    [problem] = result.diagnostics
+    sixth_alias = text.splitlines()[5].index("*a", 600_000) + 5 * len(", *a")
+    where = (problem.file, problem.line, problem.column, problem.code)
+    assert where == (str(tmp_path / "hostile.yaml"), 6, sixth_alias + 1, Code.YAML_RECURSIVE_ALIAS)
+    assert problem.message.startswith(f"aliases expand the file to more than {loader.MAX_EXPANDED_CHARS} characters")
+
+
+def test_aliases_count_across_the_documents_of_a_file_and_small_ones_are_fine() -> None:
+    assert one_doc(_aliased_scalar_view(100, 1000)).data["where"]["in"] == ["a" * 1000] * 101
+    document = _aliased_scalar_view(3, 1_000_000)  # 4 million characters: at the limit, not past it
+    _docs, problems = loader.parse_text(document + "---\n" + document, "t.yaml")
+    assert [(p.line, p.code) for p in problems] == [(13, Code.YAML_RECURSIVE_ALIAS)]
+
+
+def test_the_text_an_error_leaves_unread_starts_at_the_document_it_is_in() -> None:
+    text = "kind: Template\nname: first\n---\nkind: Template\nname: second\nsubject: {oops\n"
+    docs, problems, unread = loader.parse(text, "t.yaml")
+    assert [d.data["name"] for d in docs] == ["first"] and len(problems) == 1
+    assert unread == "---\nkind: Template\nname: second\nsubject: {oops\n"
+    assert loader.parse("kind: View\n", "t.yaml").unread == ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,61 @@ def test_tasks_and_appointments(db: str, tmp_path: Path) -> None:
     assert code == 0 and "at 2026-12-01 09:00 UTC" in out
     code, out = run(db, "appointments", "add", "--record", "L1", "--starts", "someday")
     assert code == 2 and "neither a date" in out
+
+
+# --- hostile data (issue 18, item 3) --------------------------------------------------------------------------
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J[bold red]Boss[/] \u202eevil\x9b31m"
+
+
+def test_records_show_and_list_escape_control_characters_and_rich_markup(db: str, tmp_path: Path) -> None:
+    rows = [{"id": "L9", "type": "lead", "email": "jo@example.org", "first_name": HOSTILE, "company": "[/]",
+             "owner": "anna"}]  # fmt: skip
+    f = write(tmp_path, "h.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert run(db, "records", "import", f)[0] == 0
+    for args in (("records", "show", "L9"), ("records", "list", "--columns", "next_email")):
+        code, out = run(db, *args)
+        assert code == 0, out  # "[/]" would be a rich markup error
+        assert not any(c in out for c in "\x1b\x07\x9b\u202e"), repr(out)
+    code, out = run(db, "records", "show", "L9")
+    assert "\\x1b]0;owned\\x07\\x1b[2J[bold red]Boss[/] \\u202eevil\\x9b31m" in out
+    code, out = run(db, "records", "show", "L9", "--json")
+    assert json.loads(out)["record"]["first_name"] == HOSTILE  # the same data, escaped as JSON does
+    assert not any(c in out for c in "\x1b\x07\x9b\u202e")
+    code, out = run(db, "records", "set", "L9", f"company={HOSTILE}")
+    assert code == 0 and "\x1b" not in out and "company=\\x1b]0;owned" in out
+
+
+def test_records_set_refuses_an_address_that_records_import_refuses(db: str, tmp_path: Path) -> None:
+    run(db, "records", "import", write(tmp_path, "l.csv", GOOD_CSV), "--type", "lead")
+    for bad in ("not-an-address", "jo@", "jo@localhost", "a b@example.org", "jo@example.org\r\nBcc: x@example.org"):
+        code, out = run(db, "records", "set", "L1", f"email={bad}")
+        assert code == 2 and "email: invalid email" in out, (bad, out)
+        bad_row = write(tmp_path, "bad.jsonl", json.dumps({"id": "L1", "type": "lead", "email": bad}) + "\n")
+        assert run(db, "records", "import", bad_row, "--update")[0] == 1, bad  # the same check
+    assert listed(db)[0]["email"] == "jo@example.org"
+    code, out = run(db, "records", "set", "L1", "email=Jo.Doe@EXAMPLE.org", "owner=ben")
+    assert code == 0, out
+    assert listed(db)[0]["email"] == "Jo.Doe@example.org"  # kept as an import keeps it: the domain lower-cased
+    code, out = run(db, "records", "set", "L1", "owner=zoe")
+    assert code == 2 and "owner: 'zoe' is not a user" in out
+    code, out = run(db, "records", "set", "L1", "timezone=Mars/Olympus")
+    assert code == 2 and "unknown time zone" in out
+
+
+def test_the_database_and_var_are_made_readable_by_their_owner_only(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(0o022)
+    try:
+        f = write(tmp_path, "l.csv", GOOD_CSV)
+        code, out = run("sqlite:///var/state/o.db", "records", "import", f, "--type", "lead")
+    finally:
+        os.umask(old)
+    assert code == 0, out
+    assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "var" / "state").stat().st_mode) == 0o700
+    files = sorted(p.name for p in (tmp_path / "var" / "state").iterdir())
+    assert "o.db" in files
+    for name in files:  # the database, and its -wal and -shm while they are there
+        assert stat.S_IMODE((tmp_path / "var" / "state" / name).stat().st_mode) == 0o600, name

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +173,59 @@ def test_a_template_used_by_a_broken_sequence_is_not_reported_unused() -> None:
     )
     r = validate.validate_texts({"s.yaml": SETTINGS, "d.yaml": docs})
     assert [str(d.code) for d in r.diagnostics] == ["duration-invalid"]
+
+
+def _example_with(tmp_path: Path, file: str, old: str, new: str) -> Path:
+    """A copy of the example rule set with one change in one file."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    text = (rules / file).read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    (rules / file).write_text(text.replace(old, new), encoding="utf-8")
+    return rules
+
+
+def test_one_missing_brace_in_a_sequence_file_is_one_error(tmp_path: Path) -> None:
+    """The sequence's tests, and the templates only it sends, follow from the syntax error: not reported."""
+    rules = _example_with(tmp_path, "sequences/inbound-nurture.yaml", "wait: immediately}", "wait: immediately")
+    r = validate.validate([str(rules)])
+    assert [(d.file, d.line, d.column, str(d.severity), str(d.code), d.message) for d in r.diagnostics] == [
+        (str(rules / "sequences" / "inbound-nurture.yaml"), 13, 5, "error", "yaml-syntax",
+         "YAML syntax error: while parsing a flow mapping; did not find expected ',' or '}'"),
+    ]  # fmt: skip
+    texts = {str(p): p.read_text(encoding="utf-8") for p in sorted(rules.rglob("*.yaml"))}
+    assert validate.validate_texts(texts).diagnostics == r.diagnostics
+
+
+def test_a_broken_file_hides_only_the_names_written_in_it(tmp_path: Path) -> None:
+    """A reference to a name the unreadable file does not mention is still unknown, and a template it does
+    not name is still unused."""
+    rules = _example_with(tmp_path, "sequences/inbound-nurture.yaml", "wait: immediately}", "wait: immediately")
+    (rules / "templates" / "spare.yaml").write_text("kind: Template\nname: spare\nsubject: Hi\ntext: x\n")
+    (rules / "tests" / "typo.yaml").write_text(
+        "kind: RuleTest\nname: typo\nstart: 2026-11-23T08:00:00Z\nrecords: [{id: L1, type: lead, email: a@example.org}]\n"
+        "events: [{at: 2026-11-23T08:00:00Z, enroll: {sequence: inbound-nurtur, record: L1, as: anna}}]\n"
+        "expect: {sent: []}\n"
+    )
+    r = validate.validate([str(rules)])
+    assert [(d.file.removeprefix(str(rules) + "/"), str(d.code)) for d in r.diagnostics] == [
+        ("sequences/inbound-nurture.yaml", "yaml-syntax"),
+        ("templates/spare.yaml", "template-unused"),
+        ("tests/typo.yaml", "ref-sequence"),
+    ]
+
+
+def test_a_settings_file_that_cannot_be_read_is_not_also_missing(tmp_path: Path) -> None:
+    rules = _example_with(tmp_path, "settings.yaml", "timezone: Europe/Berlin", "timezone: [Europe/Berlin")
+    r = validate.validate([str(rules)])
+    assert [(d.file, str(d.code)) for d in r.diagnostics] == [(str(rules / "settings.yaml"), "yaml-syntax")]
+
+
+def test_a_template_file_that_cannot_be_read_hides_its_templates(tmp_path: Path) -> None:
+    rules = _example_with(tmp_path, "templates/nurture.yaml", "name: intro", "name: intro\n\tbad: tab")
+    r = validate.validate([str(rules)])
+    broken = str(rules / "templates" / "nurture.yaml")
+    assert [(d.file, str(d.code)) for d in r.diagnostics] == [(broken, "yaml-syntax")]
 
 
 def test_an_unused_template_is_a_warning_and_the_set_still_validates() -> None:

@@ -19,13 +19,15 @@ from outreach.engine import events as engine_events
 from outreach.engine import sequences as seq
 from outreach.mail import links
 from outreach.mail import transport as mail_transport
+from outreach.rules import loader, timing
 from outreach.store import Store, tables
-from tests.conftest import ROOT
+from tests.conftest import FIXTURES, ROOT
 from tests.worlds import MONDAY, PEOPLE, RULES, ruleset, seeded_store
 
 pytestmark = pytest.mark.store
 
 UTC = dt.UTC
+HOSTILE = FIXTURES / "hostile" / "templates.yaml"
 LINKS = links.Links("https://t.example.com", links.Keys((b"k" * 32,)), opens=False, clicks=False)
 
 
@@ -149,6 +151,72 @@ async def test_a_missing_merge_field_blocks_with_the_reason_and_a_retry_sends(wo
     assert w.mail()[0]["Subject"] == "Quick question, Kim"
 
 
+async def test_a_template_past_the_render_limits_blocks_with_the_reason_and_the_others_go_on(world: World) -> None:
+    """As a missing merge field does: the slow template's enrollment is blocked after its render time, the
+    others are sent in the same tick."""
+    w = world
+    hostile = {doc.data["name"]: doc.data["text"] for doc in loader.read_file(str(HOSTILE))[0]}
+    intro = dataclasses.replace(RULES.templates["intro"], text=hostile["nested-ranges"])
+    w.scheduler = scheduler.Scheduler(w.store, dataclasses.replace(RULES, templates={**RULES.templates, "intro": intro}),
+                                      mail_transport.MaildirTransport(str(w.outbox)), links=LINKS)  # fmt: skip
+    slow = await enroll(w, "L1", MONDAY)
+    good = await enroll(w, "W1", MONDAY, "welcome")
+    report = await w.scheduler.tick(MONDAY)
+    assert report.blocked == 1 and report.sent == 1
+    assert await status(w, slow.id) == ("blocked", "template intro went past a limit: it took longer than 1 s to "
+                                        "render (Settings limits.render_time)", 0)  # fmt: skip
+    assert await status(w, good.id) == ("active", None, 1)
+
+
+async def test_a_batch_of_slow_steps_is_written_in_parts_and_the_tick_goes_on_at_the_same_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon restarted in the middle of slow renders (by systemd's watchdog, say) keeps what was done."""
+    w = world
+    hostile = {doc.data["name"]: doc.data["text"] for doc in loader.read_file(str(HOSTILE))[0]}
+    intro = dataclasses.replace(RULES.templates["intro"], text=hostile["nested-ranges"])
+    w.scheduler = scheduler.Scheduler(w.store, dataclasses.replace(RULES, templates={**RULES.templates, "intro": intro}),
+                                      mail_transport.MaildirTransport(str(w.outbox)), links=LINKS)  # fmt: skip
+    monkeypatch.setattr(scheduler, "BATCH_SECONDS", 0.0)
+    batches = 0
+    real = w.store.due_batch
+
+    def counted(now: dt.datetime, limit: int) -> object:
+        nonlocal batches
+        batches += 1
+        return real(now, limit)
+
+    monkeypatch.setattr(w.store, "due_batch", counted)
+    slow = [await enroll(w, record, MONDAY) for record in ("L1", "W1")]
+    report = await w.scheduler.tick(MONDAY)
+    assert report.blocked == 2 and batches == 2  # one step each, written apart
+    assert [(await status(w, e.id))[0] for e in slow] == ["blocked", "blocked"]
+
+
+async def test_without_a_send_window_a_plain_day_after_friday_is_sent_on_monday_not_on_saturday(world: World) -> None:
+    # issue 18, item 5: a Monday-Friday calendar holds for every send, windowed or not
+    w = world
+    calendars = dict(RULES.settings.calendars)
+    calendars["default"] = dataclasses.replace(calendars["default"], send_window=None)
+    nurture = RULES.sequences["inbound-nurture"]
+    daily = dataclasses.replace(nurture, steps=(
+        nurture.steps[0], dataclasses.replace(nurture.steps[1], wait=timing.parse_duration("1 day")), *nurture.steps[2:]
+    ))  # fmt: skip
+    rules = dataclasses.replace(RULES, settings=dataclasses.replace(RULES.settings, calendars=calendars),
+                                sequences={**RULES.sequences, "inbound-nurture": daily})  # fmt: skip
+    sched = scheduler.Scheduler(w.store, rules, mail_transport.MaildirTransport(str(w.outbox)), links=LINKS)
+    friday = dt.datetime(2026, 11, 27, 10, 0, tzinfo=UTC)  # 11:00 in Berlin
+    record = await w.store.get_record("L1")
+    assert isinstance(await enrolling.enroll(w.store, rules, record, daily, enrolled_by="anna", now=friday),
+                      seq.Enrollment)  # fmt: skip
+    assert (await sched.tick(friday)).sent == 1
+    for weekend in (friday + dt.timedelta(days=1), friday + dt.timedelta(days=2, hours=12)):
+        assert str(await sched.tick(weekend)) == "nothing to do"
+    monday = dt.datetime(2026, 11, 29, 23, 0, tzinfo=UTC)  # 00:00 in Berlin
+    assert (await sched.tick(monday)).sent == 1
+    assert [m["X-Outreach-Step"] for m in w.mail()] == ["intro", "nudge"]
+
+
 async def test_refusals_duplicate_and_unsubscribed(world: World) -> None:
     w = world
     await enroll(w, "L1", MONDAY)
@@ -225,7 +293,7 @@ async def test_a_message_being_sent_at_a_crash_is_never_sent_twice(world: World)
     assert await w.store.recover_outbox() == 1  # the next start
     assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=1))).sent == 0
     assert w.mail() == [] and [m["state"] for m in await w.store.outbox(state="unknown")] == ["unknown"]
-    await w.store.requeue(claimed[0]["id"])  # an operator decides
+    assert await w.store.requeue([claimed[0]["id"]]) == 1  # an operator decides
     assert (await w.scheduler.tick(MONDAY + dt.timedelta(minutes=2))).sent == 1
 
 

@@ -159,6 +159,28 @@ def test_preview_shows_every_step_and_a_missing_merge_field(here: Path, monkeypa
     assert code == 1 and "a tracking secret of 9 bytes is too short" in out and "Traceback" not in out
 
 
+def test_preview_and_simulate_show_a_template_past_the_render_limits_as_blocked(here: Path) -> None:
+    """What once hung them or ended in a traceback: the template passes `validate` (its numbers come from the
+    record), and the step it sends is shown blocked with the reason, at once."""
+    path = here / "rules" / "templates" / "nurture.yaml"
+    text = path.read_text()
+    greeting = "  Hi {{ record.first_name }},\n\n  thanks"
+    huge_range = "{% for i in range(record.first_name | length * 1000000000) %}{% endfor %}"
+    path.write_text(text.replace(greeting, f"  {huge_range}\n\n  thanks"))
+    assert run("validate", "rules")[0] == 0
+    code, out = run("preview", "inbound-nurture", "--record", "L1", "--as", "anna", "--start", "2026-11-23T08:00:00Z")
+    assert code == 1 and "Traceback" not in out
+    assert ("BLOCKED: template intro went past a limit: range(2000000000) would have 2000000000 items (a "
+            "template's ranges have at most 100000)") in out  # fmt: skip
+    path.write_text(text.replace(greeting, "  {{ 9 ** (record.first_name | length * 100000000) }}\n\n  thanks"))
+    record = '{"id": "J1", "type": "lead", "email": "jo@example.org", "owner": "ben", "first_name": "Jo"}'
+    code, out = run("simulate", "inbound-nurture", "--rules", "rules", "--start", "2026-11-23T08:00:00Z",
+                    "--record-json", record)  # fmt: skip
+    assert code == 0 and "Traceback" not in out, out
+    reason = "template intro went past a limit: the number would have more than 4300 digits"
+    assert f"inbound-nurture blocked ({reason})" in out
+
+
 def test_sequences_list_and_stats(here: Path) -> None:
     run("enroll", "inbound-nurture", "--record", "L1", "--as", "anna")
     out = run("sequences", "list")[1]
@@ -175,4 +197,4 @@ def test_sequences_list_and_stats(here: Path) -> None:
 
 def test_outbox_requeue_refuses_a_message_that_is_not_unknown_or_failed(here: Path) -> None:
     code, out = run("outbox", "requeue", "99")
-    assert code == 1 and "no message 99 in state unknown or failed" in out
+    assert code == 1 and "no message 99 in state unknown or failed: left alone" in out

@@ -29,12 +29,14 @@ PEOPLE = (
 
 
 async def seeded(store: Store) -> dict[str, int]:
-    """PEOPLE, and an active enrollment of each in sequence `s` (L1 in a second one, `t`, too): their ids."""
+    """PEOPLE, and an active enrollment of each in sequence `s` (C1 in `u`: its address is L1's in another case,
+    which is one person in a sequence; L1 in a second one, `t`, too): their ids."""
     assert (await store.import_records(PEOPLE, now=NOW - dt.timedelta(days=1))).committed
     ids = {}
     for person in PEOPLE:
         assert person.id is not None and person.email is not None
         values = stores.active_enrollment(NOW + dt.timedelta(days=1), record_id=person.id, email=person.email)
+        values["sequence"] = "u" if person.id == "C1" else "s"
         ids[person.id] = await store.insert_enrollment(values, now=NOW - dt.timedelta(hours=1))
     ids["L1-t"] = await store.insert_enrollment(
         {**stores.active_enrollment(NOW + dt.timedelta(days=1), email="Jo@example.org"), "sequence": "t"},

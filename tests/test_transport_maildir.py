@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import mailbox
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,18 @@ async def test_an_existing_empty_directory_becomes_the_maildir(tmp_path: Path) -
     assert (await outbox.send("ana@example.com", ["jo@example.org"], built(0))).ok
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cur", "new", "tmp"]
     assert len(list((tmp_path / "new").iterdir())) == 1
+
+
+async def test_the_outbox_and_the_var_directory_it_makes_are_their_owner_s_only(tmp_path: Path) -> None:
+    # issue 18, item 3: var/ holds the database, the signing secret and every message
+    old = os.umask(0o022)
+    try:
+        assert (await transport.MaildirTransport(tmp_path / "var" / "outbox").send(
+            "ana@example.com", ["jo0@customer.example.org"], built(0))).ok  # fmt: skip
+    finally:
+        os.umask(old)
+    for made in ("var", "var/outbox", "var/outbox/new", "var/outbox/cur", "var/outbox/tmp"):
+        assert stat.S_IMODE((tmp_path / made).stat().st_mode) == 0o700, made
 
 
 async def test_messages_with_the_same_date_are_ordered_by_message_id(tmp_path: Path) -> None:

@@ -175,7 +175,9 @@ async def test_implicit_tls_sends_on_the_tls_port(smtp_server: SmtpServers) -> N
     assert result.ok and server.messages[0].tls
 
 
-async def test_a_server_that_hangs_times_out_and_the_message_is_deferred(smtp_server: SmtpServers) -> None:
+async def test_a_server_that_hangs_after_the_message_times_out_and_leaves_it_in_doubt(
+    smtp_server: SmtpServers,
+) -> None:
     server = smtp_server(data=mailservers.HANG)
     transport = smtp.SmtpTransport(relay(server.port, timeout=timing.Duration(seconds=1)))
 
@@ -184,7 +186,7 @@ async def test_a_server_that_hangs_times_out_and_the_message_is_deferred(smtp_se
     took = time.monotonic() - started
     await transport.close()
 
-    assert (result.ok, result.permanent) == (False, False)
+    assert (result.ok, result.permanent, result.in_doubt) == (False, False, True)  # not retried: never twice
     assert "Timeout" in result.detail
     assert took < 5
 

@@ -19,7 +19,7 @@ from outreach.app import enrolling, ingest
 from outreach.app import importing as import_rows
 from outreach.rules import model
 from outreach.store import Store, rows
-from outreach.web import api, openapi, server
+from outreach.web import api, openapi, server, service
 from tests.worlds import RULES
 
 pytestmark = pytest.mark.store
@@ -124,13 +124,28 @@ def test_api_token_reads_the_variable_or_file_settings_name(monkeypatch: pytest.
                                                                  api_token_file=api_token_file))  # fmt: skip
 
     assert ingest.api_token(settings()) is None
-    monkeypatch.setenv("OUTREACH_API_TOKEN", "  from-env \n")
-    assert ingest.api_token(settings(api_token_env="OUTREACH_API_TOKEN")) == "from-env"
-    (tmp_path / "token").write_text("from-file\n", encoding="utf-8")
-    assert ingest.api_token(settings(api_token_file=str(tmp_path / "token"))) == "from-file"
+    monkeypatch.setenv("OUTREACH_API_TOKEN", "  from-env-from-env-from-env-from-env \n")
+    assert ingest.api_token(settings(api_token_env="OUTREACH_API_TOKEN")) == "from-env-from-env-from-env-from-env"
+    (tmp_path / "token").write_text("from-file-from-file-from-file-from-file\n", encoding="utf-8")
+    assert ingest.api_token(settings(api_token_file=str(tmp_path / "token"))) == "from-file-from-file-from-file-from-file"
     monkeypatch.delenv("OUTREACH_API_TOKEN")
     with pytest.raises(ingest.MissingSecret, match="OUTREACH_API_TOKEN"):
         ingest.api_token(settings(api_token_env="OUTREACH_API_TOKEN"))
+
+
+def test_a_one_character_api_token_is_refused_and_the_api_stays_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 18, item 3: a token is a secret, at least 32 bytes like the tracking secret
+    settings = dataclasses.replace(RULES.settings, web=model.Web(api_token_env="OUTREACH_API_TOKEN"))
+    for short in ("x", "a" * 31, "\u00e9" * 15):
+        monkeypatch.setenv("OUTREACH_API_TOKEN", short)
+        with pytest.raises(ingest.WeakSecret, match="too short: use at least 32"):
+            ingest.api_token(settings)
+    assert service.api_token(settings) is None
+    assert "the ingest API is off: an ingest API token of 30 bytes is too short" in caplog.text
+    monkeypatch.setenv("OUTREACH_API_TOKEN", "a" * 32)
+    assert service.api_token(settings) == "a" * 32
 
 
 # --- records -----------------------------------------------------------------------------------------------

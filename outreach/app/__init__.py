@@ -12,7 +12,8 @@ The CLI, the daemon, RuleTests, `simulate` (and later the web handlers) call the
 - build the transport Settings name and the signed links mail carries: `sending.py`;
 - tell an operator what needs them (`outreach doctor`): `doctor.py`;
 - read records from CSV and JSONL files (`outreach records import`): `importing.py`;
-- read a page of the records that match, and how many match in all (`outreach records list`): `records.py`.
+- read a page of the records that match, and how many match in all (`outreach records list`): `records.py`;
+- pick the outbox messages an operator sends again, and send them again (`outreach outbox requeue`): `outbox.py`.
 
 Each takes the store through a narrow Protocol of what it uses and takes `now`: the engine (outreach/engine/)
 decides, the store (outreach/store/) writes that decision, and nothing here holds SQL, a screen or a socket.

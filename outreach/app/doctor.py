@@ -14,7 +14,7 @@ import ssl
 from typing import Any, Protocol
 
 from outreach import store as store_module
-from outreach.app import sending
+from outreach.app import ingest, sending
 from outreach.mail import credentials, dkim, imap, links
 from outreach.rules import model
 
@@ -76,6 +76,12 @@ def secrets_of(settings: model.Settings) -> list[Finding]:
                 links.Keys.parse(value)
             except links.WeakSecret as exc:
                 found.append(Finding("problem", "secret", f"{what}: {exc}"))
+                continue
+        if what == api:
+            try:
+                ingest.api_token(settings)
+            except ingest.WeakSecret as exc:
+                found.append(Finding("problem", "secret", f"{what}: {exc}; the ingest API is off"))
                 continue
         found.append(Finding("ok", "secret", f"{what}: set"))
     return found

@@ -22,10 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from outreach import calendar
 from outreach import store as store_module
+from outreach.app import sending
 from outreach.engine import events
 from outreach.engine import sequences as seq
-from outreach.rules import criteria, model
+from outreach.rules import criteria, model, timing
+from outreach.rules import validate as rules_validate
 from outreach.store import changes, rows
 
 FULL_SCAN_EVERY = dt.timedelta(hours=1)  # auto-enrollment looks at every record this often (criteria on time)
@@ -151,8 +154,9 @@ async def enroll_many(
 
     Records go in chunks of MANY_CHUNK: the store's facts about a chunk's addresses are read in two queries, the
     engine decides each record as `enroll` does, and the chunk's enrollments and their events are written in one
-    transaction (20,000 records take seconds, not minutes). An address that two records share is enrolled once:
-    the later record is refused ("same_address"), as the live-enrollment index would refuse it.
+    transaction (20,000 records take seconds, not minutes). An address that two records share (compared without
+    case, as the suppression list and the live-enrollment index compare it) is enrolled once: the later record is
+    refused ("same_address"), as the index would refuse it.
     """
     applied = (await store.active_definitions()).get(("Sequence", sequence.name))
     if applied is None or applied.hash != sequence.source.hash:
@@ -167,21 +171,22 @@ async def enroll_many(
     if enrolled_by not in ruleset.settings.users:
         notice = seq.Refusal("not_a_user", f"{enrolled_by!r} is not a user in Settings.users")
         return results + [(r.id, notice) for r in found]
-    taken: dict[str, str] = {}  # address -> the record enrolled with it in this run
+    taken: dict[str, str] = {}  # lower-cased address -> the record enrolled with it in this run
     for start in range(0, len(found), MANY_CHUNK):
         chunk = found[start : start + MANY_CHUNK]
         live, unsubscribed = await store.enrolling_facts([r.email for r in chunk if r.email], sequence.name)
         decided: list[tuple[str, seq.Enrollment | str]] = []
         for record in chunk:
             email = record.email or ""
-            why = seq.refusal(recipient_of(record), sequence, live_in_sequence=email in live,
-                              unsubscribed_at=unsubscribed.get(email.lower()))  # fmt: skip
-            if why is None and email in taken:
-                why = seq.Refusal("same_address", f"{email} is enrolled already in this run (record {taken[email]})")
+            address = email.lower()  # Sam.Jones@... is sam.jones@...
+            why = seq.refusal(recipient_of(record), sequence, live_in_sequence=address in live,
+                              unsubscribed_at=unsubscribed.get(address))  # fmt: skip
+            if why is None and address in taken:
+                why = seq.Refusal("same_address", f"{email} is enrolled already in this run (record {taken[address]})")
             if why is not None:
                 decided.append((record.id, why))
                 continue
-            taken[email] = record.id
+            taken[address] = record.id
             decided.append((record.id, seq.enroll(0, recipient_of(record), sequence, ruleset.settings,
                                                   enrolled_by=enrolled_by, now=now)))  # fmt: skip
         if not dry_run:
@@ -216,15 +221,18 @@ async def _write_chunk(
 @dataclasses.dataclass(frozen=True)
 class Tally:
     """What `enroll_many` did, for its summary: how many were enrolled, refusals by kind, and when the first and
-    the last of their first mails go out."""
+    the last of their first mails are due; and, when the senders' daily limits hold some of them back (`limits`,
+    the engine's forecast per sender), when each of those goes instead (`held`, by record id)."""
 
     enrolled: int
     refused: dict[str, int]
     first_mail: dt.datetime | None
     last_mail: dt.datetime | None
+    limits: tuple[seq.LimitForecast, ...] = ()  # only the senders whose limit holds some back
+    held: Mapping[str, dt.datetime] = dataclasses.field(default_factory=dict)
 
 
-def tally(results: Sequence[tuple[str, seq.Enrollment | str]]) -> Tally:
+def tally(results: Sequence[tuple[str, seq.Enrollment | str]], forecast: Outlook | None = None) -> Tally:
     refused: dict[str, int] = {}
     due: list[dt.datetime] = []
     for _rid, r in results:
@@ -234,8 +242,92 @@ def tally(results: Sequence[tuple[str, seq.Enrollment | str]]) -> Tally:
         else:
             kind = r.kind if isinstance(r, seq.Refusal) else "other"
             refused[kind] = refused.get(kind, 0) + 1
+    limits: tuple[seq.LimitForecast, ...] = ()
+    held: dict[str, dt.datetime] = {}
+    if forecast is not None:
+        limits = tuple(f for f in forecast.senders if f.held)
+        held = {rid: goes for rid, (due_at, goes) in forecast.first_mails.items() if goes > due_at}
     return Tally(len(results) - sum(refused.values()), dict(sorted(refused.items(), key=lambda kv: -kv[1])),
-                 min(due, default=None), max(due, default=None))  # fmt: skip
+                 min(due, default=None), max(due, default=None), limits, held)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Outlook:
+    """When new first mails go out under their senders' daily limits: per sender (the engine's LimitForecast),
+    and per record its first mail's due time and when it goes."""
+
+    senders: tuple[seq.LimitForecast, ...]
+    first_mails: Mapping[str, tuple[dt.datetime, dt.datetime]]
+
+
+class LimitStore(Protocol):
+    """The store's verbs the forecast of daily limits reads (outreach.store.Store has them)."""
+
+    async def owners_and_zones(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]: ...
+
+    async def queued_by_sender(
+        self, since: dt.datetime, senders: Sequence[str]
+    ) -> dict[str, list[tuple[dt.datetime, int]]]: ...
+
+    async def scheduled_steps(self) -> list[rows.ScheduledSteps]: ...
+
+
+async def limit_outlook(
+    store: LimitStore, ruleset: model.RuleSet, sequence: model.Sequence,
+    results: Sequence[tuple[str, seq.Enrollment | str]], *, now: dt.datetime,
+) -> Outlook | None:  # fmt: skip
+    """When the first mails of `results` (enroll_many's, written or a dry run) go out under their senders' daily
+    limits: the engine's forecast (seq.limit_forecast) over what each sender queued in the 24 hours before `now`,
+    after the mail of theirs already scheduled (the due email steps of live enrollments, those the limit holds
+    back included). None when the first step is no email or none of their senders has a daily limit."""
+    settings = ruleset.settings
+    planned = [e for _, e in results if isinstance(e, seq.Enrollment) and e.next_due_at is not None]
+    if not planned or sequence.steps[0].kind is not model.StepKind.EMAIL:
+        return None
+    if all(u.daily_limit is None for u in settings.users.values()):
+        return None
+    records = await store.owners_and_zones([e.record_id for e in planned])
+    cal = settings.calendar(sequence.calendar)
+    mails: list[seq.FirstMail] = []
+    whose: list[str] = []
+    written: dict[tuple[str, int, str, str | None, dt.datetime], int] = {}  # these, as scheduled_steps has them
+    for e in planned:
+        record = records.get(e.record_id)
+        if record is None or e.next_due_at is None:
+            continue
+        owner, timezone = record
+        if e.id:  # written (not a dry run): the store's scheduled steps have it too
+            key = (e.sequence, e.step_index, e.enrolled_by, owner, e.next_due_at)
+            written[key] = written.get(key, 0) + 1
+        who = seq.Recipient(e.record_id, "", e.email, owner, timezone, {})  # what says its sender and clock
+        sender = seq.sender_of(sequence, e, who, settings)
+        if isinstance(sender, str):  # the step will be blocked: no mail
+            continue
+        mails.append(seq.FirstMail(sender, e.next_due_at, cal, seq.zone(who, sequence, settings)))
+        whose.append(e.record_id)
+    users = {m.sender.id: m.sender for m in mails if m.sender.daily_limit is not None}
+    if not users:
+        return None
+    queued = await store.queued_by_sender(now - seq.DAY, sorted({u.email for u in users.values()}))
+    # The email steps already scheduled for these senders go first, in their turn; read with today's rules (a
+    # step of an older version is taken as the same step of the one in force), in the calendar's zone.
+    waiting: list[seq.FirstMail] = []
+    for group in await store.scheduled_steps():
+        key = (group.sequence, group.step_index, group.enrolled_by, group.owner, group.due)
+        count = group.count - written.pop(key, 0)
+        current = ruleset.sequences.get(group.sequence)
+        if count <= 0 or current is None or group.step_index >= len(current.steps):
+            continue
+        if current.steps[group.step_index].kind is not model.StepKind.EMAIL:
+            continue
+        user = users.get(seq.sending_user(current, enrolled_by=group.enrolled_by, owner=group.owner) or "")
+        if user is not None:
+            its = settings.calendar(current.calendar)
+            waiting += [seq.FirstMail(user, group.due, its, calendar.zone_for(None, its, settings.timezone),
+                                      new=False)] * count  # fmt: skip
+    found = seq.limit_forecast([*waiting, *mails], queued=queued, day_zone=timing.zone(settings.timezone))
+    goes = found.times[len(waiting) :]
+    return Outlook(found.senders, {rid: (m.due, t) for rid, m, t in zip(whose, mails, goes, strict=True)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +349,7 @@ async def preview(
     planned = seq.enroll(0, dataclasses.replace(who, email=who.email or "-"), sequence, ruleset.settings,
                          enrolled_by=enrolled_by or record.owner or "", now=start)  # fmt: skip
     e = dataclasses.replace(planned, email=who.email or "")
-    steps = tuple(seq.walk(e, sequence, who, ruleset, unsubscribe_url=links))
+    steps = tuple(seq.walk(e, sequence, who, ruleset, facts=lambda at: sending.facts(links(at))))
     return Preview(await refusal(store, record, sequence), steps)
 
 
@@ -316,6 +408,104 @@ async def widget(store: WidgetStore, ruleset: model.RuleSet, record_id: str) -> 
     """A record's sequences as `records show` and the ingest API's GET /api/v1/records/{id} show them: counts of
     active, blocked and completed ones, and a line per enrollment, live ones first (the engine's `widget`)."""
     return seq.widget([enrollment_of(e) for e in await store.enrollments(record_id=record_id)], ruleset)
+
+
+# --- one enrollment, its course and its history ------------------------------------------------------------------
+
+
+class VersionStore(Protocol):
+    async def definition_body(self, kind: str, name: str, digest: str) -> dict[str, Any] | None: ...
+
+
+async def version_of(store: VersionStore, ruleset: model.RuleSet, name: str, digest: str) -> model.Sequence | None:
+    """The version of sequence `name` an enrollment runs on: the one in force, or a stored earlier one read with
+    today's rules; None when that cannot be read (the scheduler then blocks it and says why)."""
+    current = ruleset.sequences.get(name)
+    if current is not None and current.source.hash == digest:
+        return current
+    body = await store.definition_body("Sequence", name, digest)
+    if body is None:
+        return None
+    rebuilt = rules_validate.rebuild_sequence(body, ruleset)
+    return dataclasses.replace(rebuilt, name=name) if rebuilt is not None and rebuilt.name != name else rebuilt
+
+
+class ShowStore(VersionStore, Protocol):
+    async def enrollment(self, enrollment_id: int) -> dict[str, Any]: ...
+
+    async def get_record(self, record_id: str) -> rows.Record: ...
+
+    async def events(self, record_id: str) -> list[rows.Event]: ...
+
+
+Planned = tuple[dt.datetime, int, seq.SendEmail | seq.CreateTask | seq.Block]
+
+
+@dataclasses.dataclass(frozen=True)
+class Course:
+    """One enrollment as `outreach enrollments show` tells it: its row, the version it runs on (None: it cannot be
+    read with today's rules), the steps ahead, each decided as the daemon would decide it (with what they
+    assume: `its task is completed now`, `it is retried now`), and its history (its events, in time order)."""
+
+    enrollment: seq.Enrollment
+    sequence: model.Sequence | None
+    upcoming: tuple[Planned, ...]
+    assuming: str | None
+    history: tuple[rows.Event, ...]
+
+
+# What ends an enrollment that an event of the record says, not of the enrollment (a reply ends every sequence).
+_ENDING = frozenset({*events.ENDS_SEQUENCES, events.Kind.BOUNCED})
+
+
+async def course(
+    store: ShowStore, ruleset: model.RuleSet, enrollment_id: int, *, now: dt.datetime,
+    links: Callable[[seq.Enrollment], str | None],
+) -> Course:  # fmt: skip
+    """An enrollment's future mail and history. What is to come is the engine's `walk` from where the enrollment
+    stands at `now` (as `preview` walks a new one): a step overdue runs at `now`, an enrollment waiting for its task
+    goes on as if the task were completed now, a blocked one as if retried now. NotFound: no such enrollment."""
+    e = enrollment_of(await store.enrollment(enrollment_id))
+    sequence = await version_of(store, ruleset, e.sequence, e.version)
+    try:
+        record: rows.Record | None = await store.get_record(e.record_id)
+    except store_module.NotFound:
+        record = None
+    upcoming: tuple[Planned, ...] = ()
+    assuming = None
+    if sequence is not None and record is not None and e.status in seq.LIVE:
+        who = recipient_of(record)
+        start = e
+        if e.status is seq.Status.BLOCKED:
+            start, assuming = seq.retry(e, now), "it is retried now"
+        elif e.awaiting_task:
+            start, assuming = seq.after_step(e, sequence, who, ruleset.settings, now), "its task is completed now"
+        elif e.next_due_at is not None and e.next_due_at < now:
+            start = seq.evolve(e, next_due_at=now)  # overdue: the next tick runs it
+        upcoming = tuple(seq.walk(start, sequence, who, ruleset, facts=lambda at: sending.facts(links(at))))
+    current = ruleset.sequences.get(e.sequence)
+    names = {e.sequence, *(current.source.renamed_from if current is not None else ())}  # events keep old names
+    history = _history(e, await store.events(e.record_id), names)
+    return Course(e, sequence, upcoming, assuming, tuple(history))
+
+
+def _history(e: seq.Enrollment, found: Sequence[rows.Event], names: set[str]) -> list[rows.Event]:
+    """The events of a record that are about one of its enrollments: those that name it; those of its sequence
+    (`names`) while it was live; the tasks of its task steps and their completion; and the event that ended it."""
+    tasks: set[Any] = set()
+    out = []
+    for x in found:
+        if x.at < e.started_at or (e.ended_at is not None and x.at > e.ended_at):
+            continue
+        about = x.data.get("enrollment")
+        if about == e.id or (about is None and x.data.get("sequence") in names):
+            out.append(x)
+            if x.kind == "task_created":
+                tasks.add(x.data.get("task"))
+        elif (x.kind == "task_completed" and x.data.get("task") in tasks) or (x.at == e.ended_at
+                                                                              and x.kind in _ENDING):  # fmt: skip
+            out.append(x)
+    return out
 
 
 # --- by hand: stop, retry ----------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from outreach import store as store_module
-from outreach.app import enrolling
+from outreach.app import enrolling, importing
 from outreach.engine import events
 from outreach.store import changes, rows
 
@@ -143,10 +143,11 @@ async def delete(store: EventStore, record_id: str, *, now: dt.datetime, source:
 
 
 async def set_fields(store: EventStore, record_id: str, values: Mapping[str, Any], *, now: dt.datetime,
-                     source: str = "cli") -> rows.Record:  # fmt: skip
+                     source: str = "cli", owners: Collection[str] | None = None) -> rows.Record:  # fmt: skip
     """Change fields of a record; a stage change records when the record entered the stage and a `stage_changed`
-    event (the reminders of its process stop when they next look)."""
-    return await store.set_fields(record_id, values, now=now, source=source)
+    event (the reminders of its process stop when they next look). The values pass an import row's checks first
+    (importing.checked_fields: an address `records import` would refuse is refused here too, InvalidValue)."""
+    return await store.set_fields(record_id, importing.checked_fields(values, owners=owners), now=now, source=source)
 
 
 async def add_task(store: EventStore, record_id: str, subject: str, *, now: dt.datetime, type: str = "todo",

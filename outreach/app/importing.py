@@ -417,6 +417,32 @@ _PLAIN_EMAIL = re.compile(
 _SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
 
 
+class InvalidValue(ValueError):
+    """A value a record cannot take: the message names the field and says why."""
+
+
+def checked_fields(values: Mapping[str, object], *, owners: Collection[str] | None = None) -> dict[str, object]:
+    """Values set on a record outside an import (`records set`, a RuleTest's `set`), with an import row's checks:
+    the address normalized as `records import` keeps it (an empty one clears it), the time zone a known one, and
+    the owner a user when `owners` are given. InvalidValue names the first bad field."""
+    checked = dict(values)
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            if name == "email":
+                if not isinstance(value, str):
+                    raise ValueError(f"expected an address, got {describe(value)}")
+                checked[name] = normalized_email(value) if value.strip() else None
+            elif name == "timezone":
+                _check_zone(value)
+            elif name == "owner" and owners is not None and value not in owners:
+                raise ValueError(f"{value!r} is not a user{diagnostics.did_you_mean(str(value), owners)}")
+        except ValueError as exc:
+            raise InvalidValue(f"{name}: {exc}") from None
+    return checked
+
+
 def normalized_email(text: str) -> str:
     """An address as `records import` keeps it: without a display name, its domain lower-cased (the check of an
     import row's email, and of `outreach suppressions add`). ValueError says why `text` is not one."""

@@ -26,13 +26,15 @@ from outreach import store as store_module
 from outreach.app import enrolling, events, importing
 from outreach.engine import events as engine_events
 from outreach.engine import sequences as seq
-from outreach.mail import credentials
+from outreach.mail import credentials, links
 from outreach.rules import model
 from outreach.rules.criteria import FieldType
 from outreach.store import rows
 
 SOURCE = "api"
 MissingSecret = credentials.MissingSecret  # a token Settings names is not there (for the daemon, which reads it)
+WeakSecret = links.WeakSecret  # a token under MIN_SECRET_BYTES
+MIN_SECRET_BYTES = links.MIN_SECRET_BYTES  # as for the tracking secret: a token is a secret too
 
 # The store's column sizes (outreach/store/tables.py): a longer value is refused here, not by the database.
 MAX_ID = 64
@@ -67,7 +69,8 @@ class Conflict(Exception):
 
 def api_token(settings: model.Settings) -> str | None:
     """The bearer token `web.api_token_env` or `web.api_token_file` names, stripped; None when Settings names
-    none (the API is off). Raises MissingSecret when the variable is unset or the file cannot be read."""
+    none (the API is off). Raises MissingSecret when the variable is unset or the file cannot be read, WeakSecret
+    when the token is shorter than MIN_SECRET_BYTES (one character would be guessed at once)."""
     value = credentials.read("the ingest API token (Settings web.api_token_env or web.api_token_file)",
                              env=settings.web.api_token_env, file=settings.web.api_token_file)  # fmt: skip
     if value is None:
@@ -75,6 +78,10 @@ def api_token(settings: model.Settings) -> str | None:
     value = value.strip()
     if not value:
         raise MissingSecret("the ingest API token (Settings web.api_token_env or web.api_token_file) is blank")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size < MIN_SECRET_BYTES:
+        raise WeakSecret(f"an ingest API token of {size} bytes is too short: use at least {MIN_SECRET_BYTES} "
+                         "(e.g. `openssl rand -hex 32`)")  # fmt: skip
     return value
 
 
@@ -395,4 +402,5 @@ async def record_view(store: ViewStore, ruleset: model.RuleSet, record_id: str) 
 
 def _line_json(line: seq.SequenceLine) -> dict[str, Any]:
     return {"enrollment": line.enrollment, "sequence": line.sequence, "status": str(line.status),
-            "last_step": line.last_step, "next_email": _jsonable(line.next_email), "detail": line.detail}  # fmt: skip
+            "last_step": line.last_step, "next_email": _jsonable(line.next_email), "detail": line.detail,
+            "blocked_at": line.blocked_at}  # fmt: skip

@@ -13,10 +13,11 @@ from outreach.store import rows
 class RecordStore(Protocol):
     async def list_records(self, where: criteria.Criteria | None = None, *, now: dt.datetime,
                            module: str | None = None, include_deleted: bool = False,
-                           limit: int | None = None) -> list[rows.Record]: ...  # fmt: skip
+                           limit: int | None = None, not_enrolled: bool = False) -> list[rows.Record]: ...  # fmt: skip
 
     async def count_records(self, where: criteria.Criteria | None = None, *, now: dt.datetime,
-                            module: str | None = None, include_deleted: bool = False) -> int: ...  # fmt: skip
+                            module: str | None = None, include_deleted: bool = False,
+                            not_enrolled: bool = False) -> int: ...  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +34,10 @@ class Page:
 
 
 async def page(store: RecordStore, where: criteria.Criteria | None, *, now: dt.datetime, module: str | None,
-               limit: int) -> Page:  # fmt: skip
-    """At most `limit` live records that match, by id; they are counted only when the limit was reached."""
-    found = await store.list_records(where, now=now, module=module, limit=limit)
-    total = len(found) if len(found) < limit else await store.count_records(where, now=now, module=module)
+               limit: int, not_enrolled: bool = False) -> Page:  # fmt: skip
+    """At most `limit` live records that match (with `not_enrolled`, of those in no sequence), by id; they are
+    counted only when the limit was reached."""
+    found = await store.list_records(where, now=now, module=module, limit=limit, not_enrolled=not_enrolled)
+    total = len(found) if len(found) < limit else await store.count_records(where, now=now, module=module,
+                                                                             not_enrolled=not_enrolled)  # fmt: skip
     return Page(tuple(found), total)

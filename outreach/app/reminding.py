@@ -205,7 +205,7 @@ class Reminders:
         merge = render.reminder_context(recipient=recipient, organization=settings.organization, records=due,
                                         also_overdue=also, digest=digest)  # fmt: skip
         try:
-            rendered = render.render(template, merge)
+            rendered = render.render(template, merge, settings.limits)
         except render.RenderError as exc:
             return exc.reason
         sender: mail_message.Person = settings.organization or recipient

@@ -28,7 +28,7 @@ from outreach.store import changes
 
 log = logging.getLogger("outreach")
 
-Applied = dict[str, list[tuple[str, str]]]  # {"added" | "changed" | "removed": [(kind, name), ...]}
+Applied = dict[str, list[tuple[str, str]]]  # {"added" | "changed" | "removed" | "renamed": [(kind, name), ...]}
 
 
 class RulesInvalid(Exception):
@@ -37,8 +37,9 @@ class RulesInvalid(Exception):
 
 class ApplyStore(Protocol):
     def applying_definitions(
-        self, wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]], *, now: dt.datetime
-    ) -> AbstractAsyncContextManager[changes.AppliedDefinitions]: ...
+        self, wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]], *, now: dt.datetime,
+        renamed_from: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+    ) -> AbstractAsyncContextManager[changes.AppliedDefinitions]: ...  # fmt: skip
 
 
 class RulesStore(scheduler_module.SchedulerStore, ApplyStore, Protocol):
@@ -59,23 +60,40 @@ def definitions(ruleset: model.RuleSet) -> dict[tuple[str, str], tuple[str, Mapp
 
 
 async def apply(store: ApplyStore, ruleset: model.RuleSet, *, now: dt.datetime) -> Applied:
-    """Make the rule set's definitions the ones in force, in one transaction; returns what was added, changed and
-    removed. Active enrollments stay on their version (or move at their next step, `on_edit: next_step`); the
-    live enrollments of a removed sequence stop ("sequence removed")."""
-    return await apply_definitions(store, definitions(ruleset), now=now)
+    """Make the rule set's definitions the ones in force, in one transaction; returns what was added, changed,
+    renamed and removed. Active enrollments stay on their version (or move at their next step, `on_edit:
+    next_step`); the live enrollments of a removed sequence stop ("sequence removed"); those of a renamed one go on
+    under its new name (`renamed_from`)."""
+    return await apply_definitions(store, definitions(ruleset), now=now, renamed_from=ruleset.renamed_from())
 
 
 async def apply_definitions(
-    store: ApplyStore, wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]], *, now: dt.datetime
-) -> Applied:
-    """`apply`, given the definitions ({(kind, name): (hash, body)}) rather than the rule set."""
-    async with store.applying_definitions(wanted, now=now) as tx:
+    store: ApplyStore, wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]], *, now: dt.datetime,
+    renamed_from: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+) -> Applied:  # fmt: skip
+    """`apply`, given the definitions ({(kind, name): (hash, body)}, and {(kind, name): earlier names}) rather
+    than the rule set. In the same transaction: the live enrollments of a removed sequence stop; those on the
+    version in force of a sequence that was only renamed (or lost its `renamed_from`), which runs the same steps
+    as the new one, move to the new version (the engine decides both: outreach/engine/events.py)."""
+    async with store.applying_definitions(wanted, now=now, renamed_from=renamed_from) as tx:
         removed = [name for kind, name in tx.done["removed"] if kind == "Sequence"]
         if removed:
             live = [enrolling.enrollment_of(r) for r in await tx.enrollments(sequences=removed)]
             for e in events.of_removed_sequence(live, now).enrollments:
                 await tx.save_enrollment(enrolling.columns_of(e))
-        return tx.done
+        before = {(r.kind, r.new): r.old_hash for r in tx.renamed}
+        changed = [name for kind, name in tx.done["changed"] if kind == "Sequence"]
+        for name in sorted({*changed, *(new for kind, new in before if kind == "Sequence")}):
+            digest, body = wanted[("Sequence", name)]
+            old = before.get(("Sequence", name)) or tx.previous.get(("Sequence", name))
+            old_body = await tx.definition_body("Sequence", name, old) if old is not None else None
+            if old is None or old_body is None or not events.same_steps(old_body, body):
+                continue
+            live = [enrolling.enrollment_of(r) for r in await tx.enrollments(sequences=[name])]
+            for e in events.of_renamed_sequence(live, old, old_body, digest, body).enrollments:
+                await tx.save_enrollment(enrolling.columns_of(e))
+        done: Applied = {**tx.done, "renamed": [(r.kind, r.new) for r in tx.renamed]}
+        return done
 
 
 class InForce:

@@ -14,13 +14,14 @@ import datetime as dt
 import logging
 import os
 import random
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from outreach import store as store_module
-from outreach.app import enrolling, reminding
+from outreach.app import enrolling, reminding, sending
 from outreach.app import events as recording
 from outreach.engine import events, tracking
 from outreach.engine import sequences as seq
@@ -29,7 +30,6 @@ from outreach.mail import links as mail_links
 from outreach.mail import message as mail_message
 from outreach.mail import transport as mail_transport
 from outreach.rules import criteria, model
-from outreach.rules import validate as rules_validate
 from outreach.store import changes, rows
 from outreach.store.sequencing import Batch, Pending, SendOutcome
 
@@ -48,6 +48,7 @@ class TickReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    in_doubt: int = 0  # handed to the relay, the answer lost: `unknown`, for an operator
     replies: dict[str, int] = dataclasses.field(default_factory=dict)  # the relay's replies by class: 2xx, 4xx ...
 
     def __str__(self) -> str:
@@ -61,6 +62,21 @@ def reply_class(result: mail_transport.SendResult) -> str | None:
     if result.code is not None:
         return f"{result.code // 100}xx"
     return None if result.ok else "none"
+
+
+# A due step waits for nothing (a render takes up to limits.render_time): after this many seconds of them, a batch
+# lets the daemon's other loops and its signal handlers run, so that a stopping daemon stops between two steps;
+# and a batch of slow steps is written after BATCH_SECONDS, its other steps left due for the next batch, so that a
+# daemon restarted in the middle of it (by the watchdog, say) does not start the same work again.
+YIELD_EVERY = 0.05
+BATCH_SECONDS = 5.0
+
+
+async def _let_the_loop_run() -> None:
+    """Give the event loop the rounds a signal needs to reach its handler: the loop reads the signal in one round
+    and runs its handler in the next; the third round comes back here, after it."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 class SchedulerStore(enrolling.EnrollStore, reminding.ReminderStore, Protocol):
@@ -130,23 +146,24 @@ class Scheduler:
         """The sequence an enrollment runs on: the current one, or a stored older version."""
         key = (name, digest)
         if key not in self._versions:
-            body = await self.store.definition_body("Sequence", name, digest)
-            self._versions[key] = rules_validate.rebuild_sequence(body, self.ruleset) if body else None
+            self._versions[key] = await enrolling.version_of(self.store, self.ruleset, name, digest)
         return self._versions[key]
 
     # --- running due steps ----------------------------------------------------------------------
 
-    async def tick(self, now: dt.datetime, *, dispatch: bool = True, reminders: bool = True) -> TickReport:
+    async def tick(self, now: dt.datetime, *, dispatch: bool = True, reminders: bool = True,
+                   stop: Callable[[], bool] | None = None) -> TickReport:  # fmt: skip
         """One round of work at `now`. One look at the store says what there is to do; a phase with nothing to do
         (and nothing made for it by an earlier phase of this tick) is skipped, so an idle tick is one query.
         The daemon runs the dispatch in a loop of its own (`dispatch=False`), and the reminders only where it
-        holds their lease (`reminders=False` elsewhere)."""
+        holds their lease (`reminders=False` elsewhere). Once `stop()` says so, due steps not yet run wait for
+        the next tick (a stopping daemon does not render the rest of a batch)."""
         report = TickReport()
         pending = await self.store.pending(now)  # nothing below changes records
         report.enrolled += await self.auto_enrollment.run(now, pending.record_changed)
         resumed = await self.resume_tasks(now) if pending.tasks_done else 0
         if pending.due or report.enrolled or resumed:
-            while await self.run_due(now, report) >= self.batch:
+            while await self.run_due(now, report, stop) >= self.batch and not (stop is not None and stop()):
                 pass
         if reminders:
             report.reminders += await self.reminders.run_after_change(now, pending.record_changed)
@@ -168,14 +185,24 @@ class Scheduler:
             await self.store.save_enrollment(enrolling.columns_of(done))
         return len(finished)
 
-    async def run_due(self, now: dt.datetime, report: TickReport) -> int:
+    async def run_due(self, now: dt.datetime, report: TickReport, stop: Callable[[], bool] | None = None) -> int:
+        """Run a batch of due steps; returns how many were due, or the batch size when it was cut short after
+        BATCH_SECONDS (the tick goes on with the rest at the same `now`). Those left when `stop()` says so stay due."""
         async with self.store.due_batch(now, self.batch) as batch:
             if not batch.rows:
                 return 0
             records = batch.records
             if any(u.daily_limit is not None for u in self.ruleset.settings.users.values()):
                 self._usage = await self.store.daily_usage(now - seq.DAY)
+            started = slice_start = time.monotonic()
             for row in batch.rows:
+                if time.monotonic() - slice_start > YIELD_EVERY:
+                    await _let_the_loop_run()
+                    slice_start = time.monotonic()
+                    if slice_start - started > BATCH_SECONDS:
+                        return self.batch  # written now; the steps not run are taken again at once
+                if stop is not None and stop():
+                    break  # what was done is written; the rest is not touched
                 e = enrolling.enrollment_of(row)
                 mark = (len(batch.saves), len(batch.messages), len(batch.events))
                 try:
@@ -200,21 +227,11 @@ class Scheduler:
         who = enrolling.recipient_of(record)
         key = mail_links.new_key() if self.links is not None else None  # the message's links name it
         url = self.links.unsubscribe(key) if self.links is not None and key is not None else None
-        decision = seq.decide(e, sequence, who, self.ruleset, now, unsubscribe_url=url)
+        # the engine decides, as it does for `outreach preview`, with the facts only this tick knows
+        decision = seq.decide(e, sequence, who, self.ruleset, now, facts=sending.facts(url, sent_today=self._usage))
         if isinstance(decision, seq.SendEmail):
             if decision.sender.daily_limit is not None:
                 used, oldest = self._usage.get(decision.sender.email, (0, None))
-                hold = seq.quota_hold(e, sequence, who, self.ruleset.settings, decision.sender, used=used,
-                                      oldest=oldest, now=now)  # fmt: skip
-                if isinstance(hold, seq.Block):
-                    await self._block(batch, e, hold.reason, now, report)
-                    return
-                if hold is not None:
-                    if hold.reason != e.reason:
-                        log.info("enrollment %s of %s: %s", e.id, e.sequence, hold.reason)
-                    await batch.save(enrolling.columns_of(seq.evolve(e, next_due_at=hold.until, reason=hold.reason)))
-                    report.held += 1
-                    return
                 self._usage[decision.sender.email] = (used + 1, oldest or now)
             try:
                 data, message_id, urls = self._message(e, sequence, decision, now, url, key)
@@ -247,6 +264,11 @@ class Scheduler:
             report.tasks += 1
         elif isinstance(decision, seq.Block):
             await self._block(batch, e, decision.reason, now, report)
+        elif isinstance(decision, seq.Wait) and decision.until is not None and decision.reason is not None:
+            if decision.reason != e.reason:  # held back, e.g. by the sender's daily limit
+                log.info("enrollment %s of %s: %s", e.id, e.sequence, decision.reason)
+            await batch.save(enrolling.columns_of(seq.evolve(e, next_due_at=decision.until, reason=decision.reason)))
+            report.held += 1
         elif isinstance(decision, seq.Wait) and decision.until is not None:
             await batch.save(enrolling.columns_of(seq.evolve(e, next_due_at=decision.until)))
         elif isinstance(decision, seq.Complete):
@@ -304,39 +326,69 @@ class Scheduler:
     # --- sending --------------------------------------------------------------------------------
 
     async def dispatch(self, now: dt.datetime, report: TickReport, *, stop: Callable[[], bool] | None = None) -> None:
-        """Hand queued messages to the transport, `send_batch` at a time and concurrently (the transport's pool
-        bounds how many are in flight). Each group is marked `sending` (committed) before any of it is sent, so
-        a crash leaves at most one group `unknown`; what became of them is written in one transaction after."""
+        """Hand queued messages to the transport, as many at once as it sends at once (its `concurrency`: the SMTP
+        pool's size), claiming more as answers come. A claim marks its messages `sending` (committed) before any
+        goes out, and each answer is written as it arrives (those that arrive together in one transaction) and
+        before the next claim, so the store never holds more `sending` than the window and a crash leaves
+        `unknown` at most the messages on the wire. A message handed over whose answer was lost
+        (`in_doubt`) becomes `unknown` at once and is never sent again by itself."""
         if self.transport is None:
             return
-        max_attempts = self.ruleset.settings.limits.max_attempts
-        while stop is None or not stop():  # stopping: no new claims; the group in flight has finished
-            claimed = await self.store.claim_outbox(now, self.send_batch, uuid.uuid4().hex, self.daemon_id)
-            done, going = [], []
-            for m in claimed:
-                free_at = self.domain_caps.take(m["recipient"], now)
-                if free_at is None:
-                    going.append(m)
-                else:  # not an attempt: it waits for its turn
-                    done.append(SendOutcome(m["id"], False, self.domain_caps.why(m["recipient"]), free_at, False))
-                    report.held += 1
-            results = await asyncio.gather(*(self._send(m) for m in going))
-            for m, result in zip(going, results, strict=True):
-                cls = reply_class(result)
-                if cls is not None:
-                    report.replies[cls] = report.replies.get(cls, 0) + 1
-                if result.ok:
-                    done.append(SendOutcome(m["id"], True, result.detail))
-                    report.sent += 1
-                elif result.permanent or m["attempts"] + 1 >= max_attempts:
-                    done.append(SendOutcome(m["id"], False, result.detail))
-                    report.failed += 1
-                else:
-                    done.append(SendOutcome(m["id"], False, result.detail, now + self.backoff(m["attempts"])))
-                    report.deferred += 1
-            await self._finish(done, now)
-            if len(claimed) < self.send_batch:
+        window = max(1, int(getattr(self.transport, "concurrency", self.send_batch)))
+        in_flight: dict[asyncio.Task[mail_transport.SendResult], dict[str, Any]] = {}
+        answered: list[SendOutcome] = []
+        more = True  # the last claim found as many as it asked for
+        try:
+            await self._dispatching(now, report, stop, window, in_flight, answered, more)
+        finally:  # cancelled (the process stops): what is on the wire stays `sending`, `unknown` at the next start
+            for task in in_flight:
+                task.cancel()
+
+    async def _dispatching(self, now: dt.datetime, report: TickReport, stop: Callable[[], bool] | None, window: int,
+                           in_flight: dict[asyncio.Task[mail_transport.SendResult], dict[str, Any]],
+                           answered: list[SendOutcome], more: bool) -> None:  # fmt: skip
+        while True:
+            if answered:  # written before claiming more: what is `sending` in the store never exceeds the window
+                await self._finish(answered, now)
+                answered.clear()
+            stopping = stop is not None and stop()  # stopping: no new claims; the messages in flight finish
+            if more and not stopping and len(in_flight) < window:
+                want = window - len(in_flight)
+                claimed = await self.store.claim_outbox(now, want, uuid.uuid4().hex, self.daemon_id)
+                more = len(claimed) == want
+                for m in claimed:
+                    free_at = self.domain_caps.take(m["recipient"], now)
+                    if free_at is None:
+                        in_flight[asyncio.ensure_future(self._send(m))] = m
+                    else:  # not an attempt: it waits for its turn
+                        answered.append(SendOutcome(m["id"], False, self.domain_caps.why(m["recipient"]), free_at,
+                                                    False))  # fmt: skip
+                        report.held += 1
+            if answered:
+                continue  # the held-back messages: written, and their room in the window claimed again
+            if not in_flight:
                 return
+            finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                answered.append(self._outcome(in_flight.pop(task), task.result(), now, report))
+
+    def _outcome(self, m: dict[str, Any], result: mail_transport.SendResult, now: dt.datetime,
+                 report: TickReport) -> SendOutcome:  # fmt: skip
+        """What a transport's answer means for the message: sent, in doubt, failed for good, or tried again later."""
+        cls = reply_class(result)
+        if cls is not None:
+            report.replies[cls] = report.replies.get(cls, 0) + 1
+        if result.ok:
+            report.sent += 1
+            return SendOutcome(m["id"], True, result.detail)
+        if result.in_doubt:
+            report.in_doubt += 1
+            return SendOutcome(m["id"], False, result.detail, in_doubt=True)
+        if result.permanent or m["attempts"] + 1 >= self.ruleset.settings.limits.max_attempts:
+            report.failed += 1
+            return SendOutcome(m["id"], False, result.detail)
+        report.deferred += 1
+        return SendOutcome(m["id"], False, result.detail, now + self.backoff(m["attempts"]))
 
     async def _finish(self, done: Sequence[SendOutcome], now: dt.datetime) -> None:
         """Write what became of claimed messages. A message that failed for good blocks its live enrollment with
@@ -347,10 +399,15 @@ class Scheduler:
             if not tx.failed:
                 return
             ids = [f.enrollment_id for f in tx.failed if f.enrollment_id is not None]
-            live = {row["id"]: enrolling.enrollment_of(row) for row in await tx.enrollments(ids=ids)} if ids else {}
+            found = {row["id"]: enrolling.enrollment_of(row)
+                     for row in await tx.enrollments(ids=ids, live_only=False)} if ids else {}  # fmt: skip
+            ended = [e for e in found.values() if e.status is seq.Status.COMPLETED]
+            live_again = {(r["sequence"], r["email"].lower()) for r in await tx.enrollments(
+                emails=[e.email for e in ended], sequences=[e.sequence for e in ended])} if ended else set()  # fmt: skip
             for f in tx.failed:
-                e = live.get(f.enrollment_id) if f.enrollment_id is not None else None
-                await recording.write(tx, events.of_failed_send(e, f.detail), now=now, source="engine")
+                e = found.get(f.enrollment_id) if f.enrollment_id is not None else None
+                reopen = e is not None and (e.sequence, e.email.lower()) not in live_again
+                await recording.write(tx, events.of_failed_send(e, f.detail, reopen=reopen), now=now, source="engine")
                 await tx.event(f.record_id, "send_failed", now, {"outbox": f.outbox_id, "detail": f.detail}, "engine")
 
     async def _send(self, m: dict[str, Any]) -> mail_transport.SendResult:

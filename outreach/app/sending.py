@@ -5,12 +5,14 @@ The daemon, `outreach doctor`, `outreach preview` and RuleTests build them here,
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from outreach.engine import sequences as seq
-from outreach.mail import credentials, dkim, links, smtp
+from outreach.mail import credentials, dkim, links, smtp, verp
+from outreach.mail import message as mail_message
 from outreach.mail import transport as mail_transport
 from outreach.rules import model
 
@@ -25,12 +27,14 @@ class NotBuilt(Exception):
 
 
 def transport_for(ruleset: model.RuleSet) -> mail_transport.Transport:
-    """The transport Settings name; credentials.MissingSecret when a secret it names is not there."""
+    """The transport Settings name; credentials.MissingSecret when a secret it names is not there. Over SMTP with
+    Settings.bounce_address, each message's envelope sender is its VERP address (signed as the daemon signs links)."""
     t = ruleset.settings.transport
     if t.type == "maildir":
         return mail_transport.MaildirTransport(t.maildir)
     if t.type == "smtp" and t.smtp is not None:
-        return smtp.SmtpTransport(t.smtp)
+        bounces = verp.for_settings(ruleset.settings)
+        return smtp.SmtpTransport(t.smtp, envelope=bounces.sender_for if bounces is not None else None)
     raise NotBuilt(f"the {t.type} transport is not built; use `transport: {{type: maildir}}` or smtp")
 
 
@@ -75,6 +79,15 @@ def daemon_links(ruleset: model.RuleSet) -> links.Links | None:
     """The links a daemon (or `outreach web`) signs and verifies: with the secret Settings names, else with the
     one in its state directory ($STATE_DIRECTORY under systemd, else var/), created there the first time."""
     return links_for(ruleset, state_dir=links.state_directory())
+
+
+def facts(unsubscribe_url: str | None, *, sent_today: Mapping[str, tuple[int, dt.datetime | None]] | None = None,
+          ) -> seq.Facts:  # fmt: skip
+    """What the engine decides a step with, as every path that asks it knows it (the scheduler of the daemon, of
+    `outreach test` and of `outreach simulate`, and `outreach preview`): the message's signed unsubscribe link
+    (None: links cannot be signed), the senders' mail of the last 24 hours when counted, and the transport's
+    check of the headers."""
+    return seq.Facts(unsubscribe_url, sent_today, mail_message.header_problem)
 
 
 def preview_links(ruleset: model.RuleSet) -> UnsubscribeLinks:

@@ -198,6 +198,7 @@ def schema(kind: str | None, draft: str, write_dir: str | None) -> None:
 # the command is and its one-line help; tests/test_cli.py checks that the line is the command's own.
 LAZY: dict[str, tuple[str, str, str]] = {
     "db": ("store", "db", "The database: schema migrations."),
+    "inbound": ("inbound", "inbound", "Inbound mail: classify messages as the IMAP poller would."),
     "plan": ("store", "plan", "Show what `apply` would change, without changing anything."),
     "apply": ("store", "apply", "Validate the rule directory (all or nothing) and store its definitions as the ones "
               "in force."),
@@ -216,7 +217,7 @@ LAZY: dict[str, tuple[str, str, str]] = {
             "mail to the transport."),
     "enroll": ("sequences", "enroll", "Enroll records in a sequence, one or many; says when the first mail goes "
                "and why anyone was refused."),
-    "enrollments": ("sequences", "enrollments", "Enrollments: list, stop, retry."),
+    "enrollments": ("sequences", "enrollments", "Enrollments: list, show, stop, retry."),
     "preview": ("sequences", "preview", "Show every step of a sequence for one record, before enrolling: planned "
                 "time, subject, body, problems."),
     "sequences": ("sequences", "sequences", "Sequences: list and statistics."),

@@ -139,7 +139,7 @@ def _json_default(value: object) -> object:
 
 def dumps(value: object) -> str:
     """JSON for `--format json` (datetimes as ISO 8601 text)."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=2)
+    return output.json_safe(json.dumps(value, default=_json_default, ensure_ascii=False, indent=2))
 
 
 def where_from_pairs(pairs: Sequence[str], settings: model.Settings) -> criteria.Criteria | None:

@@ -1,5 +1,5 @@
 """How commands print: the shared `--format text|json` option (`--json` for short), tables with a header row that
-never cut an id or an address, and counts with the right plural.
+never cut an id or an address, counts with the right plural, and record data made safe for a terminal.
 
 Light on purpose (click and the standard library): `validate` uses it, and `import outreach.cli` stays fast; rich
 is imported when a table is printed.
@@ -8,6 +8,7 @@ is imported when a table is printed.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -55,6 +56,38 @@ def output_format(*choices: str, help: str = FORMAT_HELP) -> Callable[[F], F]:
     return decorate
 
 
+# What a record field, a subject or an address must not send to a terminal as it is: C0 and C1 control characters
+# (ESC starts colour, cursor and OSC sequences: window titles, hyperlinks, clipboard writes), DEL, and the Unicode
+# marks that reorder text (bidirectional overrides and isolates).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_LINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: object, *, lines: bool = False) -> str:
+    """Text from the store (records, subjects, reasons) as a terminal may show it: every control character written
+    out as its escape (ESC as `\\x1b`, a line break as `\\n`, U+202E as `\\u202e`), so data can neither move the
+    cursor nor forge a line. With `lines`, line breaks stay (a table cell may span lines)."""
+    return (_UNSAFE_BUT_LINES if lines else _UNSAFE).sub(_escape, str(text))
+
+
+# JSON escapes C0 characters itself; these it writes as they are (ensure_ascii=False).
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(text: str) -> str:
+    """JSON text (of json.dumps without ensure_ascii) with DEL, C1 controls and bidirectional marks as \\u escapes: the
+    same JSON, and nothing a terminal acts on when it is printed."""
+    return _UNSAFE_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     """`1 record`, `2 records`, `20,000 records` (`many`: the plural when it is not WORD + s)."""
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
@@ -64,19 +97,21 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, title: str |
           free: Sequence[str] = (), numbers: Sequence[str] = ()) -> Table:  # fmt: skip
     """A table with a header row. Cells of the `free` columns (free text: subjects, details) fold to fit a
     terminal; the others (ids, addresses, states, times) are never wrapped, folded or cut. The `numbers` columns
-    (counts) are aligned on the right."""
+    (counts) are aligned on the right. Cells and the title are shown as they are: rich markup in them is text
+    (`[bold]` stays `[bold]`), and their control characters are written out (`visible`)."""
     from rich.table import Table
+    from rich.text import Text
 
     unknown = {*free, *numbers} - set(columns)
     assert not unknown, f"{unknown} are not columns"
-    found = Table(title=title)
+    found = Table(title=Text(visible(title, lines=True)) if title is not None else None)
     for name in columns:
         if name in free:
             found.add_column(name, overflow="fold")
         else:
             found.add_column(name, no_wrap=True, justify="right" if name in numbers else "left")
     for row in rows:
-        found.add_row(*row)
+        found.add_row(*(Text(visible(cell, lines=True)) for cell in row))  # Text: never read as markup
     return found
 
 

@@ -133,6 +133,7 @@ def _next(s: reminding.Standing) -> str:
 
 
 def _columns(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    lines = [[output.visible(cell) for cell in line] for line in lines]  # record ids and owners are data
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in (header, *lines))  # fmt: skip

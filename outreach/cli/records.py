@@ -90,7 +90,7 @@ def import_(file: str, default_type: str | None, update: bool, skip_invalid: boo
     except import_files.ImportFileError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     for problem in result.problems:
-        click.echo(f"{file}:{problem.line}: {problem.message}", err=True)
+        click.echo(f"{file}:{problem.line}: {output.visible(problem.message)}", err=True)
     if result.problem_count > len(result.problems):
         click.echo(f"{file}: ... and {result.problem_count - len(result.problems)} more bad rows", err=True)
     if not result.committed:
@@ -121,6 +121,8 @@ def _count_rows(path: str) -> int | None:
 )
 @click.option("--view", "view_name", metavar="NAME", help="Only the records of a View from the rules.")
 @click.option("--type", "module", metavar="MODULE", help="Only records of this type.")
+@click.option("--not-enrolled", is_flag=True, help="Only records in no sequence: no active or blocked enrollment "
+              "(those that completed or left one count as in none).")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option(
     "--columns",
@@ -131,15 +133,16 @@ def _count_rows(path: str) -> int | None:
 @output.output_format()
 @options.rules_option
 @options.db_option
-def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | None, limit: int, columns: str,
-          fmt: str, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
-    """List records, optionally by field values or a saved view, with their sequences if asked.
+def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | None, not_enrolled: bool, limit: int,
+          columns: str, fmt: str, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+    """List records, optionally by field values, a saved view or being in no sequence, with their sequences if asked.
 
     The table's title says how many matched: `first 100 of 20,000 records` when --limit left some out.
 
     \b
     Examples:
       outreach records list --where stage=New --where country=DE
+      outreach records list --where stage=New --not-enrolled
       outreach records list --view dach-qualified --json
       outreach records list --columns running_sequences,completed_sequences,next_email
     """
@@ -162,7 +165,8 @@ def list_(where_pairs: tuple[str, ...], view_name: str | None, module: str | Non
         module = module or view.module
 
     async def go(store: Store) -> tuple[app_records.Page, list[dict[str, Any]]]:
-        page = await app_records.page(store, where, now=options.now(), module=module, limit=limit)
+        page = await app_records.page(store, where, now=options.now(), module=module, limit=limit,
+                                      not_enrolled=not_enrolled)  # fmt: skip
         enrolled = await store.enrollments(record_ids=[r.id for r in page.records]) if extra else []
         return page, enrolled
 
@@ -295,9 +299,15 @@ def set_(record_id: str, assignments: tuple[str, ...], rules_dir: str, db_url: s
             values[field] = import_files.convert_text(fields[field], text) if text else None
         except ValueError as exc:
             raise click.BadParameter(f"{pair!r}: {exc}", param_hint="FIELD=VALUE") from None
+    owners = list(ruleset.settings.users) or None
+    try:  # the checks of `records import` (events.set_fields makes them too): a bad address is refused here
+        import_files.checked_fields(values, owners=owners)
+    except import_files.InvalidValue as exc:
+        raise click.BadParameter(output.visible(exc), param_hint="FIELD=VALUE") from None
 
-    record = options.on_store(db_url, ruleset, lambda s: events.set_fields(s, record_id, values, now=options.now()))
-    click.echo(f"record {record.id}: " + ", ".join(f"{k}={record.value(k)}" for k in values))
+    record = options.on_store(db_url, ruleset, lambda s: events.set_fields(s, record_id, values, now=options.now(),
+                                                                           owners=owners))  # fmt: skip
+    click.echo(output.visible(f"record {record.id}: " + ", ".join(f"{k}={record.value(k)}" for k in values)))
 
 
 @records.command("convert")

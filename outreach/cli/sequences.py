@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -135,19 +137,21 @@ def enroll(sequence_name: str, record_ids: tuple[str, ...], view_name: str | Non
         where = criteria.All(tuple(x for x in (where, ruleset.views[view_name].where) if x is not None))
     sequence = _sequence(ruleset, sequence_name)
 
-    async def go(store: Store) -> list[tuple[str, seq.Enrollment | str]]:
+    async def go(store: Store) -> tuple[list[tuple[str, seq.Enrollment | str]], enrolling.Outlook | None]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         columns = (TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("enrolling", total=None)
-            return await enrolling.enroll_many(store, ruleset, sequence, record_ids=record_ids, where=where,
-                                               enrolled_by=as_user, now=now, dry_run=dry_run,
-                                               progress=lambda done, total: bar.update(task, completed=done,
-                                                                                       total=total))  # fmt: skip
+            results = await enrolling.enroll_many(store, ruleset, sequence, record_ids=record_ids, where=where,
+                                                  enrolled_by=as_user, now=now, dry_run=dry_run,
+                                                  progress=lambda done, total: bar.update(task, completed=done,
+                                                                                          total=total))  # fmt: skip
+        # when the senders' daily limits let these first mails go (the daemon holds the rest for later days)
+        return results, await enrolling.limit_outlook(store, ruleset, sequence, results, now=now)
 
-    results = options.on_store(db_url, ruleset, go)
-    tally = enrolling.tally(results)
+    results, outlook = options.on_store(db_url, ruleset, go)
+    tally = enrolling.tally(results, outlook)
     if fmt == "json":
         click.echo(options.dumps(_enroll_json(sequence_name, dry_run, tally, results)))
     else:
@@ -171,11 +175,16 @@ def _enroll_text(name: str, dry_run: bool, tally: enrolling.Tally, results: list
     if each:
         for rid, r in results:
             if isinstance(r, seq.Enrollment):
-                click.echo(f"{verb} {rid} ({r.email}): first mail {options.when(r.next_due_at)}")
+                when = options.when(r.next_due_at)
+                if rid in tally.held:  # the sender's daily limit holds it back
+                    when = f"{options.when(tally.held[rid])} (due {when}; held back by the sender's daily limit)"
+                click.echo(output.visible(f"{verb} {rid} ({r.email}): first mail {when}"))
             else:
-                click.echo(f"refused {rid}: {r}", err=True)
+                click.echo(output.visible(f"refused {rid}: {r}"), err=True)
     refused = sum(tally.refused.values())
     click.echo(f"{name}: {tally.enrolled:,} {verb}, {refused:,} refused")
+    for line in _limit_lines(tally.limits):
+        click.echo(line)
     if not breakdown:
         return
     for kind, n in tally.refused.items():
@@ -187,6 +196,31 @@ def _enroll_text(name: str, dry_run: bool, tally: enrolling.Tally, results: list
         click.echo(f"  first mails: {span}")
 
 
+def _limit_lines(limits: tuple[seq.LimitForecast, ...]) -> list[str]:
+    """What the senders' daily limits do to the first mails: per sender, how many wait, and how many go each day
+    (runs of days with the same count on one line)."""
+    lines = []
+    for f in limits:
+        before = f", after {f.ahead:,} of theirs already scheduled" if f.ahead else ""
+        total = sum(n for _, n in f.days)
+        lines.append(f"  {f.sender}'s daily limit ({f.limit:,} in 24 hours, {f.used:,} queued in the last 24 hours"
+                     f"{before}) holds back {f.held:,} of {output.plural(total, 'first mail')}: sent over "
+                     f"{output.plural(len(f.days), 'day')}, the last at {options.when(f.last)}")  # fmt: skip
+        runs: list[list[tuple[dt.date, int]]] = []
+        for day, n in f.days:
+            if runs and runs[-1][-1][1] == n:
+                runs[-1].append((day, n))
+            else:
+                runs.append([(day, n)])
+        for run in runs:
+            first, n = run[0]
+            if len(run) == 1:
+                lines.append(f"    {first}: {n:,}")
+            else:
+                lines.append(f"    {first} to {run[-1][0]}: {n:,} a day ({len(run)} days)")
+    return lines
+
+
 def _enroll_json(name: str, dry_run: bool, tally: enrolling.Tally,
                  results: list[tuple[str, seq.Enrollment | str]]) -> dict[str, Any]:  # fmt: skip
     records: list[dict[str, Any]] = []
@@ -194,20 +228,27 @@ def _enroll_json(name: str, dry_run: bool, tally: enrolling.Tally,
         if isinstance(r, seq.Enrollment):
             records.append({"record": rid, "enrolled": True, "enrollment": r.id or None, "email": r.email,
                             "first_mail": r.next_due_at})  # fmt: skip
+            if rid in tally.held:
+                records[-1]["held_until"] = tally.held[rid]
         else:
             kind = r.kind if isinstance(r, seq.Refusal) else "other"
             records.append({"record": rid, "enrolled": False, "refused": kind, "reason": str(r)})
+    limits = [{"sender": f.sender, "daily_limit": f.limit, "queued_last_24_hours": f.used, "waiting_before": f.ahead,
+               "held": f.held, "last_mail": f.last, "days": [{"day": str(day), "first_mails": n} for day, n in f.days]}
+              for f in tally.limits]  # fmt: skip
     return {"sequence": name, "dry_run": dry_run, "enrolled": tally.enrolled, "refused": tally.refused,
-            "first_mail": tally.first_mail, "last_mail": tally.last_mail, "records": records}  # fmt: skip
+            "first_mail": tally.first_mail, "last_mail": tally.last_mail, "limits": limits,
+            "records": records}  # fmt: skip
 
 
 @click.group()
 def enrollments() -> None:
-    """Enrollments: list, stop, retry.
+    """Enrollments: list, show, stop, retry.
 
     \b
     Examples:
       outreach enrollments list --record L1
+      outreach enrollments show 17
       outreach enrollments stop 17 --as anna
       outreach enrollments retry 17
     """
@@ -233,15 +274,15 @@ def enrollments_list(record_id: str | None, sequence_name: str | None, fmt: str,
     if fmt == "json":
         click.echo(options.dumps(found))
         return
-    lines = [[str(e["id"]), e["record_id"], e["sequence"], e["status"], str(e["steps_done"]), _detail(e)]
-             for e in found]  # fmt: skip
+    lines = [[str(e["id"]), e["record_id"], e["sequence"], e["status"], str(e["steps_done"]),
+              _detail(e, ruleset.sequences.get(e["sequence"]))] for e in found]  # fmt: skip
     output.print_tables(output.table(["id", "record", "sequence", "status", "steps done", "details"], lines,
                                      title=output.plural(len(found), "enrollment"), free=["details"],
                                      numbers=["steps done"]))  # fmt: skip
 
 
-def _detail(e: dict[str, Any]) -> str:
-    """When an enrollment's next step runs, or how it ended."""
+def _detail(e: dict[str, Any], sequence: model.Sequence | None = None) -> str:
+    """When an enrollment's next step runs, the step a blocked one stopped at and why, or how it ended."""
     state = e["status"]
     if state == "active":
         detail = "waiting for its task" if e["awaiting_task"] else f"next step {options.when(e['next_due_at'])}"
@@ -249,14 +290,97 @@ def _detail(e: dict[str, Any]) -> str:
             detail = f"{e['reason']}; {detail}"
     elif state == "completed":
         detail = f"completed {options.when(e['ended_at'])}, {output.plural(e['steps_done'], 'step')} done"
+    elif state == "blocked":
+        detail = f"{seq.step_label(e['step_index'], sequence, e['sequence_hash'])}: {e['reason'] or 'blocked'}"
     else:
         detail = e["reason"] or ""
     return detail
 
 
+@enrollments.command("show")
+@click.argument("enrollment_id", type=int)
+@output.output_format(help="text: the enrollment, what is to come and its history, as tables; json: one object "
+                           "(`upcoming` as `preview` prints its steps).")  # fmt: skip
+@options.rules_option
+@options.db_option
+def enrollments_show(enrollment_id: int, fmt: str, rules_dir: str, db_url: str | None) -> None:
+    """Show one enrollment: where it stands, every step ahead with its planned time, and its history.
+
+    The steps to come are decided as the daemon would decide them (the same
+    engine; `preview` shows them for someone not enrolled yet). A blocked
+    enrollment's are those it would run if retried now, and one waiting for
+    its task's those after the task, if it were completed now.
+
+    \b
+    Examples:
+      outreach enrollments show 17
+      outreach enrollments show 17 --json
+    """
+    from outreach.app import enrolling, sending
+
+    ruleset = options.load_rules(rules_dir)
+    now = options.now()
+    try:
+        links = sending.preview_links(ruleset)
+    except sending.WeakSecret as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def go(store: Store) -> enrolling.Course:
+        return await enrolling.course(store, ruleset, enrollment_id, now=now, links=links)
+
+    found = options.on_store(db_url, ruleset, go)
+    e, sequence = found.enrollment, found.sequence
+    steps = sequence if sequence is not None else ruleset.sequences.get(e.sequence)
+    if fmt == "json":
+        click.echo(options.dumps({
+            "enrollment": enrolling.columns_of(e), "readable": sequence is not None,
+            "assuming": found.assuming,
+            "upcoming": [_planned_step(sequence, at, i, d) for at, i, d in found.upcoming] if sequence else [],
+            "history": [x.__dict__ for x in found.history],
+        }))  # fmt: skip
+        return
+    line = seq.widget_line(e, steps)
+    click.echo(output.visible(f"enrollment {e.id}: record {e.record_id} ({e.email}) in {e.sequence}, version "
+                              f"{e.version[:8]}, enrolled by {e.enrolled_by} {options.when(e.started_at)}"))  # fmt: skip
+    click.echo(output.visible(f"{e.status}, {output.plural(e.steps_done, 'step')} done: {line.detail}"))
+    if sequence is None:
+        click.echo(f"version {e.version[:8]} of sequence {e.sequence} cannot be read with today's rules")
+    tables = []
+    if found.upcoming and sequence is not None:
+        coming = [[options.when(at), seq.step_label(i, sequence, sequence.source.hash), _coming(d)]
+                  for at, i, d in found.upcoming]  # fmt: skip
+        title = "to come" + (f", if {found.assuming}" if found.assuming else "")
+        tables.append(output.table(["when", "step", "what"], coming, title=title, free=["what"]))
+    elif e.status in seq.LIVE:
+        click.echo("nothing is to come")
+    history = [[options.when(x.at), "sequence mail" if x.kind == "sequence_email" else x.kind.replace("_", " "),
+                _happened(x.kind, x.data), x.source] for x in found.history]  # fmt: skip
+    tables.append(output.table(["when", "what", "details", "source"], history, title="history", free=["details"]))
+    output.print_tables(*tables)
+
+
+def _happened(kind: str, data: Mapping[str, Any]) -> str:
+    """An event of an enrollment's history, without what the table says already (its sequence and id)."""
+    if kind == "sequence_email":
+        return f"{data.get('step')}: {data.get('subject')}"
+    return ", ".join(f"{k}={v}" for k, v in data.items() if k not in ("sequence", "enrollment"))
+
+
+def _coming(d: seq.SendEmail | seq.CreateTask | seq.Block) -> str:
+    """What a step to come does, on one line."""
+    if isinstance(d, seq.SendEmail):
+        thread = "reply" if d.in_reply_to else "new thread"
+        return f"mail {d.step.template} to {d.to} from {d.sender.email}, {thread}: {json.dumps(d.rendered.subject, ensure_ascii=False)}"
+    if isinstance(d, seq.CreateTask):
+        due = f", due {options.when(d.due_at)}" if d.due_at else ""
+        return f"task {json.dumps(d.subject, ensure_ascii=False)} ({d.type}) for {d.owner or 'nobody'}{due}"
+    return f"BLOCKED: {d.reason}"
+
+
 def _enrollment_line(e: dict[str, Any]) -> str:
     state, steps = e["status"], e["steps_done"]
-    return f"{e['id']:>6}  {e['record_id']:<12} {e['sequence']:<24} {state:<10} step {steps}  {_detail(e)}"
+    return output.visible(f"{e['id']:>6}  {e['record_id']:<12} {e['sequence']:<24} {state:<10} step {steps}  "
+                          f"{_detail(e)}")  # fmt: skip
 
 
 @enrollments.command("stop")
@@ -566,25 +690,69 @@ def _state_line(m: dict[str, Any]) -> str:
 
 
 @outbox.command("requeue")
-@click.argument("message_id", type=int)
+@click.argument("message_ids", metavar="[ID]...", nargs=-1, type=int)
+@click.option("--state", "states", multiple=True, type=click.Choice(["unknown", "failed"]),
+              help="Only messages in this state (repeatable; default: both).")  # fmt: skip
+@click.option("--since", metavar="DATETIME", help="Only messages queued at or after this time (or a duration ago: "
+                                                  "`2 hours`).")  # fmt: skip
+@click.option("--to-domain", metavar="DOMAIN", help="Only messages to addresses at this domain.")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent again, and send nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before sending again (for scripts).")
 @options.rules_option
 @options.db_option
-def outbox_requeue(message_id: int, rules_dir: str, db_url: str | None) -> None:
-    """Send a message in state unknown or failed again (an operator's decision: it may arrive twice).
+def outbox_requeue(message_ids: tuple[int, ...], states: tuple[str, ...], since: str | None, to_domain: str | None,
+                   dry_run: bool, yes: bool, rules_dir: str, db_url: str | None) -> None:  # fmt: skip
+    """Send messages in state unknown or failed again: an operator's decision (an unknown one may arrive twice).
+
+    Pick messages by id, by state, by when they were queued, by the recipient's
+    domain, or by several of these (all must hold). The command first says what
+    it would send again (how many, by state and by domain), then asks; --yes
+    does not ask, --dry-run stops after saying. A message sent again gets a
+    fresh count of attempts.
 
     \b
-    Example:
-      outreach outbox requeue 42
+    Examples:
+      outreach outbox requeue 42 43
+      outreach outbox requeue --state unknown --since "2 hours" --dry-run
+      outreach outbox requeue --state failed --to-domain example.org --yes
     """
-    from outreach.store import StoreError
+    from outreach.app import outbox as app_outbox
 
+    if not (message_ids or states or since or to_domain):
+        raise click.UsageError("say which messages: IDs, --state, --since or --to-domain")
     ruleset = options.load_rules(rules_dir)
+    now = options.now()
+    after = None
+    if since is not None:  # a time, or a duration ago ("2 hours"): parse_when counts a duration from now on
+        after = options.parse_when(since, now_=now)
+        after = now - (after - now) if after > now else after
 
-    async def go(store: Store) -> None:
-        try:
-            await store.requeue(message_id)
-        except LookupError as exc:
-            raise StoreError(str(exc)) from None
+    async def look(store: Store) -> app_outbox.Requeue:
+        return await app_outbox.plan(store, ids=message_ids, states=states or app_outbox.STATES, since=after,
+                                     to_domain=to_domain)  # fmt: skip
 
-    options.on_store(db_url, ruleset, go)
-    click.echo(f"message {message_id} queued again")
+    chosen = options.on_store(db_url, ruleset, look)
+    for missing in chosen.missing:
+        click.echo(f"no message {missing} in state unknown or failed: left alone", err=True)
+    if not chosen.messages:
+        click.echo("no message to send again")
+        sys.exit(1 if chosen.missing else 0)
+    states_text = ", ".join(f"{n:,} {state}" for state, n in chosen.by_state.items())
+    domains = list(chosen.by_domain.items())
+    domains_text = ", ".join(f"{domain} {n:,}" for domain, n in domains[:5]) + (", ..." if len(domains) > 5 else "")
+    times = [m["created_at"] for m in chosen.messages]
+    first, last = options.when(min(times)), options.when(max(times))
+    click.echo(f"{output.plural(len(chosen.messages), 'message')} to send again ({states_text}), queued "
+               f"{first if first == last else f'{first} to {last}'}, to {domains_text}")
+    if "unknown" in chosen.by_state:
+        click.echo("an unknown message may have reached its recipient already: sent again, it may arrive twice")
+    if dry_run:
+        return
+    if not yes:
+        click.confirm("send them again?", abort=True, err=True)
+
+    async def go(store: Store) -> int:
+        return await app_outbox.requeue(store, chosen)
+
+    done = options.on_store(db_url, ruleset, go)
+    click.echo(f"{output.plural(done, 'message')} queued again")

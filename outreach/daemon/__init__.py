@@ -173,7 +173,8 @@ class Daemon:
         now = self.clock()
         assert self.rules.scheduler is not None
         started = time.perf_counter()
-        report = await self.rules.scheduler.tick(now, dispatch=dispatch, reminders=self._holds(REMINDERS))
+        report = await self.rules.scheduler.tick(now, dispatch=dispatch, reminders=self._holds(REMINDERS),
+                                                 stop=self.stopping.is_set)  # fmt: skip
         self.metrics.observe_tick(time.perf_counter() - started, report.replies)
         self.last_tick = now
         self._count_sent(now, report.sent)

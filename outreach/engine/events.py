@@ -18,8 +18,10 @@ import dataclasses
 import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from outreach.engine import sequences as seq
+from outreach.rules import model
 
 # Why an address is suppressed (the suppression list's `reason`); `manual`: by an operator.
 SUPPRESSION_REASONS = ("manual", "unsubscribed", "bounced", "complaint")
@@ -136,11 +138,38 @@ def of_removed_sequence(live: Iterable[seq.Enrollment], now: dt.datetime) -> Eff
     return Effects(_changed(live, (seq.stop(e, SEQUENCE_REMOVED, now) for e in live)))
 
 
-def of_failed_send(enrollment: seq.Enrollment | None, detail: str) -> Effects:
-    """Mail refused for good (or out of attempts) blocks its live enrollment with the server's reply."""
-    if enrollment is None or enrollment.status not in seq.LIVE:
+def same_steps(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether two versions of a sequence run the same steps in the same way: they differ in nothing but the name
+    and `renamed_from` (a rename, or `renamed_from` taken out once every database has applied it)."""
+    return model.same_but_naming(old, new)
+
+
+def of_renamed_sequence(live: Iterable[seq.Enrollment], old_version: str, old: Mapping[str, Any], new_version: str,
+                        new: Mapping[str, Any]) -> Effects:  # fmt: skip
+    """A sequence renamed (its enrollments are already its own under the new name), or an edit of its
+    `renamed_from` alone: when the version in force before and the new one run the same steps, the live
+    enrollments on the former move to the latter and go on where they are. Otherwise nothing changes here: the
+    edit is an edit, and `on_edit` says what the enrollments do."""
+    if not same_steps(old, new):
         return NOTHING
-    return Effects((seq.block(enrollment, f"undeliverable: {detail}"[:500]),))
+    live = tuple(live)
+    return Effects(_changed(live, (seq.evolve(e, version=new_version) if e.version == old_version and e.status in seq.LIVE
+                                   else e for e in live)))  # fmt: skip
+
+
+def of_failed_send(enrollment: seq.Enrollment | None, detail: str, *, reopen: bool = True) -> Effects:
+    """Mail refused for good (or out of attempts) blocks its enrollment with the server's reply: a live one, and
+    one that completed when its last step's mail was queued (the mail never arrived, so the sequence did not
+    end well), unless `reopen` is False (the address is live in the sequence again: one live enrollment per
+    address). A stopped enrollment stays stopped."""
+    if enrollment is None:
+        return NOTHING
+    reason = f"undeliverable: {detail}"[:500]
+    if enrollment.status in seq.LIVE:
+        return Effects((seq.block(enrollment, reason),))
+    if enrollment.status is seq.Status.COMPLETED and reopen:
+        return Effects((seq.evolve(enrollment, status=seq.Status.BLOCKED, reason=reason, ended_at=None),))
+    return NOTHING
 
 
 def conversion_refusal(record_type: str) -> str | None:

@@ -7,6 +7,7 @@ the transport sends. Behaviour: RULES-LANGUAGE.md, "kind: Sequence".
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import enum
@@ -129,6 +130,34 @@ class Complete:
 Decision = SendEmail | CreateTask | Block | Wait | Complete
 
 
+def _headers_fit(_sender: model.User, _to: str, _subject: str) -> str | None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """What the application layer knows that decides a step, and the engine cannot see for itself.
+
+    `decide` is the one place that says what a due step does: the daemon's scheduler (and so `outreach test` and
+    `outreach simulate`, which run it) and `outreach preview` (through `walk`) all ask it, each handing over the
+    facts of where it runs:
+
+    - `unsubscribe_url`: this message's signed unsubscribe link; None when links cannot be signed (no tracking in
+      Settings, or no secret to sign with);
+    - `sent_today`: each sender address's mail of the 24 hours before `now` and the oldest of it, which its daily
+      limit counts; None when not counted (a preview cannot know what else goes out that day);
+    - `headers`: why the transport cannot carry a message from this sender to this address with this subject
+      (None: it can); the application layer gives the mail layer's own check (outreach.mail.message).
+    """
+
+    unsubscribe_url: str | None = None
+    sent_today: Mapping[str, tuple[int, dt.datetime | None]] | None = None
+    headers: Callable[[model.User, str, str], str | None] = _headers_fit
+
+
+NO_FACTS = Facts()
+
+
 # --- enrolling ---------------------------------------------------------------------------
 
 
@@ -227,8 +256,15 @@ def decide(
     now: dt.datetime,
     *,
     unsubscribe_url: str | None = None,
+    facts: Facts | None = None,
 ) -> Decision:
-    """What an enrollment does at `now`. `sequence` is the version the enrollment runs on."""
+    """What an enrollment does at `now`. `sequence` is the version the enrollment runs on; `facts` what the
+    application layer knows (Facts); `unsubscribe_url` alone is short for Facts(unsubscribe_url=...)."""
+    if facts is None:
+        facts = Facts(unsubscribe_url=unsubscribe_url) if unsubscribe_url is not None else NO_FACTS
+    elif unsubscribe_url is not None:
+        raise TypeError("give the unsubscribe URL in `facts` or alone, not both")
+    unsubscribe_url = facts.unsubscribe_url
     if enrollment.status is not Status.ACTIVE:
         return Wait(None)
     if enrollment.awaiting_task:
@@ -264,7 +300,7 @@ def decide(
     merge = render.context(recipient.fields, sender=sender, owner=owner, organization=settings.organization,
                            unsubscribe_url=unsubscribe_url)  # fmt: skip
     try:
-        rendered = render.render(template, merge)
+        rendered = render.render(template, merge, settings.limits)
         render.check_header("From", sender.name)
     except render.RenderError as exc:
         return Block(exc.reason)
@@ -276,6 +312,14 @@ def decide(
                                    rendered.html)  # fmt: skip
     if sequence.unsubscribe_language is not None and unsubscribe_url is not None:
         rendered = unsubscribe.add_footer(rendered, sequence.unsubscribe_language, unsubscribe_url)
+    problem = facts.headers(sender, recipient.email, rendered.subject)
+    if problem is not None:  # what the transport would refuse blocks here, in every path, not at sending
+        return Block(problem)
+    if facts.sent_today is not None and sender.daily_limit is not None:
+        used, oldest = facts.sent_today.get(sender.email, (0, None))
+        hold = quota_hold(enrollment, sequence, recipient, settings, sender, used=used, oldest=oldest, now=now)
+        if hold is not None:
+            return hold
     return SendEmail(step, sender, recipient.email, rendered, in_reply_to)
 
 
@@ -292,32 +336,138 @@ def quota_hold(
     used: int,
     oldest: dt.datetime | None,
     now: dt.datetime,
-) -> Wait | Block | None:
+) -> Wait | None:
     """Whether the sender's daily limit holds a due email back (None: it may go).
 
     The limit counts the sender's mail queued in the 24 hours before `now` (a rolling window, as HubSpot
-    counts); `used` is that count and `oldest` the oldest of them, whose 24 hours end first. A held step
-    waits until a slot frees; if it could not go within a day of when it was due, it is blocked.
+    counts); `used` is that count and `oldest` the oldest of them, whose 24 hours end first. A held step waits
+    for the next day's allowance: until a slot frees, then for a working day (and the send window) of its
+    calendar. It is never blocked for it, however many days that takes: mail over a limit goes out later, as
+    the forecast of `outreach enroll` says (`limit_forecast`).
     """
     limit = sender.daily_limit
     if limit is None or used < limit:
         return None
     frees_at = max(now, (oldest or now) + DAY)
-    why = f"daily limit of {sender.id} reached ({used}/{limit})"
-    if frees_at - scheduled_at(enrollment, sequence, recipient, settings) > DAY:
-        return Block(f"quota exceeded: {why}")
-    return Wait(frees_at, f"waiting: {why}")
+    goes = calendar.next_send_time(frees_at, settings.calendar(sequence.calendar), zone(recipient, sequence, settings))
+    return Wait(goes, f"{LIMIT_WAIT}{sender.id} reached ({used}/{limit})")
 
 
-def scheduled_at(
-    enrollment: Enrollment, sequence: model.Sequence, recipient: Recipient, settings: model.Settings
-) -> dt.datetime:
-    """When the enrollment's current step was due by its schedule (its wait after the last step or the start)."""
-    if enrollment.step_index == 0 or enrollment.last_step_at is None:
-        return first_due(recipient, sequence, settings, enrollment.started_at)
-    step = sequence.steps[min(enrollment.step_index, len(sequence.steps) - 1)]
-    cal = settings.calendar(sequence.calendar)
-    return calendar.add_wait(enrollment.last_step_at, step.wait, cal, zone(recipient, sequence, settings))
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_DAY_MICROSECONDS = DAY // _MICROSECOND  # times in the forecast are whole microseconds: exact, and fast to compare
+LIMIT_WAIT = "waiting: daily limit of "  # the reason of a step held back by its sender's daily limit, then the user
+
+
+def sending_user(sequence: model.Sequence, *, enrolled_by: str, owner: str | None) -> str | None:
+    """The id of the user a sequence's mail goes out as (sender_of's choice), given who enrolled the person and
+    the record's owner; None when the record has no owner and the sequence sends as it."""
+    kind = sequence.sender.kind
+    if kind is model.SenderKind.ENROLLING_USER:
+        return enrolled_by
+    if kind is model.SenderKind.RECORD_OWNER:
+        return owner
+    return sequence.sender.user
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstMail:
+    """A mail for `limit_forecast`: who sends it, when it is due, and the calendar and zone that say when mail may
+    go. `new` is false for mail already scheduled (earlier enrollments' steps, steps waiting for the limit): it
+    goes in its turn, first, and is not counted."""
+
+    sender: model.User
+    due: dt.datetime
+    calendar: model.Calendar
+    zone: zoneinfo.ZoneInfo
+    new: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitForecast:
+    """How one sender's daily limit spreads new mail over the days: how many go on each day (in the order of
+    the days), how many go later than they are due and when the last one goes. `used` is what the sender queued
+    in the 24 hours before (the limit counts it), `ahead` the mail of theirs already scheduled."""
+
+    sender: str  # the user's id
+    limit: int
+    used: int
+    ahead: int
+    days: tuple[tuple[dt.date, int], ...]
+    held: int
+    last: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Forecast:
+    """`limit_forecast`'s answer: per sender with a daily limit, and when each mail goes (in the order given)."""
+
+    senders: tuple[LimitForecast, ...]
+    times: tuple[dt.datetime, ...]
+
+
+def limit_forecast(
+    mails: Sequence[FirstMail],
+    *,
+    queued: Mapping[str, Sequence[tuple[dt.datetime, int]]],
+    day_zone: zoneinfo.ZoneInfo,
+) -> Forecast:
+    """When mail goes out under its senders' daily limits, as the daemon sends it (quota_hold): each mail, in the
+    order it is due (mail already scheduled first), goes at its due time if its sender queued fewer
+    than `daily_limit` mails in the 24 hours before, else when enough of them have turned 24 hours old, on a
+    working day inside its calendar's window. Mail over a limit goes on later days; none is left out.
+
+    `queued` is the mail each sender address queued before (how many at each time, as the outbox has them);
+    days are counted in `day_zone`. Pure: the application layer reads the store and the clock.
+    """
+    times: list[dt.datetime | None] = [None] * len(mails)
+    senders: list[LimitForecast] = []
+    by_sender: dict[str, list[int]] = {}
+    for i, m in enumerate(mails):
+        if m.sender.daily_limit is None:
+            times[i] = m.due
+        else:
+            by_sender.setdefault(m.sender.id, []).append(i)
+    for user, indexes in by_sender.items():
+        sender = mails[indexes[0]].sender
+        limit = sender.daily_limit
+        assert limit is not None
+        first = (min(mails[i].due for i in indexes) - _EPOCH) // _MICROSECOND
+        # the sender's mail in microseconds since 1970, sorted: what the limit counts in any 24 hours
+        sent = sorted((t - _EPOCH) // _MICROSECOND for t, n in queued.get(sender.email, ()) for _ in range(n))
+        used = len(sent) - bisect.bisect_right(sent, first - _DAY_MICROSECONDS)
+        days: dict[dt.date, int] = {}
+        held = 0
+        last: dt.datetime | None = None
+        # In the order of their due times, the mail already scheduled first: steps held back by the limit are due
+        # when it frees a slot, and the daemon then takes the older enrollments first. Placed in that order, a
+        # mail of the same kind, calendar and zone never goes before the one placed before it (`floor`).
+        floor: dict[tuple[bool, int, int], dt.datetime] = {}  # calendar and zone by id(): alive all along
+        for i in sorted(indexes, key=lambda i: (mails[i].new, mails[i].due, i)):
+            m = mails[i]
+            key = (m.new, id(m.calendar), id(m.zone))
+            t = max(m.due, floor.get(key, m.due))
+            while True:
+                at = (t - _EPOCH) // _MICROSECOND
+                hi, lo = bisect.bisect_right(sent, at), bisect.bisect_right(sent, at - _DAY_MICROSECONDS)
+                if hi - lo < limit:
+                    break
+                # enough of the 24 hours before turn old (a later instant than t); then a working day, in the window
+                frees = _EPOCH + (sent[hi - limit] + _DAY_MICROSECONDS) * _MICROSECOND
+                t = calendar.next_send_time(frees, m.calendar, m.zone)
+            bisect.insort(sent, at)
+            floor[key] = t
+            times[i] = t
+            if m.new:
+                day = t.astimezone(day_zone).date()
+                days[day] = days.get(day, 0) + 1
+                held += t > m.due
+                last = t if last is None or t > last else last
+        if last is not None:
+            ahead = sum(not mails[i].new for i in indexes)
+            senders.append(LimitForecast(user, limit, used, ahead, tuple(sorted(days.items())), held, last))
+    assert all(t is not None for t in times)
+    return Forecast(tuple(sorted(senders, key=lambda f: f.sender)), tuple(t for t in times if t is not None))
 
 
 def after_step(
@@ -372,19 +522,23 @@ def walk(
     ruleset: model.RuleSet,
     *,
     unsubscribe_url: Callable[[Enrollment], str | None] = lambda _e: None,
+    facts: Callable[[Enrollment], Facts] | None = None,
     limit: int = 1000,
 ) -> Iterator[tuple[dt.datetime, int, SendEmail | CreateTask | Block]]:
     """Every step of an enrollment as it would run if nothing stopped it: (when, its index, what it does).
 
-    For `outreach preview` and review timelines: a task counts as done when it is created and a blocked step
-    as passed; a step due outside the send window waits for it. `limit` guards against a loop.
+    For `outreach preview`, `enrollments show` and review timelines: each step is `decide`d as the daemon
+    decides it, with the `facts` of each (else only its unsubscribe URL); a task counts as done when it is
+    created and a blocked step as passed; a step due outside the send window waits for it. `limit` guards
+    against a loop.
     """
     e = enrollment
     for _ in range(limit):
         if e.status is not Status.ACTIVE or e.step_index >= len(sequence.steps) or e.next_due_at is None:
             return
         at = e.next_due_at
-        decision = decide(e, sequence, recipient, ruleset, at, unsubscribe_url=unsubscribe_url(e))
+        known = facts(e) if facts is not None else Facts(unsubscribe_url=unsubscribe_url(e))
+        decision = decide(e, sequence, recipient, ruleset, at, facts=known)
         if isinstance(decision, Wait):
             if decision.until is None or decision.until <= at:
                 return
@@ -454,7 +608,16 @@ class SequenceLine:
     status: Status
     last_step: str | None  # the last completed step's id
     next_email: dt.datetime | None  # active: when the next mail goes
-    detail: str  # active: what it waits for; blocked/stopped: the reason; completed: date and steps done
+    detail: str  # active: what it waits for; blocked: its step and the reason; stopped: the reason; completed:
+    # date and steps done
+    blocked_at: str | None = None  # blocked: the step it stopped at, `step 2 nudge`
+
+
+def step_label(index: int, sequence: model.Sequence | None, version: str) -> str:
+    """A step as people name it: `step 2 nudge` (1-based, with its id when `sequence` is the version `version`),
+    else `step 2`."""
+    steps = sequence.steps if sequence is not None and sequence.source.hash == version else ()
+    return f"step {index + 1} {steps[index].id}" if index < len(steps) else f"step {index + 1}"
 
 
 def widget_line(e: Enrollment, sequence: model.Sequence | None) -> SequenceLine:
@@ -475,6 +638,10 @@ def widget_line(e: Enrollment, sequence: model.Sequence | None) -> SequenceLine:
                 detail = f"{e.reason}; {detail}" if detail else e.reason
     elif e.status is Status.COMPLETED:
         detail = f"completed {e.ended_at:%Y-%m-%d} after {e.steps_done} steps" if e.ended_at else "completed"
+    elif e.status is Status.BLOCKED:
+        blocked_at = step_label(e.step_index, sequence, e.version)
+        return SequenceLine(e.id, e.sequence, e.status, last, None, f"{blocked_at}: {e.reason or 'blocked'}",
+                            blocked_at)  # fmt: skip
     else:
         detail = e.reason or ""
     return SequenceLine(e.id, e.sequence, e.status, last, next_email, detail)

@@ -2,7 +2,9 @@
 
 A poller logs in (LOGIN over implicit TLS, STARTTLS or plain, as the mailbox's `security` says; secrets through
 outreach.mail.credentials), SELECTs the folder and reads every message whose UID is above the last one it handled, in
-UID order. Each is classified (outreach.mail.inbound) and handed to a Recorder (outreach/app/inbox.py), which
+UID order. Each is classified (outreach.mail.inbound, read in a worker thread: a hostile message must not hold the
+event loop; a report tied to our mail by a VERP address or its X-Outreach fields as the store confirms) and handed
+to a Recorder (outreach/app/inbox.py), which
 records what it means and moves the mailbox's position (`mailbox_state`: UIDVALIDITY and last UID) in the same
 transaction: after a crash, a restart or a dropped connection, reading resumes after the last message applied, so
 nothing is missed and nothing is read twice. Then it waits for new mail: IDLE when the server's CAPABILITY offers it, re-issued every
@@ -47,7 +49,8 @@ from typing import Any, Protocol
 
 import aioimaplib
 
-from outreach.mail import credentials, inbound
+from outreach.mail import credentials, inbound, links
+from outreach.mail import verp as verp_module
 from outreach.rules import model
 
 log = logging.getLogger("outreach.imap")
@@ -510,6 +513,9 @@ class Applied(Protocol):
     """What one message did, as the poller logs it."""
 
     @property
+    def kind(self) -> str: ...
+
+    @property
     def records(self) -> tuple[str, ...]: ...
 
     @property
@@ -538,6 +544,8 @@ class InboxStore(Protocol):
     async def mailbox_checked(self, mailbox: str, uidvalidity: int, now: dt.datetime) -> None: ...
 
     async def our_message_ids(self, message_ids: Collection[str]) -> set[str]: ...
+
+    async def message_ids_of_step(self, enrollment_id: int, step_id: str, recipients: Collection[str]) -> set[str]: ...
 
     async def sent_subjects_to(self, address: str, senders: Collection[str]) -> list[str]: ...
 
@@ -600,8 +608,10 @@ class Poller:
         idle: bool = True,
         idle_renew: float = IDLE_RENEW,
         batch: int = FETCH_BATCH,
+        verp: verp_module.Verp | None = None,
     ) -> None:
         username, password = login_of(mailbox)
+        self.verp = verp  # Settings.bounce_address: a report delivered to a VERP address names its message
         self.mailbox = mailbox
         self.log = logging.LoggerAdapter(log, {"mailbox": mailbox.name})  # JSON log lines name the mailbox
         self.username = username
@@ -630,9 +640,9 @@ class Poller:
         return f"{self.mailbox.name}/{self.mailbox.server.folder}"
 
     @property
-    def identity(self) -> tuple[Mailbox, str, str]:
+    def identity(self) -> tuple[Mailbox, str, str, verp_module.Verp | None]:
         """What a poller is built from: another one is needed when any of it changes (at SIGHUP)."""
-        return self.mailbox, self.username, self._password
+        return self.mailbox, self.username, self._password, self.verp
 
     async def open(self) -> Session:
         server = self.mailbox.server
@@ -765,8 +775,8 @@ class Poller:
                 report.skipped += 1
                 continue
             report.kinds[str(message.kind)] = report.kinds.get(str(message.kind), 0) + 1
-            if message.kind is inbound.Kind.IGNORED:
-                self.log.debug("mailbox %s: UID %d ignored: %s", self.name, fetched.uid, message.reason)
+            if message.kind is inbound.Kind.OTHER:
+                self.log.debug("mailbox %s: UID %d other mail: %s", self.name, fetched.uid, message.reason)
                 continue  # passed with the batch's one write
             applied = await self.recorder.apply_inbound(
                 self.key, uidvalidity, fetched.uid, message, senders=self.mailbox.senders, now=self.clock(),
@@ -775,9 +785,12 @@ class Poller:
             self._log(fetched.uid, message, applied)
 
     async def _classify(self, fetched: Fetched) -> inbound.Inbound | None:
-        """The message's kind, asking the store what we sent; None (logged) when it cannot be read."""
+        """The message's kind, asking the store what we sent; None (logged) when it cannot be read.
+
+        The reading runs in a worker thread: it is bounded (1 MiB, 100 parts), but a hostile message must not hold
+        the event loop (the other mailboxes, the scheduler, the dispatcher) while it is read."""
         try:
-            facts = inbound.read(fetched.data)
+            facts = await asyncio.to_thread(inbound.read, fetched.data)
         except Exception:  # the classifier promises not to raise; a bug there must not stall the mailbox
             self.log.exception("mailbox %s: UID %d skipped: the classifier failed", self.name, fetched.uid)
             return None
@@ -785,11 +798,20 @@ class Poller:
             self.log.warning("mailbox %s: UID %d skipped: %s", self.name, fetched.uid, facts.problem)
             return None
         ours = await self.store.our_message_ids(facts.candidate_ids)
+        tied: dict[str, str] = {}
+        if self.verp is not None:  # delivered to a VERP address whose token we signed: it names its message
+            for message_id in await self.store.our_message_ids(self.verp.message_ids(facts.envelope_to)):
+                tied.setdefault(message_id, "VERP address")
+        if facts.outreach_step is not None and facts.report is not None:
+            named = [a for b in facts.bounced for a in (b.address, b.final_recipient)] + list(facts.complainants)
+            enrollment, step = facts.outreach_step
+            for message_id in await self.store.message_ids_of_step(enrollment, step, named):
+                tied.setdefault(message_id, "X-Outreach-Enrollment and -Step")
         subjects: dict[str, list[str]] = {}
         if facts.from_address:
             subjects[facts.from_address] = await self.store.sent_subjects_to(facts.from_address, self.mailbox.senders)
         try:
-            return inbound.decide(facts, inbound.Sent(frozenset(ours), subjects))
+            return inbound.decide(facts, inbound.Sent(frozenset(ours), subjects), tied)
         except Exception:
             self.log.exception("mailbox %s: UID %d skipped: the classifier failed", self.name, fetched.uid)
             return None
@@ -805,7 +827,12 @@ class Poller:
             "bounce": f"{len(applied.bounced)} message(s) bounced, {applied.blocked} enrollment(s) blocked, "
             f"suppressed {', '.join(applied.suppressed) or 'nobody new'}",
             "delayed": "a delay warning",
+            "complaint": f"stopped {applied.stopped} sequence(s), suppressed {', '.join(applied.suppressed) or 'nobody new'}",
         }.get(str(message.kind), "")
+        if applied.kind == "unverified":
+            self.log.warning("mailbox %s: UID %d %s from %s (%s): unverified, nothing changed", self.name, uid,
+                             message.kind, message.from_address or "?", message.reason)  # fmt: skip
+            return
         if what:
             self.log.info("mailbox %s: UID %d %s from %s (%s): %s: %s", self.name, uid, message.kind,
                      message.from_address or "?", message.reason, who, what)  # fmt: skip
@@ -842,12 +869,17 @@ class Inbox:
 
     def _pollers(self, settings: model.Settings, only: Collection[str] | None = None) -> dict[str, Poller]:
         built: dict[str, Poller] = {}
+        bounces = None
+        try:
+            bounces = verp_module.for_settings(settings)
+        except (links.WeakSecret, OSError) as exc:
+            log.error("bounces to Settings.bounce_address cannot be verified: %s", exc)
         for name, mailbox in mailboxes(settings).items():
             if only is not None and name not in only:
                 continue
             try:
                 built[name] = Poller(mailbox, self.store, self.recorder, clock=self.clock,
-                                     tls_context=self.tls_context, **self.options)  # fmt: skip
+                                     tls_context=self.tls_context, **{"verp": bounces, **self.options})  # fmt: skip
             except credentials.MissingSecret as exc:
                 log.error("mailbox %s is not read: %s", name, exc)
         return built

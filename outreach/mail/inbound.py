@@ -1,50 +1,52 @@
-"""Classifying one message read from a mailbox: a reply, an auto-reply, a bounce, a delay warning, or not ours.
+"""Classifying one message read from a mailbox: a reply, an auto-reply, a bounce, a delay warning, a complaint, or
+other mail.
 
 Pure functions: bytes in, an `Inbound` out; no I/O, no clock. It never raises on any input: a message it cannot
-read is `ignored` with the reason (the caller logs it).
+read is `other` with the reason (the caller logs it). Its work is bounded: it reads at most 1 MiB and 100 MIME parts
+of a message (outreach/mail/mime.py) and at most 100 recipients of a report (outreach/mail/bounces.py).
 
 Two steps, so that a caller with an async store can look things up in between: `read(data)` says what the
-message says about itself (`Facts`: its ids, sender, subject, bounce report, automatic-mail marker), and
-`decide(facts, known)` asks a `Known` which of those ids we sent and what we sent to the sender.
-`classify(data, known)` does both. `Sent` is a `Known` made from what the caller looked up beforehand
-(`Facts.candidate_ids` and `Facts.from_address`).
+message says about itself (`Facts`: its ids, sender, subject, bounce or complaint report, automatic-mail marker),
+and `decide(facts, known, tied)` asks a `Known` which of those ids we sent and what we sent to the sender; `tied`
+are messages of ours the caller found by other means (a signed VERP address the report was delivered to, the
+`X-Outreach-*` header fields of the returned original). `classify(data, known)` does both. `Sent` is a `Known`
+made from what the caller looked up beforehand (`Facts.candidate_ids` and `Facts.from_address`).
 
 The rules, in order; the first that applies wins:
 
-1. Nothing readable (no header fields, or the parser gave up) → `ignored`.
-2. A copy of our own mail (its own Message-ID is one we sent: a Bcc to the rep) → `ignored`; a nudge sent as
-   a reply would otherwise look like a reply to our intro.
-3. A bounce: an RFC 3464 delivery status notification (a `message/delivery-status` part, as in
-   `multipart/report; report-type=delivery-status`), read per recipient: `Action`, `Status`, `Diagnostic-Code`,
-   `Original-Recipient` / `Final-Recipient`. Or a non-standard bounce: from a mail system (MAILER-DAEMON,
-   postmaster, Exchange's system sender, an empty Return-Path or X-Failed-Recipients) with a bounce subject or
-   the wording of Exim, qmail, Exchange, Gmail, Postfix or Sendmail; the failed addresses and the status are
-   then taken from its text. A permanent failure (5.x.x) of any recipient → `bounce`; only `Action: delayed`
-   or 4.x.x → `delayed`, a warning. A DSN that reports only deliveries → `ignored`. Checked before the
-   auto-reply rules: bounces come with an empty Return-Path and often `Auto-Submitted`.
-4. Automatic mail: a read receipt (RFC 8098), `Auto-Submitted` other than `no` (RFC 3834), `X-Autoreply`,
-   `X-Autorespond`, `Precedence: auto_reply|bulk|junk`, `X-Auto-Response-Suppress`, an empty Return-Path, or
-   a subject that starts like an out-of-office in English, German, French, Spanish, Italian or Japanese. It is
-   an `auto_reply` when it is about our mail (it references one of our Message-IDs, or comes from an address
-   we write to), else `ignored`: a newsletter with `Precedence: bulk` is no auto-reply to anything of ours.
-   Checked before replies: an out-of-office that quotes our message is still an auto-reply.
-5. A reply: `In-Reply-To` or `References` names one of our Message-IDs → `reply`.
-6. A reply by subject (for clients that drop the threading headers): from an address we write to, and the
+1. Nothing readable (no header fields) → `other`.
+2. A copy of our own mail (its own Message-ID is one we sent: a Bcc to the rep) → `other`; a nudge sent as a reply
+   would otherwise look like a reply to our intro.
+3. A complaint (outreach/mail/complaints.py): an ARF report (RFC 5965), Amazon SES's complaint notification, a
+   provider's complaint notice → `complaint`.
+4. A bounce (outreach/mail/bounces.py): an RFC 3464 delivery status notification, Amazon SES's bounce
+   notification, or a report written for people that a mail system sent (a mail-system sender, an empty
+   Return-Path or `Auto-Submitted`) with a bounce subject, the wording of a mail system or `X-Failed-Recipients`.
+   A recipient that failed for good → `bounce`; only delays → `delayed`; a DSN that reports only deliveries
+   (`delivered`, `relayed`, `expanded`, `deliverable`, 2.x.x) → `other`.
+5. Automatic mail: a read receipt (RFC 8098), RFC 3834 `Auto-Submitted` other than `no`, `X-Autoreply`,
+   `X-Autorespond`, `Precedence: auto_reply|bulk|junk`, `X-Auto-Response-Suppress`, an empty Return-Path, a
+   mail-system sender (MAILER-DAEMON, postmaster, post_master, Mail Delivery System...), a mailing-list manager's
+   notice, a report content type, a bounce subject, or a subject that starts like an out-of-office in English,
+   German, French, Spanish, Italian or Japanese. It is an `auto_reply` when it is about our mail (it references
+   one of our Message-IDs, or comes from an address we write to), else `other`. Checked before replies: a bounce
+   this classifier cannot read, an out-of-office that quotes our message, a list manager's "you are not a member"
+   with our subject and In-Reply-To: none of them is a person's answer.
+6. A reply: `In-Reply-To` or `References` names one of our Message-IDs → `reply`.
+7. A reply by subject (for clients that drop the threading headers): from an address we write to, and the
    subject is reply prefixes (`Re:`, `AW:`, `SV:`, `Antw:`, `Réf. :`, `R:`, `返信:`...) before the subject of
    mail we sent to that address → `reply`.
-7. Anything else → `ignored`.
+8. Anything else → `other`.
+
+Trust: a bounce, delay warning or complaint is `verified` when it refers to a message we sent: the Message-ID of
+its returned original (attached, or quoted in its text), its own `In-Reply-To`/`References`, or a message the
+caller tied to it (`tied`). Otherwise its reason ends "unverified: no reference to a message of ours", and the
+application layer records it and acts on nothing (outreach/app/inbox.py): anyone can write a multipart/report
+naming anyone.
 
 "An address we write to" is one for which `Known.sent_subjects_to` is not empty: an active enrollment of the
-mailbox's user.
-
-Choices: only Message-IDs (random, so unguessable) tie a message to ours; our `X-Outreach-*` headers in a
-quoted original are not trusted, as anyone could write them. A bounce is a bounce whether or not we can tell
-which message it was about, since many carry no copy of it: `original_message_id` is the Message-ID of the
-message that bounced when the report carries it, and `our_message_ids` says whether it is ours. `Action: failed`
-with a 4.x.x status (an MTA that gave up after days of retrying) is `delayed`: the message did not arrive, but
-the address is not shown to be bad. A non-standard bounce gives every failed address it names the one status
-found in its text. Header values are hostile: every string in the result is one line without control
-characters, and at most 100 ids of a message are looked up.
+mailbox's user. Header values are hostile: every string in the result is one line without control characters, and
+at most 100 ids of a message are looked up.
 """
 
 from __future__ import annotations
@@ -52,51 +54,61 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import email
-import email.message
-import email.utils
 import enum
-import html
 import re
 import unicodedata
-from collections.abc import Collection, Iterable, Mapping
-from typing import Protocol
+from collections.abc import Collection, Mapping
+from typing import Any, Protocol
 
-_MAX_TEXT = 64 * 1024  # of each text part searched for bounce wording
-_MAX_PARTS = 200
+from outreach.mail import bounces, complaints, mime
+
 _MAX_IDS = 100  # ids asked about per message: a hostile References may list thousands
 _MAX_REASON = 200
 _MAX_SUBJECT = 998
-_MAX_DIAGNOSTIC = 300
+_MAX_HUMAN_TEXT = 256 * 1024  # characters of a report's text for people searched
 
-# Line breaks, other control characters, zero-width and bidirectional marks, and lone surrogates.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]+")
-_FOLD = re.compile(r"\r?\n|\r")
-_RAW_8BIT = re.compile("[\udc80-\udcff]")  # bytes over 127 in a header, which the parser keeps as surrogates
+BouncedRecipient = bounces.BouncedRecipient
+Reason = bounces.Reason
+_clean = bounces.clean
+_CONTROL = bounces.CONTROL
+
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 # No @ in the part before the @, and a bare one starts after a separator: linear time on hostile values.
 _ANGLE_ADDR_SPEC = re.compile(r"<\s*([^<>\s@]+@[^<>\s]+?)\s*>")
 _BARE_ADDR_SPEC = re.compile(r"(?<![^\s<>()\[\]\",;:])[^\s<>()\[\]\",;:@]+@[^\s<>()\[\]\",;:]+")
-# The header fields the classifier reads.
-_READ = frozenset(
-    {"from", "to", "subject", "message-id", "in-reply-to", "references", "return-path", "x-failed-recipients",
-     "auto-submitted", "x-autoreply", "x-autorespond", "precedence", "x-auto-response-suppress"}
-)  # fmt: skip
+_ANGLE_LOCAL = re.compile(r"<\s*([^<>\s@]*)\s*>")
 _ID = re.compile(r"<([^<>]*)>")
 _BARE_ID = re.compile(r"(?<![^\s<>,;\"()\[\]])[^\s<>,;\"()\[\]@]+@[^\s<>,;\"()\[\]]+")
 _ID_CHARS = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII but space, < and >
-_ADDRESS = r"[^\s<>@()\[\]\"',;:]+@[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?"
-_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
-_SMTP_AND_STATUS = re.compile(r"(?<!\d)([245]\d\d)[ \-]#?([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
-_SMTP_CODE = re.compile(r"(?:^|[:#(]|said:)[ \t]*([45][0-5]\d)(?=[ \t\-]|$)", re.M)
 _COMMENT = re.compile(r"\([^()]*\)")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_QUOTED_MESSAGE_ID = re.compile(r"^[ \t>*-]*Message-ID:[ \t]*(?:\r?\n[ \t]+)?(<[^<>\s]+>)", re.I | re.M)
+_QUOTED_TO = re.compile(r"^[ \t>*-]*To:[ \t]*([^\n]{1,300})", re.I | re.M)
+_QUOTED_ENROLLMENT = re.compile(r"^[ \t>]*X-Outreach-Enrollment:[ \t]*(\d{1,18})[ \t]*$", re.I | re.M)
+_QUOTED_STEP = re.compile(r"^[ \t>]*X-Outreach-Step:[ \t]*([^\s]{1,200})[ \t]*$", re.I | re.M)
+_ORIGINALS = frozenset({"message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"})
 
-_DAEMONS = frozenset(
-    {"mailer-daemon", "mailerdaemon", "mailer_daemon", "mail-daemon", "postmaster", "double-bounce", "mdaemon"}
+# Senders that are mail systems, not people: by local part, or by display name.
+_SYSTEM_LOCAL = re.compile(
+    r"mailer-?_?daemon|mail-?daemon|^daemon$|postmaster|post_master|post-master|^mdaemon$|double-bounce|"
+    r"mail\.?delivery|mailadm|^ndr$|^mailer$|^smtp|smtp_|_smtp|^mta$|imss|interscan|antivirus|^bounces?$|"
+    r"^microsoftexchange|^admin$|^administrator$|^system$|^mailserver$|^mail-?server$|^nobody$",
+    re.I,
 )
-_SYSTEM_NAME = re.compile(r"mail delivery (?:system|subsystem)|mailer[- ]daemon|microsoft outlook", re.I)
+_SYSTEM_NAME = re.compile(
+    r"mail delivery|delivery (?:sub)?system|delivery service|mailer[- ]?daemon|postmaster|mail administrator|"
+    r"system administrator|mail (?:system|server|service|gateway)|mailserver|microsoft outlook|interscan|"
+    r"antivirus|courier mail server|mail admin|メール配信",
+    re.I,
+)
+_LIST_MANAGER_LOCAL = re.compile(
+    r"-(?:owner|bounces?|request|admin)$|^owner-|^(?:listserv|majordomo|sympa|mailman|ecartis|lyris|listproc|"
+    r"smartlist|fml)$",
+    re.I,
+)
+_LIST_HEADERS = ("x-mailman-version", "x-ml-server", "x-ml-name", "x-listserver", "x-sympa-version")
 
-# Wording that only a mail system writes, with the software that writes it.
+# Wording that only a mail system writes, with the software that usually writes it.
 _SIGNATURES = {
     "this message was created automatically by mail delivery software": "Exim",
     "this is the qmail-send program": "qmail",
@@ -104,6 +116,7 @@ _SIGNATURES = {
     "your message couldn't be delivered": "Exchange",
     "your message wasn't delivered": "Exchange",
     "the following recipient(s) could not be reached": "Exchange",
+    "did not reach the following recipient": "Exchange",
     "fehler bei der zustellung an diese empfänger oder gruppen": "Exchange",
     "la remise a échoué pour ces destinataires ou groupes": "Exchange",
     "delivery to the following recipient failed permanently": "Gmail",
@@ -112,52 +125,79 @@ _SIGNATURES = {
     "this is the mail system at host": "Postfix",
     "the following addresses had permanent fatal errors": "Sendmail",
     "the following addresses had transient non-fatal errors": "Sendmail",
+    "transcript of session follows": "Sendmail",
+    "sorry, we were unable to deliver your message": "Yahoo",
+    "this is the mailer-daemon, please do not reply": "OpenSMTPD",
+    "undeliverable mail": "Courier",
+    "delays in delivering your message": "Courier",
+    "this report relates to a message you sent": "Messaging Server",
+    "your message cannot be delivered to the following recipients": "Messaging Server",
+    "was not delivered to:": "Domino",
+    "failure reasons": "Notes",
+    "an error occurred while trying to deliver the mail": "Amazon SES",
+    "we had trouble delivering your message": "MTA",
+    "there was an error sending your mail": "MTA",
+    "error delivering your mail to": "MTA",
+    "could not be delivered to": "MTA",
+    "couldn't be delivered to": "MTA",
+    "could not deliver": "MTA",
+    "unable to deliver": "MTA",
+    "not be delivered": "MTA",
+    "was not delivered": "MTA",
+    "undeliverable to": "MTA",
+    "delivery failed": "MTA",
+    "failed to deliver": "MTA",
+    "following addresses had delivery problems": "MTA",
+    "the original message was received at": "MTA",
+    "a message that you sent could not be delivered": "Exim",
+    "permanent error": "MTA",
+    "has been delayed": "MTA",
+    "failed addresses follow": "MTA",
+    "no such user": "MTA",
+    "user unknown": "MTA",
+    "unknown user": "MTA",
+    "mailbox unavailable": "MTA",
+    "mailbox is full": "MTA",
+    "over quota": "MTA",
+    "message is delayed": "MTA",
+    "次の宛先": "Japanese carrier",
+    "配信できません": "Japanese carrier",
+    "送信できません": "Japanese carrier",
+    "届きませんでした": "Japanese carrier",
+    "配送できません": "Japanese carrier",
+    "送信に失敗": "Japanese carrier",
+    "配信に失敗": "Japanese carrier",
+    "お届けできません": "Japanese carrier",
 }
-_SIGNATURE = re.compile("|".join(re.escape(s) for s in _SIGNATURES), re.I)
-_BOUNCE_SUBJECTS = {
-    "mail delivery failed": "Exim",
-    "warning: message": "Exim",
-    "undelivered mail returned to sender": "Postfix",
-    "delayed mail (still being retried)": "Postfix",
-    "undeliverable": "Exchange",
-    "delivery delayed": "Exchange",
-    "unzustellbar": "Exchange",
-    "non remis": "Exchange",
-    "no se puede entregar": "Exchange",
-    "non recapitabile": "Exchange",
-    "配信不能": "Exchange",
-    "delivery status notification": "Gmail",
-    "failure notice": "qmail",
+_SIGNATURE = re.compile("|".join(re.escape(s) for s in _SIGNATURES))  # searched in lower-case text
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver(?:ed|able)|non[- ]?deliver|not (?:be )?delivered|could not be deliver|couldn'?t be deliver|"
+    r"delivery (?:status notification|failure|failed|problem|report|notification|has failed|error|delayed)|"
+    r"failure notice|failure delivery|failed (?:delivery|mail)|mail (?:delivery|system error|error|failure|"
+    r"not delivered|could not|failed)|returned mail|returned to sender|returning (?:message|to sender)|mail returned|"
+    r"warning: (?:message|could not send)|delayed mail|message delayed|mail delivery warning|"
+    r"unzustellbar|nicht zugestellt|non remis|no se puede entregar|non recapitabile|onbestelbaar|não entregue|"
+    r"niet bezorgd|permanent (?:delivery )?failure|processing error|^\[bounce\]|bounced? (?:mail|message)|"
+    r"配信|不達|返送|送信エラー|配送エラー|メールエラー|エラーメール|送信できません|宛先不明",
+    re.I,
+)
+_SHAPE_BY_SUBJECT = {
+    "mail delivery failed": "Exim", "undelivered mail returned to sender": "Postfix", "undeliverable": "Exchange",
+    "unzustellbar": "Exchange", "delivery status notification": "Gmail", "failure notice": "qmail",
     "returned mail": "Sendmail",
-    "warning: could not send message": "Sendmail",
-    "mail delivery failure": "MTA",
-    "delivery failure": "MTA",
-    "nondeliverable": "MTA",
-    "non-delivery": "MTA",
-    "mail system error": "MTA",
-}
-_BOUNCE_SUBJECT = re.compile(r"^\W*(" + "|".join(re.escape(s) for s in _BOUNCE_SUBJECTS) + ")", re.I)
-_DELAY = re.compile(
-    r"has not yet been delivered|has been delayed|delivery (?:is )?delayed|(?:will|to) be retried|still being "
-    r"retried|will (?:continue to )?(?:re)?try|\(delay\)|^[^\w\n]{0,9}warning: message|^[^\w\n]{0,9}delayed "
-    r"mail|warning: could not send|no action is required on your part|transient non-fatal",
-    re.I | re.M,
+}  # fmt: skip
+_TAGS = re.compile(r"^(?:\s*\[[^\[\]]{0,40}\]\s*)+")
+_LIST_REJECTION = re.compile(
+    r"not (?:a )?member|not subscribed|non-?member|only (?:members|subscribers)|not allowed to post|"
+    r"you do not have permission to post|posting restricted|has been rejected|was rejected|was not distributed",
+    re.I,
 )
-# Where a bounce starts quoting the original message: its text after this is not the mail system's.
-_ORIGINAL_MARKER = re.compile(
-    r"^[ \t]*(?:[-=_]{2,12}[^\n]{0,60}?(?:copy of (?:the|your) message|original message|message headers|below this "
-    r"line|undelivered message|returned message)|original message headers:)",
-    re.I | re.M,
+_LIST_NOTICE = re.compile(
+    r"not (?:a )?member|not subscribed|non-?member|only (?:members|subscribers)|not allowed to post|"
+    r"you do not have permission to post|posting restricted|rejected|was not distributed|held for moderation|"
+    r"awaits moderator|moderator approval|requires approval",
+    re.I,
 )
-_LONE_ADDRESS = re.compile(rf"^[ \t]*<?({_ADDRESS})>?:?(?:[ \t]+(?:\([^()\n]*\)|on[ \t][^\n]*))?[ \t]*$", re.M)
-_NAMED_ADDRESS = re.compile(rf"^[^\n()<>@:]{{1,80}}\(({_ADDRESS})\)[ \t]*$", re.M)
-_ANGLE_ADDRESS = re.compile(rf"^[ \t]*<({_ADDRESS})>:", re.M)
-_MESSAGE_TO = re.compile(rf"(?:message to|delivery to|deliver(?: your message)? to)[ \t]+<?({_ADDRESS})>?", re.I)
-_QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(?:\r?\n[ \t]+)?(<[^<>\s]+>)", re.I | re.M)
-_TAG = re.compile(r"<[^<>]*>")
-# The parts in which a bounce carries a copy of the original message or of its header.
-_ORIGINALS = frozenset({"message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"})
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 
 _AUTO_SUBJECT = re.compile(
     r"^\W*(automatic reply|auto[- ]?reply|auto[- ]response|out of (?:the )?office|abwesenheitsnotiz|automatische "
@@ -173,7 +213,6 @@ _REPLY_PREFIX = re.compile(
     r"\s*(?:\[\d+\]|\(\d+\))?\s*\.?\s*:\s*",
     re.I,
 )
-_TAGS = re.compile(r"^(?:\[[^\[\]]{0,40}\]\s*)+")
 
 
 class Kind(enum.StrEnum):
@@ -181,9 +220,13 @@ class Kind(enum.StrEnum):
 
     REPLY = "reply"
     AUTO_REPLY = "auto_reply"
-    BOUNCE = "bounce"  # a permanent failure: the address does not take mail
-    DELAYED = "delayed"  # a transient failure: a warning only
-    IGNORED = "ignored"
+    BOUNCE = "bounce"  # a delivery failed for good (the recipients say whether the address is bad)
+    DELAYED = "delayed"  # delivery is still being tried: a warning only
+    COMPLAINT = "complaint"  # a recipient marked our mail as spam
+    OTHER = "other"
+
+
+REPORTS = frozenset({Kind.BOUNCE, Kind.DELAYED, Kind.COMPLAINT})  # the kinds that act only when verified
 
 
 class Known(Protocol):
@@ -215,59 +258,53 @@ class Sent:
 
 
 @dataclasses.dataclass(frozen=True)
-class BouncedRecipient:
-    """One address a bounce or delay warning reports on.
-
-    address: the address the message was sent to (Original-Recipient when the report gives it, else
-    Final-Recipient), lower case. final_recipient: the Final-Recipient, which differs after an alias or forward.
-    action: failed or delayed. status: like 5.1.1, or "" when the report has none. permanent: a 5.x.x failure
-    (a failed action without a 4.x.x status).
-    """
-
-    address: str
-    final_recipient: str
-    action: str
-    status: str
-    diagnostic: str
-    permanent: bool
-
-
-@dataclasses.dataclass(frozen=True)
 class Facts:
     """What a message says about itself, before we know which of its ids are ours.
 
-    references: the message ids of In-Reply-To, then References, each once, at most 100. bounce: `BOUNCE`,
-    `DELAYED`, or `IGNORED` for a report of deliveries only; None when it is no bounce. automatic: why it is
-    automatic mail (e.g. "Auto-Submitted: auto-replied"), None for a person's mail. problem: why it could not
-    be read, None when it could.
+    references: the message ids of In-Reply-To, then References, each once, at most 100. report: `BOUNCE`,
+    `DELAYED`, `COMPLAINT`, or `OTHER` for a report of deliveries only (or a feedback report that is no complaint);
+    None when it is no report. report_reason: why. bounced: the recipients a bounce or delay warning reports on;
+    overall: what it says about none in particular (its one status), for a report whose recipient the caller finds
+    by other means. complainants: who complained. original_message_id: the Message-ID of the message a report is
+    about, when it carries it. outreach_step: (enrollment, step) of the `X-Outreach-*` fields of the returned
+    original. envelope_to: the addresses the message was delivered to (Delivered-To, X-Original-To, Envelope-To,
+    To), where a VERP address shows. automatic: why it is automatic mail, None for a person's mail. problem: why it
+    could not be read, None when it could. cut: why only part of it was read.
     """
 
     message_id: str | None = None
     from_address: str | None = None
     subject: str = ""
     references: tuple[str, ...] = ()
-    bounce: Kind | None = None
-    bounce_reason: str = ""
+    report: Kind | None = None
+    report_reason: str = ""
     bounced: tuple[BouncedRecipient, ...] = ()
+    overall: BouncedRecipient | None = None
+    complainants: tuple[str, ...] = ()
     original_message_id: str | None = None
+    outreach_step: tuple[int, str] | None = None
+    envelope_to: tuple[str, ...] = ()
     automatic: str | None = None
     problem: str | None = None
+    cut: str | None = None
 
     @property
     def candidate_ids(self) -> tuple[str, ...]:
-        """The ids to ask the store about: the message's own, the bounced message's, then the references."""
+        """The ids to ask the store about: the message's own, the reported message's, then the references."""
         ids = (self.message_id, self.original_message_id, *self.references)
-        return tuple(dict.fromkeys(i for i in ids if i is not None))
+        return tuple(dict.fromkeys(i for i in ids if i is not None))[: _MAX_IDS + 2]
 
 
 @dataclasses.dataclass(frozen=True)
 class Inbound:
     """One classified message.
 
-    reason: why it got its kind, one short line. from_address: the From addr-spec in lower case. references:
-    the ids of its In-Reply-To and References. our_message_ids: those of them, and of `original_message_id`,
-    that we sent. bounced: for a bounce or delay warning, the addresses that failed or were delayed.
-    original_message_id: for a bounce, the Message-ID of the message that bounced when the report carries it.
+    reason: why it got its kind, one short line. from_address: the From addr-spec in lower case. references: the
+    ids of its In-Reply-To and References. our_message_ids: those of them, of `original_message_id` and of the
+    messages tied to it, that we sent. bounced: for a bounce or delay warning, the addresses that failed or were
+    delayed; overall: what it says about no recipient in particular. complainants: for a complaint, who complained.
+    original_message_id: for a report, the Message-ID of the message it is about when it carries it. verified: for
+    a report, how it is tied to our mail (None: it is not, and must change nothing).
     """
 
     kind: Kind
@@ -279,109 +316,401 @@ class Inbound:
     our_message_ids: tuple[str, ...] = ()
     bounced: tuple[BouncedRecipient, ...] = ()
     original_message_id: str | None = None
+    overall: BouncedRecipient | None = None
+    complainants: tuple[str, ...] = ()
+    verified: str | None = None
 
 
-def classify(data: bytes, known: Known) -> Inbound:
+def classify(data: bytes, known: Known, tied: Mapping[str, str] | None = None) -> Inbound:
     """The kind of one message, given as the raw bytes read from the mailbox. Never raises on any `data`."""
-    return decide(read(data), known)
+    return decide(read(data), known, tied)
 
 
 def read(data: bytes) -> Facts:
     """What a message says about itself. Never raises: an unreadable message has a `problem`."""
     try:
         return _read(data)
-    except Exception as exc:  # hostile input can trip any corner of the email package; the caller logs it
+    except RecursionError:
+        return Facts(problem="unreadable message (RecursionError)")
+    except Exception as exc:  # hostile input can trip any corner of the parsing; the caller logs it
         return Facts(problem=f"unreadable message ({type(exc).__name__})")
 
 
-def decide(facts: Facts, known: Known) -> Inbound:
-    """The kind of a message from its `Facts` and what `known` says about our mail."""
+def decide(facts: Facts, known: Known, tied: Mapping[str, str] | None = None, *, assumed: bool = False) -> Inbound:
+    """The kind of a message from its `Facts`, what `known` says about our mail, and the messages of ours the caller
+    tied it to (`tied`: Message-ID → how, e.g. "VERP address"). `assumed`: `known` only guesses (no store: every id
+    taken for ours), and the reasons say so."""
     if facts.problem is not None:
-        return Inbound(Kind.IGNORED, _clean(facts.problem, _MAX_REASON))
+        return Inbound(Kind.OTHER, _clean(facts.problem, _MAX_REASON))
     own = facts.message_id is not None and known.is_sent_message_id(facts.message_id)
     ours = tuple(i for i in facts.candidate_ids if i != facts.message_id and known.is_sent_message_id(i))
+    ties = dict(tied or {})
+    ours = tuple(dict.fromkeys((*ours, *ties)))
 
-    def found(kind: Kind, reason: str, bounced: tuple[BouncedRecipient, ...] = ()) -> Inbound:
+    def found(kind: Kind, reason: str, *, verified: str | None = None) -> Inbound:
         return Inbound(
             kind,
-            reason,
+            _clean(reason, _MAX_REASON),
             message_id=facts.message_id,
             from_address=facts.from_address,
             subject=facts.subject,
             references=facts.references,
             our_message_ids=ours,
-            bounced=bounced,
+            bounced=facts.bounced if kind in (Kind.BOUNCE, Kind.DELAYED) else (),
             original_message_id=facts.original_message_id,
+            overall=facts.overall if kind in (Kind.BOUNCE, Kind.DELAYED) else None,
+            complainants=facts.complainants if kind is Kind.COMPLAINT else (),
+            verified=verified,
         )
 
     if own:  # a Bcc or a self-addressed copy: our nudge's In-Reply-To would make it look like a reply
-        return found(Kind.IGNORED, "a copy of our own message")
-    if facts.bounce is not None:
-        return found(facts.bounce, facts.bounce_reason, bounced=facts.bounced)
+        return found(Kind.OTHER, "a copy of our own message")
+    cut = f" ({facts.cut})" if facts.cut else ""
+    our = "message" if assumed else "our message"
+    guess = " (taken for ours: no store)" if assumed else ""
+    if facts.report in REPORTS:
+        if ours:
+            first = ours[0]
+            if first in ties:
+                how = f"{ties[first]} of {our} {first}"
+            elif first == facts.original_message_id:
+                how = f"returns {our} {first}"
+            else:
+                how = f"references {our} {first}"
+            return found(facts.report, f"{facts.report_reason}{cut}; {how}{guess}", verified=how)
+        return found(facts.report, f"{facts.report_reason}{cut}; unverified: no reference to a message of ours")
+    if facts.report is Kind.OTHER:
+        return found(Kind.OTHER, facts.report_reason + cut)
     subjects = known.sent_subjects_to(facts.from_address) if facts.from_address else ()
     if facts.automatic is not None:
         if ours:
-            return found(Kind.AUTO_REPLY, _clean(f"{facts.automatic}, about our message {ours[0]}", _MAX_REASON))
+            return found(Kind.AUTO_REPLY, f"{facts.automatic}, about {our} {ours[0]}{guess}")
         if subjects:
-            return found(Kind.AUTO_REPLY, _clean(f"{facts.automatic}, from an address we write to", _MAX_REASON))
-        return found(Kind.IGNORED, _clean(f"{facts.automatic}, not about our mail", _MAX_REASON))
+            return found(Kind.AUTO_REPLY, f"{facts.automatic}, from an address we write to")
+        return found(Kind.OTHER, f"{facts.automatic}, not about our mail")
     if ours:
-        return found(Kind.REPLY, _clean(f"references our message {ours[0]}", _MAX_REASON))
+        return found(Kind.REPLY, f"references {our} {ours[0]}{guess}")
     if subjects and _answers(facts.subject, subjects):
         return found(Kind.REPLY, "subject answers our mail to this address (no reference to our message)")
-    return found(Kind.IGNORED, "not about our mail")
+    return found(Kind.OTHER, "not about our mail")
 
 
 # --- reading --------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _Sender:
+    address: str | None  # the addr-spec, lower case
+    local: str  # its local part (also of a bare `MAILER-DAEMON`), lower case
+    name: str  # the display name, decoded
+    empty: bool  # `<>`: the null sender
+
+
 def _read(data: bytes) -> Facts:
-    msg = email.message_from_bytes(data)
-    if not msg.keys():
+    message = mime.read(data)
+    if message is None:
         return Facts(problem="no header fields: not a mail message")
-    headers = _headers(msg)
+    headers = message.headers
     subject = _clean(_decoded(headers.get("subject", "")), _MAX_SUBJECT)
-    from_address = _address(headers.get("from", ""))
+    sender = _sender(headers.get("from", ""))
     in_reply_to = _ids(headers.get("in-reply-to", ""))[-10:]  # one, in practice
     threads = _ids(headers.get("references", ""))[len(in_reply_to) - _MAX_IDS :]  # the newest: the parent is last
     references = tuple(dict.fromkeys((*in_reply_to, *threads)))
     message_id = next(iter(_ids(headers.get("message-id", ""))), None)
-    facts = Facts(message_id=message_id, from_address=from_address, subject=subject, references=references)
+    envelope: list[str] = []
+    for name in ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to"):
+        envelope += _addresses(headers.get(name, "")[:2000])
+    base: dict[str, Any] = {
+        "message_id": message_id, "from_address": sender.address, "subject": subject, "references": references,
+        "envelope_to": tuple(dict.fromkeys(envelope))[:10], "cut": message.cut,
+    }  # fmt: skip
 
-    parts = _parts(msg)
-    bounce = _bounce(msg, headers, parts, subject, from_address)
+    system = _system_sender(headers, sender)
+    marker = _automatic_headers(headers)
+    root = message.root
+    report_type = root.params.get("report-type", "").lower() if root.content_type == "multipart/report" else ""
+    plain_subject = _TAGS.sub("", subject)
+    bounce_subject = _BOUNCE_SUBJECT.search(plain_subject)
+    list_manager = _list_manager(headers, sender)
+    suspicious = bool(system or marker or report_type or bounce_subject or list_manager
+                      or _may_be_report(message, sender))  # fmt: skip
+    text, quoted = _texts(message) if suspicious else ("", "")
+    original = _original(message, text, quoted, references)
+
+    complaint = complaints.read(message, plain_subject, sender.local, text) if suspicious else None
+    if isinstance(complaint, complaints.Complaint):
+        return Facts(
+            **base, report=Kind.COMPLAINT, report_reason=_clean(complaint.why, _MAX_REASON),
+            complainants=complaint.complainants,
+            original_message_id=complaint.original_message_id or original.message_id,
+            outreach_step=original.step,
+        )  # fmt: skip
+    if isinstance(complaint, complaints.NotAComplaint):
+        return Facts(**base, report=Kind.OTHER, report_reason=_clean(complaint.why, _MAX_REASON),
+                     original_message_id=original.message_id)  # fmt: skip
+
+    rejected = list_manager is not None and _LIST_REJECTION.search(f"{subject}\n{text[:5000]}") is not None
+    bounce = _bounce(message, headers, text, subject, sender, system or marker, original, rejected,
+                     sender_is_system=system is not None) if suspicious else None  # fmt: skip
+    if (bounce is None or not bounce[0].recipients) and (system or marker):
+        bounce = _wrapped_bounce(message, original) or bounce
     if bounce is not None:
-        kind, reason, bounced = bounce
-        original = _original_message_id(parts, references)
-        return dataclasses.replace(
-            facts, bounce=kind, bounce_reason=_clean(reason, _MAX_REASON), bounced=bounced, original_message_id=original
-        )
-    receipt = _read_receipt(msg, parts)
+        report, original_id = bounce
+        kind = {"bounce": Kind.BOUNCE, "delayed": Kind.DELAYED}.get(report.kind, Kind.OTHER)
+        return Facts(
+            **base, report=kind, report_reason=_clean(report.why, _MAX_REASON), bounced=report.recipients,
+            overall=report.overall, original_message_id=original_id or original.message_id,
+            outreach_step=original.step,
+        )  # fmt: skip
+    receipt = _read_receipt(message)
     if receipt is not None:
         refs = receipt + tuple(i for i in references if i not in receipt)
-        return dataclasses.replace(facts, references=refs[:_MAX_IDS], automatic="read receipt (RFC 8098)")
-    return dataclasses.replace(facts, automatic=_automatic(headers, subject))
+        return Facts(**{**base, "references": refs[:_MAX_IDS]}, automatic="read receipt (RFC 8098)")
+    automatic = marker or system
+    if automatic is None and list_manager:
+        automatic = list_manager
+    if automatic is None and report_type:
+        automatic = f"multipart/report ({_clean(report_type, 40)})"
+    if automatic is None and bounce_subject:
+        automatic = f"bounce subject ({_clean(bounce_subject.group(0), 40)})"
+    if automatic is None:
+        match = _AUTO_SUBJECT.match(unicodedata.normalize("NFKC", subject))
+        if match:
+            automatic = f"out-of-office subject ({match.group(1)})"
+    return Facts(**base, automatic=automatic)
 
 
-def _headers(msg: email.message.Message) -> dict[str, str]:
-    """The first value of each field we read, unfolded, 8-bit bytes decoded, by lower-case name; encoded-words
-    stay encoded."""
-    out: dict[str, str] = {}
-    for name, value in msg.raw_items():
-        key = str(name).strip().lower()
-        if key in _READ and key not in out:
-            out[key] = _unfold(str(value))
-    return out
+def _may_be_report(message: mime.Message, sender: _Sender) -> bool:
+    """Whether a message that no header marks as automatic may still be a report: it carries a report part or an
+    attached original, comes from a feedback desk, or is an Amazon SNS notification."""
+    if "x-amz-sns-message-id" in message.headers:
+        return True
+    if any(p.content_type in _ORIGINALS or p.content_type.startswith("message/") for p in message.parts[1:]):
+        return True
+    return complaints.from_desk(sender.local)
 
 
-def _unfold(value: str) -> str:
-    if _RAW_8BIT.search(value):  # raw 8-bit bytes, which the parser kept as surrogates
-        raw = value.encode("ascii", "surrogateescape")
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            value = raw.decode("cp1252", "replace")
-    return _FOLD.sub("", value).strip()
+def _bounce(
+    message: mime.Message,
+    headers: Mapping[str, str],
+    text: str,
+    subject: str,
+    sender: _Sender,
+    automatic: str | None,
+    original: _Original,
+    list_rejection: bool = False,
+    sender_is_system: bool = False,
+) -> tuple[bounces.Report, str | None] | None:
+    """The report a bounce makes, and the Message-ID of the message it is about when the report itself names it
+    (Amazon SES); None when the message is no bounce."""
+    has_dsn = any(p.content_type in bounces.DSN_PARTS for p in message.parts)
+    report_type = message.root.params.get("report-type", "").lower()
+    is_report = has_dsn or (message.root.content_type == "multipart/report" and report_type == "delivery-status")
+    failed_header = headers.get("x-failed-recipients", "")
+    plain_subject = _TAGS.sub("", subject)
+    lowered = text.lower()
+    signature = _SIGNATURE.search(lowered[:20_000])
+    subject_match = _BOUNCE_SUBJECT.search(plain_subject)
+    ses = bounces.ses_notification(text) if "notificationType" in text[:4000] else None
+    if ses is not None and ses.type in ("Bounce", "Delivery") and ses.report is not None:
+        return ses.report, ses.original_message_id
+    if not (
+        is_report or failed_header or list_rejection or (automatic and (signature or subject_match)) or sender_is_system
+    ):
+        return None
+    delayed_words = bounces.has_delay_words(plain_subject, lowered)
+    report = bounces.delivery_status(message, text, delayed_words=delayed_words) if (is_report or "-recipient" in
+                                                                                      text.lower()) else None  # fmt: skip
+    if report is not None:
+        return report, None
+    exclude = {a for name in ("to", "cc", "return-path", "reply-to", "sender")
+               for a in _addresses(headers.get(name, "")[:2000])}  # fmt: skip
+    exclude |= set(original.senders) - {original.to}
+    if sender.address:
+        exclude.add(sender.address)
+    weak = not (is_report or failed_header or list_rejection or (automatic and (signature or subject_match)))
+    report = bounces.text_report(text, failed_header=failed_header, exclude=exclude, delayed_words=delayed_words,
+                                 fallback=None if weak else original.to)  # fmt: skip
+    if weak and not report.recipients:  # a mail system's notice that names no failed recipient: no bounce
+        return None
+    shape = "MTA"  # also when re.I matched a case the keys do not hold
+    if signature:
+        shape = _SIGNATURES.get(signature.group(0).lower(), shape)
+    if shape == "MTA" and subject_match:
+        for words, name in _SHAPE_BY_SUBJECT.items():
+            if words in plain_subject.lower():
+                shape = name
+                break
+    first = next((r for r in report.recipients if r.action == "failed"), None) or next(iter(report.recipients),
+                                                                                       report.overall)  # fmt: skip
+    status = first.status if first is not None else ""
+    what = "delay warning" if report.kind == "delayed" else "non-delivery report"
+    why = f"{shape} {what}, " + (f"Status: {status}" if status else "no status code")
+    if not report.recipients:
+        why += ", no failed address found"
+    elif report.total > 1:
+        why += f" ({report.total} recipients)"
+    return dataclasses.replace(report, why=why), None
+
+
+def _wrapped_bounce(message: mime.Message, outer: _Original) -> tuple[bounces.Report, str | None] | None:
+    """The bounce a mail system forwarded as an attached message (a filter that wraps what it passes on): the
+    attached message read as a bounce, one level down, when it is a delivery report."""
+    attached = next((p for p in message.parts if p.content_type in ("message/rfc822", "message/global")), None)
+    if attached is None or not attached.parts or attached.parts[0].content_type != "multipart/report":
+        return None
+    inner = mime.read(attached.payload(mime.MAX_BYTES))
+    if inner is None:
+        return None
+    sender = _sender(inner.headers.get("from", ""))
+    text, quoted = _texts(inner)
+    original = _original(inner, text, quoted, ())
+    found = _bounce(inner, inner.headers, text, _clean(_decoded(inner.headers.get("subject", "")), _MAX_SUBJECT),
+                    sender, "wrapped report", original)  # fmt: skip
+    if found is None or not found[0].recipients:
+        return None
+    return found[0], found[1] or original.message_id or outer.message_id
+
+
+def _human_text(message: mime.Message) -> str:
+    """What a mail system wrote for people: its text parts (or else HTML ones), not an attached message's, up to
+    where it quotes the original message."""
+    return _texts(message)[0]
+
+
+def _texts(message: mime.Message) -> tuple[str, str]:
+    """(what a mail system wrote for people, the quote of the original message after it): its text parts (or else
+    HTML ones), not an attached message's, cut where it starts quoting the original message."""
+    texts: list[str] = []
+    for kind in ("text/plain", "text/html"):
+        for part in message.parts:
+            if part.content_type == kind:
+                texts.append(part.text())
+                if len(texts) >= 4:
+                    break
+        if texts:
+            break
+    whole = "\n".join(texts)[:_MAX_HUMAN_TEXT]
+    marker = bounces.original_marker(whole)
+    return (whole[: marker.start()], whole[marker.end() :]) if marker else (whole, "")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Original:
+    """What a report shows of the original message: its Message-ID, its recipient (when it has one), the addresses
+    it came from (ours: never a failed recipient), and its X-Outreach enrollment and step."""
+
+    message_id: str | None = None
+    to: str | None = None
+    senders: tuple[str, ...] = ()
+    step: tuple[int, str] | None = None
+
+
+def _original(message: mime.Message, text: str, quoted: str, references: tuple[str, ...]) -> _Original:
+    """The original message a report returns: from its attached copy or header, else from its quote in the text
+    (after the marker), else (for the Message-ID) the last id the report references (Exchange writes In-Reply-To)."""
+    headers: Mapping[str, str] | None = None
+    for part in message.parts:
+        if part.content_type in ("message/rfc822", "message/global") and part.parts:
+            headers = part.parts[0].headers
+            break
+        if part.content_type in ("text/rfc822-headers", "message/global-headers"):
+            headers, _ = mime.read_headers(part.payload())
+            break
+    if headers is not None:
+        message_id = next(iter(_ids(headers.get("message-id", ""))), None)
+        to = _addresses(headers.get("to", "")[:2000])
+        senders = [a for name in ("from", "sender", "reply-to", "return-path") for a in
+                   _addresses(headers.get(name, "")[:2000])]  # fmt: skip
+        step = _step(headers.get("x-outreach-enrollment", ""), headers.get("x-outreach-step", ""))
+        return _Original(message_id or (references[-1] if references else None), to[0] if len(to) == 1 else None,
+                         tuple(senders), step)  # fmt: skip
+    found_id = _QUOTED_MESSAGE_ID.search(quoted) or _QUOTED_MESSAGE_ID.search(text)
+    message_id = next(iter(_ids(found_id.group(1))), None) if found_id else None
+    to_line = _QUOTED_TO.search(quoted)
+    to = _addresses(to_line.group(1)) if to_line else []
+    senders = [a for line in re.findall(r"(?im)^[ \t>]*(?:from|sender|return-path):[ \t]*([^\n]{1,300})", quoted)
+               for a in _addresses(line)]  # fmt: skip
+    enrollment, step_line = _QUOTED_ENROLLMENT.search(quoted), _QUOTED_STEP.search(quoted)
+    step = _step(enrollment.group(1) if enrollment else "", step_line.group(1) if step_line else "")
+    return _Original(message_id or (references[-1] if references else None), to[0] if len(to) == 1 else None,
+                     tuple(senders), step)  # fmt: skip
+
+
+def _step(enrollment: str, step: str) -> tuple[int, str] | None:
+    enrollment, step = enrollment.strip(), step.strip()
+    if not enrollment.isdigit() or not step or len(enrollment) > 18 or _CONTROL.search(step) or len(step) > 200:
+        return None
+    return int(enrollment), step
+
+
+def _system_sender(headers: Mapping[str, str], sender: _Sender) -> str | None:
+    """Why the sender is a mail system rather than a person, or None."""
+    if "x-failed-recipients" in headers:
+        return "X-Failed-Recipients"
+    if sender.empty or (not sender.local and "".join(headers.get("return-path", "x").split()) == "<>"):
+        return "mail-system sender <>"
+    if sender.local and _SYSTEM_LOCAL.search(sender.local):
+        return _clean(f"mail-system sender {sender.address or sender.local}", 100)
+    if sender.name and _SYSTEM_NAME.search(sender.name):
+        return _clean(f"mail-system sender {sender.name}", 100)
+    return None
+
+
+def _list_manager(headers: Mapping[str, str], sender: _Sender) -> str | None:
+    """Why the message is a mailing-list manager's notice, or None."""
+    if sender.local and _LIST_MANAGER_LOCAL.search(sender.local):
+        return _clean(f"mailing-list manager {sender.address or sender.local}", 100)
+    if any(name in headers for name in _LIST_HEADERS) and _LIST_NOTICE.search(headers.get("subject", "")):
+        return "mailing-list manager notice"
+    return None
+
+
+def _sender(value: str) -> _Sender:
+    value = value[:2000]
+    quoted = _QUOTED.search(value)
+    name = _decoded(quoted.group(0)[1:-1] if quoted else value.partition("<")[0])
+    address = _address(value)
+    if address is not None:
+        return _Sender(address, address.rpartition("@")[0], _clean(name, 200), False)
+    angle = _ANGLE_LOCAL.search(_COMMENT.sub(" ", _QUOTED.sub(" ", value)))
+    if angle is not None:
+        return _Sender(None, angle.group(1).lower(), _clean(name, 200), angle.group(1) == "")
+    bare = _COMMENT.sub(" ", _QUOTED.sub(" ", value)).split()
+    local = bare[0].lower() if len(bare) == 1 and _ID_CHARS.fullmatch(bare[0]) else ""
+    return _Sender(None, local, _clean(_decoded(value), 200), False)
+
+
+def _automatic_headers(headers: Mapping[str, str]) -> str | None:
+    """Why the header fields mark a message as automatic mail, or None."""
+    auto_submitted = _COMMENT.sub("", headers.get("auto-submitted", "")).split(";")[0].strip().lower()
+    if auto_submitted and auto_submitted != "no":
+        return f"Auto-Submitted: {_clean(auto_submitted, 40)}"
+    for name, label in (("x-autoreply", "X-Autoreply"), ("x-autorespond", "X-Autorespond")):
+        if name in headers and headers[name].strip().lower() not in ("no", "false", "0"):
+            return f"{label}: {_clean(headers[name], 40)}".rstrip(": ")
+    precedence = _COMMENT.sub("", headers.get("precedence", "")).strip().lower()
+    if precedence in _AUTO_PRECEDENCE:
+        return f"Precedence: {precedence}"
+    suppress = headers.get("x-auto-response-suppress", "").strip()
+    if suppress.lower() not in _NO:
+        return f"X-Auto-Response-Suppress: {_clean(suppress, 40)}"
+    if "".join(headers.get("return-path", "x").split()) == "<>":
+        return "empty Return-Path"
+    return None
+
+
+def _read_receipt(message: mime.Message) -> tuple[str, ...] | None:
+    """The Original-Message-ID of a disposition notification (a read receipt); None when it is none."""
+    for part in message.parts:
+        if part.content_type == "message/disposition-notification":
+            fields = {k: v for block in mime.fields(part.text()) for k, v in block.items()}
+            return _ids(fields.get("original-message-id", ""))
+    root = message.root
+    if root.content_type == "multipart/report" and root.params.get("report-type", "").lower() == \
+            "disposition-notification":  # fmt: skip
+        return ()
+    return None
 
 
 def _decoded(value: str) -> str:
@@ -426,9 +755,11 @@ def _address(value: str) -> str | None:
 
 def _addresses(value: str) -> list[str]:
     """The addr-specs of an address header, lower case: the ones in angle brackets, else the bare ones."""
+    if "@" not in value:
+        return []
     value = _COMMENT.sub(" ", _QUOTED.sub(" ", value))  # display names and comments may hold anything
     found = _ANGLE_ADDR_SPEC.findall(value) or _BARE_ADDR_SPEC.findall(value)
-    return [a.lower() for a in found if not _CONTROL.search(a)]
+    return [a.lower() for a in found if a.isprintable() or not _CONTROL.search(a)]
 
 
 def _ids(value: str) -> tuple[str, ...]:
@@ -440,297 +771,7 @@ def _ids(value: str) -> tuple[str, ...]:
     return ids[-_MAX_IDS:]
 
 
-_Part = tuple[str, email.message.Message]
-
-
-def _parts(msg: email.message.Message) -> list[_Part]:
-    """The message and its parts with their content types, depth first, not descending into attached messages."""
-    out: list[_Part] = []
-    stack = [msg]
-    while stack and len(out) < _MAX_PARTS:
-        part = stack.pop()
-        content_type = part.get_content_type()
-        out.append((content_type, part))
-        if content_type.startswith("multipart/") and part.is_multipart():
-            children = part.get_payload()
-            if isinstance(children, list):
-                stack.extend(c for c in reversed(children) if isinstance(c, email.message.Message))
-    return out
-
-
-def _text(part: email.message.Message) -> str:
-    """A text part's content, decoded, at most `_MAX_TEXT` bytes of it."""
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    payload = payload[:_MAX_TEXT]
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        text = payload.decode(charset, "replace")
-    except (LookupError, ValueError, TypeError):  # an unknown or non-text codec name
-        text = payload.decode("utf-8", "replace")
-    if part.get_content_type() == "text/html":
-        text = html.unescape(_TAG.sub(" ", re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", text)))
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _human_text(parts: Iterable[_Part]) -> str:
-    """What a mail system wrote: its text parts (or else HTML ones) up to where it quotes the original message."""
-    texts = [_text(p) for t, p in parts if t == "text/plain"]
-    if not texts:
-        texts = [_text(p) for t, p in parts if t == "text/html"]
-    whole = "\n".join(texts[:4])
-    marker = _ORIGINAL_MARKER.search(whole)
-    return whole[: marker.start()] if marker else whole
-
-
-def _param(part: email.message.Message, name: str) -> str:
-    value = part.get_param(name)
-    if value is None:
-        return ""
-    return str(email.utils.collapse_rfc2231_value(value)).strip().lower()
-
-
-# --- bounces ----------------------------------------------------------------------------------------------------
-
-_Bounce = tuple[Kind, str, tuple[BouncedRecipient, ...]]
-
-
-def _bounce(
-    msg: email.message.Message,
-    headers: Mapping[str, str],
-    parts: list[_Part],
-    subject: str,
-    from_address: str | None,
-) -> _Bounce | None:
-    report = next((p for t, p in parts if t in ("message/delivery-status", "message/global-delivery-status")), None)
-    if report is not None:
-        dsn = _dsn(report)
-        if dsn is not None:
-            return dsn
-    is_report = report is not None or (
-        parts[0][0] == "multipart/report" and _param(msg, "report-type") == "delivery-status"
-    )
-    if not (is_report or _from_mail_system(headers, from_address)):
-        return None
-    human = _human_text(parts)
-    signature = _SIGNATURE.search(human)
-    subject_match = _BOUNCE_SUBJECT.match(subject)
-    failed_header = headers.get("x-failed-recipients", "")
-    if not (is_report or signature or subject_match or failed_header):
-        return None
-    shape = "MTA"  # also when re.I matched a case the keys do not hold (U+017F, the long s, matches "s")
-    if signature:
-        shape = _SIGNATURES.get(signature.group(0).lower(), shape)
-    elif subject_match:
-        shape = _BOUNCE_SUBJECTS.get(subject_match.group(1).lower(), shape)
-    status, diagnostic = _status_in(human)
-    delayed = status.startswith("4") or bool(_DELAY.search(subject) or _DELAY.search(human))
-    exclude = {from_address, *_addresses(headers.get("to", ""))}
-    addresses = [a for a in _addresses(failed_header) if a not in exclude]
-    addresses += _failed_addresses(human, exclude)
-    recipients = tuple(
-        BouncedRecipient(
-            a, a, "delayed" if delayed else "failed", status, diagnostic or _line_after(human, a), not delayed
-        )
-        for a in dict.fromkeys(addresses)
-    )
-    what = "delay warning" if delayed else "non-delivery report"
-    found = f"Status: {status}" if status else "no status code"
-    if not recipients:
-        found += ", no failed address found"
-    return (Kind.DELAYED if delayed else Kind.BOUNCE), f"{shape} {what}, {found}", recipients
-
-
-def _from_mail_system(headers: Mapping[str, str], from_address: str | None) -> bool:
-    if "x-failed-recipients" in headers or "".join(headers.get("return-path", "x").split()) == "<>":
-        return True
-    local = (from_address or "").rpartition("@")[0]
-    if local in _DAEMONS or local.startswith("microsoftexchange"):
-        return True
-    return bool(_SYSTEM_NAME.search(_decoded(headers.get("from", ""))))
-
-
-def _dsn(report: email.message.Message) -> _Bounce | None:
-    """The bounce an RFC 3464 delivery-status part reports; None when it has no per-recipient fields."""
-    recipients: list[BouncedRecipient] = []
-    delivered: list[str] = []
-    for fields in _field_blocks(report):
-        final = _recipient(fields.get("final-recipient", ""))
-        original = _recipient(fields.get("original-recipient", ""))
-        if not (final or original):
-            continue
-        action = (fields.get("action", "").split() or ["failed"])[0].lower()
-        diagnostic = fields.get("diagnostic-code", "")
-        if ";" in diagnostic[:20]:
-            diagnostic = diagnostic.split(";", 1)[1]
-        diagnostic = _clean(diagnostic, _MAX_DIAGNOSTIC)
-        code = _STATUS.search(fields.get("status", "")) or _STATUS.search(diagnostic)
-        status = code.group(0) if code else ""
-        if action in ("delivered", "relayed", "expanded") and not status.startswith(("4", "5")):
-            delivered.append(action)
-            continue
-        permanent = not (action == "delayed" or status.startswith("4"))
-        action = action if action in ("failed", "delayed") else ("failed" if permanent else "delayed")
-        address = original or final
-        recipients.append(BouncedRecipient(address, final or original, action, status, diagnostic, permanent))
-    if not recipients:
-        if delivered:
-            return Kind.IGNORED, f"DSN Action: {delivered[0]} (no failure reported)", ()
-        return None
-    first = next((r for r in recipients if r.permanent), recipients[0])
-    reason = f"DSN Action: {first.action}, " + (f"Status: {first.status}" if first.status else "no Status")
-    if len(recipients) > 1:
-        reason += f" ({len(recipients)} recipients)"
-    kind = Kind.BOUNCE if first.permanent else Kind.DELAYED
-    return kind, reason, tuple(recipients)
-
-
-def _field_blocks(report: email.message.Message) -> list[dict[str, str]]:
-    """The blocks of fields of a delivery-status part (per message, then per recipient), names in lower case."""
-    payload = report.get_payload()
-    blocks: list[dict[str, str]] = []
-    if isinstance(payload, list):
-        for block in payload:
-            if not isinstance(block, email.message.Message):
-                continue
-            fields: dict[str, str] = {}
-            for name, value in block.raw_items():
-                fields.setdefault(str(name).strip().lower(), _unfold(str(value)))
-            blocks.append(fields)
-            rest = block.get_payload(decode=True)  # message/global-delivery-status: the parser reads one block only
-            if isinstance(rest, bytes) and rest.strip():
-                blocks += _parse_blocks(rest.decode("utf-8", "replace"))
-    else:
-        blocks = _parse_blocks(_text(report))
-    return blocks
-
-
-def _parse_blocks(text: str) -> list[dict[str, str]]:
-    blocks: list[dict[str, str]] = []
-    for chunk in re.split(r"\r?\n[ \t]*\r?\n", text):
-        fields: dict[str, str] = {}
-        name = ""
-        for line in chunk.splitlines():
-            if line[:1] in (" ", "\t") and name:
-                fields[name] += " " + line.strip()
-            elif ":" in line:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name in fields:
-                    name = ""  # the first value counts; drop continuations of a repeat
-                    continue
-                fields[name] = _unfold(value)
-        if fields:
-            blocks.append(fields)
-    return blocks
-
-
-def _recipient(value: str) -> str:
-    """The address of a Final-Recipient or Original-Recipient field ("rfc822; jo@example.org"), lower case."""
-    if ";" in value:
-        value = value.split(";", 1)[1]
-    return _clean(value.strip().strip("<>").strip(), 320).lower()
-
-
-def _status_in(text: str) -> tuple[str, str]:
-    """(status like 5.1.1, the line it is on) from a bounce's text; ("", "") when there is none."""
-    found = _SMTP_AND_STATUS.search(text)
-    status = found.group(2) if found else ""
-    if found is None:
-        found = _STATUS.search(text)
-        status = found.group(0) if found else ""
-    if found is None:
-        found = _SMTP_CODE.search(text)
-        status = f"{found.group(1)[0]}.0.0" if found else ""
-    if found is None:
-        return "", ""
-    start = text.rfind("\n", 0, found.start()) + 1
-    end = text.find("\n", found.end())
-    line = text[start : end if end >= 0 else len(text)]
-    return status, _clean(line.strip(" \t#"), _MAX_DIAGNOSTIC)
-
-
-def _line_after(text: str, address: str) -> str:
-    """The line after the first line that names `address`: what a bounce without a status code says about it."""
-    named = re.search(re.escape(address), text, re.I)
-    if named is None:
-        return ""
-    for line in text[named.start() :].split("\n")[1:4]:
-        if line.strip():
-            return _clean(line, _MAX_DIAGNOSTIC)
-    return ""
-
-
-def _failed_addresses(text: str, exclude: Collection[str | None]) -> list[str]:
-    found: list[str] = []
-    for pattern in (_ANGLE_ADDRESS, _LONE_ADDRESS, _NAMED_ADDRESS, _MESSAGE_TO):
-        found += [a.lower() for a in pattern.findall(text)]
-    return [
-        a
-        for a in dict.fromkeys(found)
-        if a not in exclude and a.partition("@")[0] not in _DAEMONS and not _CONTROL.search(a)
-    ]
-
-
-def _original_message_id(parts: list[_Part], references: tuple[str, ...]) -> str | None:
-    """The Message-ID of the message a bounce is about: from its attached copy or headers, its quote in the
-    text, or else the last id the bounce references (Exchange writes In-Reply-To)."""
-    for content_type, part in parts:
-        if content_type not in _ORIGINALS:
-            continue
-        inner = part.get_payload()
-        if isinstance(inner, list):  # the parser read the copy as a message
-            if inner and isinstance(inner[0], email.message.Message):
-                ids = _ids(_headers(inner[0]).get("message-id", ""))
-                if ids:
-                    return ids[0]
-        else:
-            quoted = _QUOTED_MESSAGE_ID.search(_text(part))
-            if quoted:
-                return next(iter(_ids(quoted.group(1))), None)
-    for content_type, part in parts:
-        if content_type.startswith("text/"):
-            quoted = _QUOTED_MESSAGE_ID.search(_text(part))
-            if quoted:
-                return next(iter(_ids(quoted.group(1))), None)
-    return references[-1] if references else None
-
-
-# --- automatic mail and replies ---------------------------------------------------------------------------------
-
-
-def _read_receipt(msg: email.message.Message, parts: list[_Part]) -> tuple[str, ...] | None:
-    """The Original-Message-ID of a disposition notification (a read receipt); None when it is none."""
-    for content_type, part in parts:
-        if content_type == "message/disposition-notification":
-            fields = {k: v for block in _field_blocks(part) for k, v in block.items()}
-            return _ids(fields.get("original-message-id", ""))
-    if parts[0][0] == "multipart/report" and _param(msg, "report-type") == "disposition-notification":
-        return ()
-    return None
-
-
-def _automatic(headers: Mapping[str, str], subject: str) -> str | None:
-    """Why a message is automatic mail, or None."""
-    auto_submitted = _COMMENT.sub("", headers.get("auto-submitted", "")).split(";")[0].strip().lower()
-    if auto_submitted and auto_submitted != "no":
-        return f"Auto-Submitted: {_clean(auto_submitted, 40)}"
-    for name, label in (("x-autoreply", "X-Autoreply"), ("x-autorespond", "X-Autorespond")):
-        if name in headers and headers[name].strip().lower() not in ("no", "false", "0"):
-            return f"{label}: {_clean(headers[name], 40)}".rstrip(": ")
-    precedence = _COMMENT.sub("", headers.get("precedence", "")).strip().lower()
-    if precedence in _AUTO_PRECEDENCE:
-        return f"Precedence: {precedence}"
-    suppress = headers.get("x-auto-response-suppress", "").strip()
-    if suppress.lower() not in _NO:
-        return f"X-Auto-Response-Suppress: {_clean(suppress, 40)}"
-    if "".join(headers.get("return-path", "x").split()) == "<>":
-        return "empty Return-Path"
-    match = _AUTO_SUBJECT.match(unicodedata.normalize("NFKC", subject))
-    if match:
-        return f"out-of-office subject ({match.group(1)})"
-    return None
+# --- replies ----------------------------------------------------------------------------------------------------
 
 
 def _answers(subject: str, sent: Collection[str]) -> bool:
@@ -752,9 +793,3 @@ def _normal(subject: str) -> str:
     while match := (_REPLY_PREFIX.match(text) or _TAGS.match(text)):
         text = text[match.end() :]
     return " ".join(text.casefold().split())
-
-
-def _clean(text: str, limit: int) -> str:
-    """One line: control characters, line breaks and invisible marks become spaces; at most `limit` characters."""
-    line = " ".join(_CONTROL.sub(" ", text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

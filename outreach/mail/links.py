@@ -155,7 +155,7 @@ def state_keys(state_dir: str | Path) -> tuple[Keys, bool]:
     path = Path(state_dir) / STATE_SECRET_FILE
     created = False
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        credentials.private_directory(path.parent)  # var/ too, when it is made here
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first: use theirs

@@ -169,6 +169,19 @@ def build(
     )).encode("ascii")  # fmt: skip
 
 
+def header_problem(sender: Person, to: str, subject: str) -> str | None:
+    """Why `build` would refuse a message from `sender` to `to` with this subject (its HeaderError, as text), or
+    None. The engine's decision about a step asks this before anything is queued (outreach.engine.sequences.Facts),
+    so a preview, a RuleTest and the daemon all block such a step the same way."""
+    try:
+        _mailbox("From", sender.email, sender.name)
+        _address("To", to)
+        _plain("Subject", subject)
+    except HeaderError as exc:
+        return str(exc)
+    return None
+
+
 @functools.lru_cache(maxsize=256)  # every message names the same few
 def _extra_header_name(name: str) -> None:
     """An extra header's name must be a header name that build() does not write itself."""

@@ -8,6 +8,9 @@
 - 5xx: refused for good (`permanent`), e.g. "550 5.1.1 <kim@example.org>: Recipient address rejected".
 - A failed login (535) is a temporary failure: a rotated password must not fail every queued message for good.
 
+The envelope sender (MAIL FROM) is the message's sender, or, with `envelope` (Settings.bounce_address: a VERP address
+per message, outreach/mail/verp.py), the address it gives for the message's bytes.
+
 The pool holds up to `pool_size` connections; a connection is reused for the next message (RSET after a refusal)
 and checked with NOOP when it has been idle for a while, since relays close idle sessions. `rate` (messages per
 second over the whole pool) spaces the transactions out.
@@ -41,8 +44,10 @@ class SmtpTransport:
         local_hostname: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        envelope: Callable[[bytes], str | None] | None = None,
     ) -> None:
         self.server = server
+        self.envelope = envelope  # the envelope sender of a message (VERP); None or a None answer: the sender
         self.host = server.host
         self.port = server.port or DEFAULT_PORTS[server.security]
         self.username = credentials.read(
@@ -61,6 +66,7 @@ class SmtpTransport:
         self._slots: asyncio.Semaphore | None = None
         self._next_start = 0.0
         self.opened = 0  # connections opened so far
+        self.concurrency = max(1, server.pool_size)  # sends at once: the dispatcher keeps this many on the wire
 
     @property
     def where(self) -> str:
@@ -78,33 +84,55 @@ class SmtpTransport:
                                                  code=exc.code)  # fmt: skip
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 return mail_transport.SendResult(False, detail=f"cannot connect to {self.where}: {_error(exc)}")
-            return await self._transaction(conn, sender, list(recipients), message)
+            mail_from = (self.envelope(message) if self.envelope is not None else None) or sender
+            return await self._transaction(conn, mail_from, list(recipients), message)
 
     async def _transaction(
         self, conn: aiosmtplib.SMTP, sender: str, recipients: list[str], message: bytes
     ) -> mail_transport.SendResult:
+        """MAIL, RCPT for each recipient, DATA. Until DATA a lost connection is a temporary failure (the relay has
+        nothing); once the message is being handed over, a lost connection or a missing answer leaves it in doubt
+        (the relay may have taken it before the answer was lost), never a temporary failure that would send it twice.
+        aiosmtplib sends DATA and the message in one call, so a connection lost while waiting for the 354 counts
+        as in doubt too: rare, and an operator's requeue, never a second copy."""
         try:
-            refused, reply = await conn.sendmail(sender, recipients, message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            detail = "; ".join(_reply(r) for r in exc.recipients)
-            await self._reuse_after_refusal(conn, codes)
-            return mail_transport.SendResult(False, permanent=all(500 <= c < 600 for c in codes), detail=detail,
-                                             code=max(codes, default=None))  # fmt: skip
+            await conn.mail(sender)
+            refused: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
+            for rcpt in recipients:
+                try:
+                    await conn.rcpt(rcpt)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refused[rcpt] = exc
+            if len(refused) == len(recipients):
+                codes = [r.code for r in refused.values()]
+                await self._reuse_after_refusal(conn, codes)
+                return mail_transport.SendResult(False, permanent=all(500 <= c < 600 for c in codes),
+                                                 detail="; ".join(_reply(r) for r in refused.values()),
+                                                 code=max(codes, default=None))  # fmt: skip
         except (TimeoutError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             conn.close()
             return mail_transport.SendResult(False, detail=f"{self.where}: {_error(exc)}")
-        except aiosmtplib.SMTPResponseException as exc:  # sender refused, DATA refused, ...
+        except aiosmtplib.SMTPResponseException as exc:  # sender refused, ...
             await self._reuse_after_refusal(conn, [exc.code])
             return mail_transport.SendResult(False, permanent=500 <= exc.code < 600, detail=_reply(exc), code=exc.code)
         except aiosmtplib.SMTPException as exc:
             conn.close()
             return mail_transport.SendResult(False, detail=f"{self.where}: {_error(exc)}")
+        try:
+            reply = await conn.data(message)
+        except aiosmtplib.SMTPResponseException as exc:  # DATA refused, or the message refused after the dot
+            await self._reuse_after_refusal(conn, [exc.code])
+            return mail_transport.SendResult(False, permanent=500 <= exc.code < 600, detail=_reply(exc), code=exc.code)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            conn.close()
+            return mail_transport.SendResult(False, in_doubt=True, detail=f"{self.where}: {_error(exc)} while the "
+                                             "message was handed over: the relay may have taken it")  # fmt: skip
         self._idle.append((conn, self._clock()))
+        text = f"{reply.code} {' '.join(reply.message.split())}"  # the text as sent
         if refused:  # some of several recipients refused: the others have it
             detail = "; ".join(f"{addr}: {_reply(r)}" for addr, r in refused.items())
-            return mail_transport.SendResult(True, detail=f"250 {' '.join(reply.split())} (refused: {detail})", code=250)
-        return mail_transport.SendResult(True, detail=f"250 {' '.join(reply.split())}", code=250)  # the text as sent
+            return mail_transport.SendResult(True, detail=f"{text} (refused: {detail})", code=reply.code)
+        return mail_transport.SendResult(True, detail=text, code=reply.code)
 
     async def _reuse_after_refusal(self, conn: aiosmtplib.SMTP, codes: list[int]) -> None:
         if 421 in codes or not conn.is_connected:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Protocol
 
+from outreach.mail import credentials
+
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 
@@ -26,12 +28,15 @@ _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 @dataclasses.dataclass(frozen=True)
 class SendResult:
     """ok: the transport took the message. permanent: a failure not worth retrying (SMTP 5xx).
-    detail: the server's reply or the error. code: the SMTP reply's code, when a relay answered."""
+    detail: the server's reply or the error. code: the SMTP reply's code, when a relay answered.
+    in_doubt: not ok, and not a failure either: the message was handed over and the answer was lost (the
+    connection dropped or timed out after the final dot); the outbox keeps it `unknown` for an operator."""
 
     ok: bool
     permanent: bool = False
     detail: str = ""
     code: int | None = None  # the relay's reply code (250, 451, 550 ...); None: no relay answered
+    in_doubt: bool = False  # the whole message went and no answer came: the relay may have taken it (never retry)
 
 
 class Transport(Protocol):
@@ -70,7 +75,7 @@ class MaildirTransport:
                 # Maildir(create=True) leaves an existing directory without tmp/new/cur, so an outbox made by
                 # hand (mkdir -p var/outbox) would refuse every message.
                 for sub in ("tmp", "new", "cur"):
-                    os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
+                    credentials.private_directory(os.path.join(self.path, sub))  # var/ too, when it is made here
                 self._maildir = mailbox.Maildir(self.path, create=False)
             return self._maildir.add(data)
 

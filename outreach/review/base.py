@@ -40,7 +40,7 @@ class TimelineStep:
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    action: str  # add | change | remove
+    action: str  # add | change | rename | remove
     kind: str
     name: str
     old_hash: str | None
@@ -49,6 +49,7 @@ class Change:
     diff: str  # unified diff of the YAML (changes only)
     before: tuple[TimelineStep, ...] | None = None  # sequences: the sample enrollment at the base
     after: tuple[TimelineStep, ...] | None = None  # and in the working tree
+    old_name: str | None = None  # a rename (`renamed_from`): its name at the base
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,14 +80,28 @@ def compare(
 ) -> Review:
     """The definitions of `head` (the working tree) against those of `base` (the rules at `ref`)."""
     old, new = base.live_definitions(), head.live_definitions()
+    moves = model.renames(head.renamed_from(), old)  # {(kind, name at the base): name in the working tree}
+    was = {(kind, name): earlier for (kind, earlier), name in moves.items()}
     changes: list[Change] = []
     unchanged = 0
-    for kind, name in sorted(set(old) | set(new), key=lambda k: (plan.KIND_ORDER.index(k[0]), k[1])):
+    keys = (set(old) | set(new)) - set(moves)
+    for kind, name in sorted(keys, key=lambda k: (plan.KIND_ORDER.index(k[0]), k[1])):
         o, n = old.get((kind, name)), new.get((kind, name))
         if o is not None and n is not None and o.hash == n.hash:
             unchanged += 1
             continue
-        if o is None:
+        if (kind, name) in was:
+            assert n is not None
+            earlier = was[(kind, name)]
+            o = old[(kind, earlier)]
+            details = tuple(describe(kind, o.body, n.body))
+            diff = plan.yaml_diff(kind, name, o.body, n.body, old_label=ref, old_name=earlier)
+            before = after = None
+            if kind == "Sequence":
+                before = timeline(base, base.sequences[earlier], sample_start)
+                after = timeline(head, head.sequences[name], sample_start)
+            changes.append(Change("rename", kind, name, o.hash, n.hash, details, diff, before, after, earlier))
+        elif o is None:
             assert n is not None
             after = timeline(head, head.sequences[name], sample_start) if kind == "Sequence" else None
             changes.append(Change("add", kind, name, None, n.hash, (), "", None, after))
@@ -240,13 +255,17 @@ def sample_recipient(sequence: model.Sequence, settings: model.Settings, start: 
 
 
 def timeline(ruleset: model.RuleSet, sequence: model.Sequence, start: dt.datetime) -> tuple[TimelineStep, ...]:
-    """When each step of `sequence` runs for the sample record enrolled at `start` (tasks done when created)."""
+    """When each step of `sequence` runs for the sample record enrolled at `start` (tasks done when created), each
+    step decided as the daemon decides it (the facts of a message: outreach/app/sending.py)."""
+    from outreach.app import sending  # here: the CLI imports this module, and the app layer only when it runs
+
     settings = ruleset.settings
     who = sample_recipient(sequence, settings, start)
     zone = seq.zone(who, sequence, settings)
     e = seq.enroll(0, who, sequence, settings, enrolled_by=who.owner or "", now=start)
     out: list[TimelineStep] = []
-    walked = seq.walk(e, sequence, who, ruleset, unsubscribe_url=lambda _e: SAMPLE_UNSUBSCRIBE_URL, limit=_MAX_MOVES)
+    walked = seq.walk(e, sequence, who, ruleset, facts=lambda _e: sending.facts(SAMPLE_UNSUBSCRIBE_URL),
+                      limit=_MAX_MOVES)  # fmt: skip
     for at, index, decision in walked:
         step = sequence.steps[index]
         mine = at.astimezone(zone)
@@ -277,12 +296,13 @@ def timeline_lines(steps: Sequence[TimelineStep]) -> list[str]:
 
 
 def _summary(r: Review) -> str:
-    counts = {a: sum(1 for c in r.changes if c.action == a) for a in ("add", "change", "remove")}
+    counts = {a: sum(1 for c in r.changes if c.action == a) for a in ("add", "change", "rename", "remove")}
     where = f"{r.base} ({r.commit[:8]})"
     if not r.has_changes:
         return f"No changes against {where}: {r.unchanged} definitions are the same."
-    return (f"Plan against {where}: {counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove "
-            f"({r.unchanged} unchanged).")  # fmt: skip
+    renamed = f", {counts['rename']} to rename" if counts["rename"] else ""
+    return (f"Plan against {where}: {counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove"
+            f"{renamed} ({r.unchanged} unchanged).")  # fmt: skip
 
 
 def _sample_line(r: Review) -> str:
@@ -290,15 +310,14 @@ def _sample_line(r: Review) -> str:
             "a task counts as done when it is created.")  # fmt: skip
 
 
-_SYMBOL = {"add": "+", "change": "~", "remove": "-"}  # as `outreach plan` marks them
+_SYMBOL = plan.SYMBOL  # as `outreach plan` marks them
 
 
 def format_text(r: Review) -> str:
     out = []
     for c in r.changes:
-        version = {"add": (c.new_hash or "")[:8], "change": f"{(c.old_hash or '')[:8]} -> {(c.new_hash or '')[:8]}",
-                   "remove": (c.old_hash or "")[:8]}[c.action]  # fmt: skip
-        out.append(f"{_SYMBOL[c.action]} {c.kind} {c.name} ({version})")
+        out.append(f"{_SYMBOL[c.action]} {c.kind} {c.name} "
+                   f"({plan.version_text(c.action, c.old_hash, c.new_hash, c.old_name)})")  # fmt: skip
         out.extend(f"    {line}" for line in c.details)
         if c.before is not None:
             out.append(f"    before ({r.base}):")
@@ -325,15 +344,16 @@ def format_markdown(r: Review) -> str:
         return "\n".join(out)
     out += ["", "| | kind | name | what changes |", "|---|---|---|---|"]
     for c in r.changes:
-        what = (
-            "; ".join(c.details) if c.details else {"add": "added", "remove": "removed", "change": "changed"}[c.action]
-        )
+        what = "; ".join(c.details) if c.details else {"add": "added", "remove": "removed", "change": "changed",
+                                                        "rename": "renamed"}[c.action]  # fmt: skip
         cell = what.replace("|", "\\|")
-        out.append(f"| {_SYMBOL[c.action]} | {c.kind} | `{c.name}` | {cell} |")
+        was = f" (renamed from `{c.old_name}`)" if c.old_name else ""
+        out.append(f"| {_SYMBOL[c.action]} | {c.kind} | `{c.name}`{was} | {cell} |")
     for c in r.changes:
         if c.after is None and not c.diff:
             continue
-        out += ["", f"#### {_SYMBOL[c.action]} {c.kind} `{c.name}`"]
+        was = f" (renamed from `{c.old_name}`)" if c.old_name else ""
+        out += ["", f"#### {_SYMBOL[c.action]} {c.kind} `{c.name}`{was}"]
         if c.before is not None:
             out += ["", f"Before (`{r.base}`):", "", "```text", *timeline_lines(c.before), "```"]
         if c.after is not None:

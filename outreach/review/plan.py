@@ -1,7 +1,8 @@
 """What `outreach apply` would change, and what that does to live state (pure: the store's facts come in).
 
-Like `terraform plan`: definitions added, changed (with a diff of the YAML)
-and removed, and for each the effect on people in flight.
+Like `terraform plan`: definitions added, changed (with a diff of the YAML),
+renamed (`renamed_from`, like terraform's `moved`) and removed, and for each
+the effect on people in flight.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ KIND_ORDER = ("Settings", "Template", "View", "Sequence", "Campaign", "SalesProc
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    action: str  # add | change | remove
+    action: str  # add | change | rename | remove
     kind: str
     name: str
     old_hash: str | None
     new_hash: str | None
     diff: str  # unified diff of the YAML (empty for an addition or removal)
     effects: tuple[str, ...]
+    old_name: str | None = None  # a rename: the name it is applied under now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,12 +60,14 @@ def _yaml(body: Mapping[str, Any]) -> str:
 
 
 def yaml_diff(
-    kind: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any], *, old_label: str = "applied"
-) -> str:
-    """A unified diff of two bodies of a definition as YAML, the old one labelled `old_label`."""
+    kind: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any], *, old_label: str = "applied",
+    old_name: str | None = None,
+) -> str:  # fmt: skip
+    """A unified diff of two bodies of a definition as YAML, the old one labelled `old_label` (and named
+    `old_name` when it was renamed)."""
     lines = difflib.unified_diff(
-        _yaml(old).splitlines(), _yaml(new).splitlines(), f"{kind}/{name} ({old_label})", f"{kind}/{name} (rules)",
-        lineterm="", n=2,
+        _yaml(old).splitlines(), _yaml(new).splitlines(), f"{kind}/{old_name or name} ({old_label})",
+        f"{kind}/{name} (rules)", lineterm="", n=2,
     )  # fmt: skip
     return "\n".join(lines)
 
@@ -79,21 +83,35 @@ def make_plan(
     count of active or blocked enrollments by (sequence, version hash).
     """
     wanted = ruleset.live_definitions()
+    renamed_from = ruleset.renamed_from()
+    moves = model.renames(renamed_from, active)  # {(kind, earlier name): new name}
+    was = {(kind, new): old for (kind, old), new in moves.items()}
     changes: list[Change] = []
     unchanged = 0
-    keys = sorted(set(wanted) | set(active), key=lambda k: (KIND_ORDER.index(k[0]), k[1]))
+    keys = sorted((set(wanted) | set(active)) - set(moves), key=lambda k: (KIND_ORDER.index(k[0]), k[1]))
     for kind, name in keys:
         new, old = wanted.get((kind, name)), active.get((kind, name))
         if new is not None and old is not None and new.hash == old[0]:
             unchanged += 1
             continue
-        if old is None:
+        if (kind, name) in was:
             assert new is not None
-            changes.append(Change("add", kind, name, None, new.hash, "", _effects_of_add(ruleset, kind, name)))
+            earlier = was[(kind, name)]
+            old = active[(kind, earlier)]
+            changes.append(Change("rename", kind, name, old[0], new.hash,
+                                  yaml_diff(kind, name, old[1], new.body, old_name=earlier),
+                                  _effects_of_rename(ruleset, kind, earlier, name, old, live), earlier))  # fmt: skip
+        elif old is None:
+            assert new is not None
+            effects = _effects_of_add(ruleset, kind, name)
+            if renamed_from.get((kind, name)):
+                effects += (f"{_WORDS[kind]} {name}: renamed_from {', '.join(renamed_from[(kind, name)])}, but no "
+                            f"{_WORDS[kind]} of that name is applied here: added as a new one",)  # fmt: skip
+            changes.append(Change("add", kind, name, None, new.hash, "", effects))
         elif new is None:
             changes.append(Change("remove", kind, name, old[0], None, "", _effects_of_remove(kind, name, live)))
         else:
-            effects = _effects_of_change(ruleset, kind, name, old[0], new.hash, live)
+            effects = _effects_of_change(ruleset, kind, name, old, new.hash, live)
             changes.append(
                 Change("change", kind, name, old[0], new.hash, yaml_diff(kind, name, old[1], new.body), effects)
             )
@@ -127,11 +145,43 @@ def _effects_of_remove(kind: str, name: str, live: Mapping[tuple[str, str], int]
     return ()
 
 
+_WORDS = {"Settings": "settings", "Template": "template", "View": "view", "Sequence": "sequence",
+          "Campaign": "campaign", "SalesProcess": "sales process"}  # fmt: skip
+
+
+def _effects_of_rename(
+    ruleset: model.RuleSet, kind: str, old_name: str, name: str, old: tuple[str, Mapping[str, Any]],
+    live: Mapping[tuple[str, str], int],
+) -> tuple[str, ...]:  # fmt: skip
+    """What renaming `old_name` to `name` does: what the store keeps under the old name moves, nobody starts over;
+    edits made with the rename are edits as well."""
+    word = _WORDS[kind]
+    if kind == "Sequence":
+        n = sum(_live_of(old_name, live).values())
+        out = [f"sequence {old_name} renamed to {name}: " + (f"its {_enrollments(n)} go on where they are, under the "
+                                                             "new name" if n else "no live enrollments")]  # fmt: skip
+        if n and not model.same_but_naming(old[1], ruleset.sequences[name].source.body):
+            out += _effects_of_change(ruleset, kind, name, old, ruleset.sequences[name].source.hash,
+                                      {(name, v): k for (s, v), k in live.items() if s == old_name})  # fmt: skip
+        return tuple(out)
+    kept = {"Template": "steps and mail that name it by its old name follow it",
+            "Campaign": "its run, recipients and mail stay its own",
+            "SalesProcess": "its reminders go on where they are",
+            "View": "campaigns and enrollments by view use the new name"}[kind]  # fmt: skip
+    return (f"{word} {old_name} renamed to {name}: {kept}",)
+
+
 def _effects_of_change(
-    ruleset: model.RuleSet, kind: str, name: str, old_hash: str, new_hash: str, live: Mapping[tuple[str, str], int]
-) -> tuple[str, ...]:
+    ruleset: model.RuleSet, kind: str, name: str, old: tuple[str, Mapping[str, Any]], new_hash: str,
+    live: Mapping[tuple[str, str], int],
+) -> tuple[str, ...]:  # fmt: skip
     if kind == "Sequence":
         seq = ruleset.sequences[name]
+        if model.same_but_naming(old[1], seq.source.body):
+            n = _live_of(name, live).get(old[0], 0)
+            return (f"sequence {name}: only its renamed_from changed; "
+                    + (f"its {_enrollments(n)} on {old[0][:8]} move to {new_hash[:8]}, which runs the same steps"
+                       if n else f"new enrollments use {new_hash[:8]}"),)  # fmt: skip
         out = []
         for version, n in sorted(_live_of(name, live).items()):
             if seq.on_edit is model.OnEdit.PIN:
@@ -162,23 +212,30 @@ def _effects_of_change(
 
 # --- output -----------------------------------------------------------------------------------
 
-_SYMBOL = {"add": "+", "change": "~", "remove": "-"}
+SYMBOL = {"add": "+", "change": "~", "rename": ">", "remove": "-"}
 
 
 def _summary(plan: Plan) -> str:
-    counts = {a: sum(1 for c in plan.changes if c.action == a) for a in ("add", "change", "remove")}
+    counts = {a: sum(1 for c in plan.changes if c.action == a) for a in ("add", "change", "rename", "remove")}
     if not plan.has_changes:
         return f"No changes: {plan.unchanged} definitions are applied as they are."
-    return (f"Plan: {counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove "
+    renamed = f", {counts['rename']} to rename" if counts["rename"] else ""
+    return (f"Plan: {counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove{renamed} "
             f"({plan.unchanged} unchanged).")  # fmt: skip
+
+
+def version_text(action: str, old_hash: str | None, new_hash: str | None, old_name: str | None = None) -> str:
+    """What the parentheses after a change's name say: its version, or the old and the new one (and the name it
+    had, for a rename)."""
+    both = f"{(old_hash or '')[:8]} -> {(new_hash or '')[:8]}"
+    return {"add": (new_hash or "")[:8], "change": both, "rename": f"renamed from {old_name}; {both}",
+            "remove": (old_hash or "")[:8]}[action]  # fmt: skip
 
 
 def format_text(plan: Plan) -> str:
     out = []
     for c in plan.changes:
-        version = {"add": (c.new_hash or "")[:8], "change": f"{(c.old_hash or '')[:8]} -> {(c.new_hash or '')[:8]}",
-                   "remove": (c.old_hash or "")[:8]}[c.action]  # fmt: skip
-        out.append(f"{_SYMBOL[c.action]} {c.kind} {c.name} ({version})")
+        out.append(f"{SYMBOL[c.action]} {c.kind} {c.name} ({version_text(c.action, c.old_hash, c.new_hash, c.old_name)})")
         out.extend(f"    {line}" for line in c.diff.splitlines())
         out.extend(f"    => {e}" for e in c.effects)
     out.append(_summary(plan))
@@ -192,11 +249,13 @@ def format_markdown(plan: Plan) -> str:
         out += ["", "| | kind | name | version |", "|---|---|---|---|"]
         for c in plan.changes:
             version = (c.new_hash or c.old_hash or "")[:8]
-            out.append(f"| {_SYMBOL[c.action]} | {c.kind} | `{c.name}` | `{version}` |")
+            was = f" (renamed from `{c.old_name}`)" if c.old_name else ""
+            out.append(f"| {SYMBOL[c.action]} | {c.kind} | `{c.name}`{was} | `{version}` |")
         for c in plan.changes:
             if not (c.diff or c.effects):
                 continue
-            out += ["", f"#### {_SYMBOL[c.action]} {c.kind} `{c.name}`"]
+            was = f" (renamed from `{c.old_name}`)" if c.old_name else ""
+            out += ["", f"#### {SYMBOL[c.action]} {c.kind} `{c.name}`{was}"]
             out += [f"- {e}" for e in c.effects]
             if c.diff:
                 out += ["", "```diff", c.diff, "```"]

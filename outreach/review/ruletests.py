@@ -347,7 +347,7 @@ class _Run:
         self.changed = now
         try:
             await self._apply(event, record, now)
-        except store_module.StoreError as exc:
+        except (store_module.StoreError, import_rows.InvalidValue) as exc:  # the latter: a `set` records refuse
             raise RuleTestError(f"{event.kind} at {now.isoformat()}: {exc}", line) from None
 
     async def _apply_rules(self, event: model.TestEvent, now: dt.datetime) -> None:

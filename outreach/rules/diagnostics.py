@@ -31,6 +31,7 @@ class Code(enum.StrEnum):
     KIND_MISSING = "kind-missing"
     KIND_UNKNOWN = "kind-unknown"
     NAME_DUPLICATE = "name-duplicate"
+    RENAMED_FROM = "renamed-from"
     SETTINGS_MISSING = "settings-missing"
     SETTINGS_DUPLICATE = "settings-duplicate"
     # schema
@@ -69,6 +70,7 @@ class Code(enum.StrEnum):
     # templates
     TEMPLATE_SYNTAX = "template-syntax"
     MERGE_FIELD_UNKNOWN = "merge-field-unknown"
+    TEMPLATE_LIMIT = "template-limit"
     # criteria
     CRITERIA_OPERATOR = "criteria-operator"
     CRITERIA_VALUE = "criteria-value"
@@ -103,6 +105,7 @@ class Code(enum.StrEnum):
     TEMPLATE_UNUSED = "template-unused"
     CAMPAIGN_IN_PAST = "campaign-in-past"
     REMINDER_INTERVAL_SHORT = "reminder-interval-short"
+    STEP_REPLY_SUBJECT = "step-reply-subject"
 
 
 @dataclasses.dataclass(frozen=True, order=True)

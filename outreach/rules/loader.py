@@ -23,6 +23,10 @@ from outreach.rules.diagnostics import Code, Diagnostic, Severity
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 200_000  # per document; stops alias bombs ("billion laughs")
+# What the text of one file may expand to, counted as aliases are followed (the characters of every value and key
+# each time it is reached): a few aliases of large values must not make every later step (content hashes, the
+# store) handle gigabytes. Without aliases a file's values are never longer than the file.
+MAX_EXPANDED_CHARS = 4 * MAX_FILE_BYTES
 
 
 _STR = "tag:yaml.org,2002:str"
@@ -198,27 +202,44 @@ def _mark(node: yaml.nodes.Node) -> Mark:
 
 
 class _Walker:
-    """Turns a composed node tree into plain data, refusing what JSON cannot hold."""
+    """Turns composed node trees (the documents of one file) into plain data, refusing what JSON cannot hold.
+
+    libyaml's composer resolves an alias to the very node its anchor names, so a node reached again is reached
+    through an alias: its size is counted each time, and the file's documents together may expand to at most
+    MAX_EXPANDED_CHARS before anything is built from them.
+    """
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.nodes = 0
-        self.stack: set[int] = set()
+        self.nodes = 0  # in the current document (`document` resets it)
+        self.size = 0  # characters reached in the whole file so far
+        self.path: list[yaml.nodes.Node] = []  # the collections being walked, outermost first
+        self.open: set[int] = set()  # and their ids
+        self.visits: dict[int, int] = {}  # id of a node -> how often it was reached (more than once: by aliases)
 
-    def alias_mark(self, node: yaml.nodes.Node) -> Mark:
-        """Where the first alias to `node` is used: the composer keeps only the anchored node."""
+    def document(self, node: yaml.nodes.Node) -> Any:
+        """The data of one document of the file."""
+        self.nodes = 0
+        self.visits.clear()  # an alias refers to an anchor of its own document
+        return self.value(node)
+
+    def alias_mark(self, node: yaml.nodes.Node, nth: int = 1) -> Mark:
+        """Where the nth alias to `node` is used (the first by default): the composer keeps only the anchored
+        node, so the alias is looked up in the text after the anchor."""
         lines = self.text.splitlines()
         m = node.start_mark
         anchor = re.match(r"&([^\s,\[\]{}]+)", lines[m.line][m.column :]) if m.line < len(lines) else None
         if anchor:
+            alias = re.compile(re.escape("*" + anchor.group(1)) + r"(?![^\s,\[\]{}])")
             for number, line in enumerate(lines[m.line :], start=m.line):
                 start = m.column + anchor.end() if number == m.line else 0
-                col = line.find("*" + anchor.group(1), start)
-                if col >= 0:
-                    return Mark(number + 1, col + 1)
+                for found in alias.finditer(line, start):
+                    nth -= 1
+                    if nth == 0:
+                        return Mark(number + 1, found.start() + 1)
         return _mark(node)
 
-    def value(self, node: yaml.nodes.Node) -> Any:
+    def _count(self, node: yaml.nodes.Node, size: int) -> None:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise _ComposeError(
@@ -226,13 +247,37 @@ class _Walker:
                 f"the document expands to more than {MAX_NODES} nodes (aliases repeated too often)",
                 _mark(node),
             )
+        self.size += size
+        if self.size > MAX_EXPANDED_CHARS:
+            raise _ComposeError(
+                Code.YAML_RECURSIVE_ALIAS,
+                f"aliases expand the file to more than {MAX_EXPANDED_CHARS} characters (four times the largest "
+                "rule file): write the values out, or alias only small pieces",
+                self._blamed_alias(node),
+            )
+
+    def _blamed_alias(self, node: yaml.nodes.Node) -> Mark:
+        """The alias through which the walk reached `node`: the outermost node on the way there that was reached
+        before (the first time is its anchor; the nth time after, its nth alias)."""
+        for reached in [*self.path, node]:
+            seen = self.visits.get(id(reached), 0)
+            if seen > 1:
+                return self.alias_mark(reached, seen - 1)
+        return _mark(node)
+
+    def value(self, node: yaml.nodes.Node) -> Any:
+        ident = id(node)
+        self.visits[ident] = self.visits.get(ident, 0) + 1
         if type(node) is yaml.nodes.ScalarNode:
+            self._count(node, 1 + len(node.value))
             return node.value if node.tag == _STR else _scalar(node)
-        if id(node) in self.stack:
+        self._count(node, 1)
+        if ident in self.open:
             raise _ComposeError(
                 Code.YAML_RECURSIVE_ALIAS, "an alias refers to a node that contains it", self.alias_mark(node)
             )
-        self.stack.add(id(node))
+        self.path.append(node)
+        self.open.add(ident)
         try:
             if type(node) is yaml.nodes.SequenceNode:
                 if node.tag != _SEQ:
@@ -248,6 +293,7 @@ class _Walker:
                             Code.YAML_NON_STRING_KEY, "a mapping key must be a plain value", _mark(key_node)
                         )
                     key = str(key_node.value)
+                    self.size += len(key)
                     if key == "<<" and not key_node.style:
                         raise _ComposeError(
                             Code.YAML_SYNTAX,
@@ -264,7 +310,8 @@ class _Walker:
                     out[key] = self.value(value_node)
                 return out
         finally:
-            self.stack.discard(id(node))
+            self.path.pop()
+            self.open.discard(ident)
         raise _ComposeError(Code.YAML_SYNTAX, "unsupported YAML node", _mark(node))
 
 
@@ -297,33 +344,45 @@ def _scalar(node: yaml.nodes.ScalarNode) -> Any:
     raise _ComposeError(Code.YAML_SYNTAX, f"unsupported tag {tag} (rule files use plain YAML values)", _mark(node))
 
 
+class Parsed(NamedTuple):
+    """What reading one file gave: its documents, its problem, and the text an error kept from being read."""
+
+    docs: list[Document]
+    problems: list[Diagnostic]
+    unread: str = ""  # from the document the error is in to the end of the file (what it defines is unknown)
+
+
 def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
     """Parse every document of one file's text. Errors stop at the first one in the file."""
+    docs, problems, _unread = parse(text, file)
+    return docs, problems
+
+
+def parse(text: str, file: str) -> Parsed:
+    """`parse_text`, with the text that an error left unread."""
     docs: list[Document] = []
     loader = _Composer12(text)
+    walker = _Walker(text)
     index = 0
+    read_to = 0  # the line (0-based) where the last document read ends
+
+    def fail(diag: Diagnostic) -> Parsed:
+        return Parsed(docs, [diag], "".join(text.splitlines(keepends=True)[read_to:]))
+
     try:
         while loader.check_node():
             node = loader.get_node()
             index += 1
             if node is None or (isinstance(node, yaml.nodes.ScalarNode) and node.tag == _NULL):
                 continue  # an empty document between `---` lines
-            walker = _Walker(text)
-            data = walker.value(node)
+            data = walker.document(node)
             if not isinstance(data, dict):
                 kind = "a list" if isinstance(data, list) else "a single value"
                 m = _mark(node)
-                return docs, [
-                    Diagnostic(
-                        file,
-                        m.line,
-                        m.column,
-                        Severity.ERROR,
-                        Code.YAML_NOT_MAPPING,
-                        f"document {index} is {kind}; a rule document is a mapping with a `kind`",
-                    )
-                ]
+                return fail(Diagnostic(file, m.line, m.column, Severity.ERROR, Code.YAML_NOT_MAPPING,
+                                       f"document {index} is {kind}; a rule document is a mapping with a `kind`"))  # fmt: skip
             docs.append(Document(file, index, data, node.start_mark.line + 1, text, [node]))
+            read_to = node.end_mark.line
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # an unclosed quote or bracket is reported at the end of the file; point at its start
@@ -335,16 +394,17 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
         lines = text.splitlines()
         if 0 < line <= len(lines) and "\t" in lines[line - 1][: col + 1]:
             message += " (a tab: YAML indents with spaces only)"
-        return docs, [Diagnostic(file, line, col, Severity.ERROR, Code.YAML_SYNTAX, message)]
+        return fail(Diagnostic(file, line, col, Severity.ERROR, Code.YAML_SYNTAX, message))
     except yaml.YAMLError as exc:
-        return docs, [Diagnostic(file, 1, 1, Severity.ERROR, Code.YAML_SYNTAX, f"YAML error: {exc}")]
+        return fail(Diagnostic(file, 1, 1, Severity.ERROR, Code.YAML_SYNTAX, f"YAML error: {exc}"))
     except _ComposeError as exc:
-        return docs, [Diagnostic(file, exc.mark.line, exc.mark.column, Severity.ERROR, exc.code, exc.message)]
+        return fail(Diagnostic(file, exc.mark.line, exc.mark.column, Severity.ERROR, exc.code, exc.message))
     finally:
         loader.dispose()
     if not docs:
-        return docs, [Diagnostic(file, 1, 1, Severity.ERROR, Code.FILE_EMPTY, "the file holds no YAML document")]
-    return docs, []
+        empty = Diagnostic(file, 1, 1, Severity.ERROR, Code.FILE_EMPTY, "the file holds no YAML document")
+        return Parsed(docs, [empty])
+    return Parsed(docs, [])
 
 
 def compose_one(text: str) -> tuple[Any, yaml.nodes.Node | None]:
@@ -353,16 +413,22 @@ def compose_one(text: str) -> tuple[Any, yaml.nodes.Node | None]:
     composer = _Composer12(text)
     try:
         node = composer.get_single_node()
-        return _Walker(text).value(node), node
+        return _Walker(text).document(node), node
     finally:
         composer.dispose()
 
 
 def read_file(path: str) -> tuple[list[Document], list[Diagnostic]]:
     """Read one rule file (UTF-8, at most MAX_FILE_BYTES) and parse it."""
+    docs, problems, _unread = read(path)
+    return docs, problems
 
-    def fail(code: Code, message: str) -> tuple[list[Document], list[Diagnostic]]:
-        return [], [Diagnostic(path, 1, 1, Severity.ERROR, code, message)]
+
+def read(path: str) -> Parsed:
+    """`read_file`, with the text that an error left unread."""
+
+    def fail(code: Code, message: str) -> Parsed:
+        return Parsed([], [Diagnostic(path, 1, 1, Severity.ERROR, code, message)])
 
     try:
         size = os.stat(path).st_size
@@ -381,17 +447,10 @@ def read_file(path: str) -> tuple[list[Document], list[Diagnostic]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return [], [
-            Diagnostic(
-                path,
-                line,
-                1,
-                Severity.ERROR,
-                Code.FILE_ENCODING,
-                f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            )
-        ]
-    return parse_text(text, path)
+        message = f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        problem = Diagnostic(path, line, 1, Severity.ERROR, Code.FILE_ENCODING, message)
+        return Parsed([], [problem], raw.decode("utf-8", "replace"))
+    return parse(text, path)
 
 
 def find_files(paths: Sequence[str]) -> tuple[list[str], list[Diagnostic]]:
@@ -441,8 +500,11 @@ def load(paths: Sequence[str]) -> tuple[list[str], list[Document], list[Diagnost
         docs.extend(d)
         diags.extend(problems)
     if not files and not diags:
-        where = ", ".join(paths)
-        diags.append(
-            Diagnostic(where, 1, 1, Severity.ERROR, Code.RULES_DIR_EMPTY, "no *.yaml or *.yml rule files found")
-        )
+        diags.append(no_rule_files(paths))
     return files, docs, diags
+
+
+def no_rule_files(paths: Sequence[str]) -> Diagnostic:
+    """The problem of rule paths that hold no rule file."""
+    message = "no *.yaml or *.yml rule files found"
+    return Diagnostic(", ".join(paths), 1, 1, Severity.ERROR, Code.RULES_DIR_EMPTY, message)

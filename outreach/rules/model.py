@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from outreach.rules import criteria, timing
@@ -32,6 +32,49 @@ class Source:
     line: int
     hash: str
     body: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def renamed_from(self) -> tuple[str, ...]:
+        """The earlier names the definition says it had (`renamed_from`), the latest first."""
+        return earlier_names(self.body)
+
+
+RENAMABLE = ("Template", "Sequence", "View", "Campaign", "SalesProcess")  # the kinds that take `renamed_from`
+_NAMING_KEYS = frozenset({"name", "renamed_from"})
+
+
+def earlier_names(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """`renamed_from` of a definition's document, as a tuple of names (it may be one name or a list)."""
+    value = body.get("renamed_from")
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def same_but_naming(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether two versions of a definition differ in nothing but their name and `renamed_from`: they do the
+    same (a rename alone, or `renamed_from` taken out once every database has applied it)."""
+    return {k: v for k, v in old.items() if k not in _NAMING_KEYS} == {
+        k: v for k, v in new.items() if k not in _NAMING_KEYS
+    }
+
+
+def renames(
+    renamed_from: Mapping[tuple[str, str], tuple[str, ...]], applied: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Which renames applying a rule set makes, as {(kind, earlier name): new name}: a definition not applied
+    under its name takes over the first of its earlier names (in the order written) that is applied and that no
+    other definition took. One whose earlier names were never applied here is added as a new definition."""
+    out: dict[tuple[str, str], str] = {}
+    for (kind, name), earlier in renamed_from.items():
+        if (kind, name) in applied:
+            continue  # renamed here before: nothing more to take over
+        old = next((o for o in earlier if (kind, o) in applied and (kind, o) not in out), None)
+        if old is not None:
+            out[(kind, old)] = name
+    return out
 
 
 # --- Settings -------------------------------------------------------------
@@ -149,6 +192,8 @@ class Limits:
     campaign_freeze: timing.Duration = timing.Duration(seconds=15 * 60)
     max_attempts: int = 8
     domains: Mapping[str, int] = dataclasses.field(default_factory=dict)  # recipient domain -> mail per hour
+    render_time: timing.Duration = timing.Duration(seconds=1)  # what rendering one message may take
+    message_size: int = 1024 * 1024  # bytes of a message's rendered subject, text and html together
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +213,7 @@ class Settings:
     database_url: str | None = None  # Settings.database.url, or the value of its url_env
     database_url_env: str | None = None
     dkim: tuple[DkimKey, ...] = ()  # at most one per domain
+    bounce_address: str | None = None  # VERP: `bounces+{token}@example.com`, the envelope sender of SMTP mail
 
     @property
     def fields(self) -> dict[str, FieldType]:
@@ -478,6 +524,11 @@ class RuleSet:
     def live_definitions(self) -> dict[tuple[str, str], Source]:
         """What `apply` stores: every definition but the RuleTests (which only `outreach test` runs)."""
         return {(kind, name): source for kind, name, source in self.definitions() if kind != "RuleTest"}
+
+    def renamed_from(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """{(kind, name): its earlier names, the latest first} of the definitions that say `renamed_from`."""
+        return {(kind, name): source.renamed_from for kind, name, source in self.definitions()
+                if kind in RENAMABLE and source.renamed_from}  # fmt: skip
 
     def definitions(self) -> list[tuple[str, str, Source]]:
         """(kind, name, source) of every definition, Settings first."""

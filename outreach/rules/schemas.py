@@ -26,6 +26,11 @@ Schema = dict[str, Any]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?!\n)$"
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 DNS_NAME_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})+(?!\n)$"  # a domain: two or more labels, ASCII (A-labels)
+# {token} (42 characters once filled in) once in a local part of at most 64: at most 22 more characters around it.
+BOUNCE_ADDRESS_PATTERN = (
+    rf"^(?=[A-Za-z0-9._+-]{{0,22}}\{{token\}}[A-Za-z0-9._+-]*@)(?=[^@]{{7,29}}@)[A-Za-z0-9._+-]*\{{token\}}"
+    rf"[A-Za-z0-9._+-]*@{_DNS_LABEL}(?:\.{_DNS_LABEL})+(?!\n)$"
+)
 SELECTOR_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*(?!\n)$"  # a DKIM selector: one or more labels
 MODULES_BUILTIN = ("lead", "contact", "deal")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -84,6 +89,22 @@ def _name(what: str) -> Schema:
         pattern=NAME_PATTERN,
         patternErrorMessage="a name starts with a letter or digit and holds only letters, digits, _ . -",
     )
+
+
+def _renamed_from(what: str) -> Schema:
+    earlier = _str(f"An earlier name of the {what}.", pattern=NAME_PATTERN,
+                   patternErrorMessage="a name starts with a letter or digit and holds only letters, digits, _ . -")  # fmt: skip
+    return {
+        "type": ["string", "array"],
+        "description": f"The {what}'s earlier name (or names, the latest first): applied where the {what} is known "
+        "by it, it is renamed, and keeps what it had (its versions; a sequence its enrollments, a sales process its "
+        "reminders), instead of being removed and added anew.",
+        "pattern": NAME_PATTERN,
+        "patternErrorMessage": "a name starts with a letter or digit and holds only letters, digits, _ . -",
+        "items": earlier,
+        "minItems": 1,
+        "uniqueItems": True,
+    }
 
 
 def _secret_pair(what: str) -> dict[str, Schema]:
@@ -375,6 +396,14 @@ def _settings() -> Schema:
                 "additionalProperties": mailbox,
                 "propertyNames": {"pattern": NAME_PATTERN},
             },
+            "bounce_address": _str(
+                "The envelope sender (VERP) of each message sent over SMTP: {token} becomes a signed token that names "
+                "the message, so a bounce delivered to that address is known to be about it, e.g. "
+                "bounces+{token}@example.com. Its local part holds {token} once and at most 22 other characters.",
+                pattern=BOUNCE_ADDRESS_PATTERN,
+                patternErrorMessage="an address such as bounces+{token}@example.com: {token} once in a local part of "
+                "at most 22 more letters, digits and . _ + - characters, at a domain name",
+            ),
             "tracking": _obj(
                 {
                     "base_url": _str(
@@ -458,6 +487,19 @@ def _settings() -> Schema:
                         "propertyNames": {"pattern": "^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"},
                         "additionalProperties": {"type": "integer", "minimum": 1},
                     },
+                    "render_time": _ref(
+                        "duration",
+                        "What rendering one message may take, 1s to 10s (default 1s): a template that takes longer "
+                        "blocks its enrollment.",
+                    ),
+                    "message_size": {
+                        "type": "integer",
+                        "minimum": 10240,
+                        "maximum": 26214400,
+                        "description": "Bytes a message's rendered subject, text and html may have together "
+                        "(default 1048576, 1 MiB; 10240 to 26214400): a template that makes more blocks its "
+                        "enrollment, and `outreach validate` flags an expression that would.",
+                    },
                 },
                 desc="Engine limits.",
             ),
@@ -472,6 +514,7 @@ def _template() -> Schema:
         {
             "kind": _kind("Template"),
             "name": _name("template"),
+            "renamed_from": _renamed_from("template"),
             "description": _str("What the template is for."),
             "subject": _str("The subject line (Jinja2).", minLength=1),
             "text": _str("The plain-text body (Jinja2); always sent.", minLength=1),
@@ -508,6 +551,7 @@ def _sequence() -> Schema:
         {
             "kind": _kind("Sequence"),
             "name": _name("sequence"),
+            "renamed_from": _renamed_from("sequence"),
             "description": _str("What the sequence is for."),
             "applies_to": _list(
                 _str("A module: lead, contact, or a custom module."),
@@ -540,6 +584,7 @@ def _view() -> Schema:
         {
             "kind": _kind("View"),
             "name": _name("view"),
+            "renamed_from": _renamed_from("view"),
             "description": _str("What the view shows."),
             "module": _str("The module: lead, contact, deal or a custom module."),
             "where": _ref("criteria", "Which records the view holds."),
@@ -571,6 +616,7 @@ def _campaign() -> Schema:
         {
             "kind": _kind("Campaign"),
             "name": _name("campaign"),
+            "renamed_from": _renamed_from("campaign"),
             "description": _str("What the campaign is for."),
             "module": _str("The module of the recipients: lead, contact, deal or a custom module."),
             "owner": _str("User id of the owner: only the owner may edit, stop or start it."),
@@ -607,6 +653,7 @@ def _sales_process() -> Schema:
         {
             "kind": _kind("SalesProcess"),
             "name": _name("sales process"),
+            "renamed_from": _renamed_from("sales process"),
             "description": _str("What the process is for."),
             "module": _str("The module whose records move through the stages (usually lead)."),
             "where": _ref("criteria", "Only records matching these criteria follow this process."),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import types
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +54,8 @@ class Result:
         return [d for d in self.diagnostics if d.severity is Severity.WARNING]
 
 
+MAX_RENDER_SECONDS = 10  # limits.render_time: the daemon waits this long at most for a render when it stops
+
 # Below this many files, starting worker processes costs more than it saves.
 PARALLEL_MIN_FILES = 200
 
@@ -68,19 +71,20 @@ def validate(paths: Sequence[str], now: dt.datetime | None = None, *, jobs: int 
     if jobs > 1 and len(files) >= PARALLEL_MIN_FILES:
         ahead = _prepare_in_parallel(files, jobs)
         return _check(files, ahead.docs, diags + ahead.diags, now, ahead)
-    files, docs, diags = loader.load(paths)
-    return _check(files, docs, diags, now)
+    ahead = _Ahead()
+    for f in files:
+        ahead.read(loader.read(f))
+    if not files and not diags:
+        diags.append(loader.no_rule_files(paths))
+    return _check(files, ahead.docs, diags + ahead.diags, now, ahead)
 
 
 def validate_texts(texts: Mapping[str, str], now: dt.datetime | None = None) -> Result:
     """Validate rule files given as {file name: text}, without touching the disk (for `plan --base`, tests)."""
-    docs: list[Document] = []
-    diags: list[Diagnostic] = []
+    ahead = _Ahead()
     for name, text in texts.items():
-        d, problems = loader.parse_text(text, name)
-        docs.extend(d)
-        diags.extend(problems)
-    return _check(list(texts), docs, diags, now)
+        ahead.read(loader.parse(text, name))
+    return _check(list(texts), ahead.docs, ahead.diags, now, ahead)
 
 
 def rebuild_sequence(body: Mapping[str, Any], ruleset: model.RuleSet) -> model.Sequence | None:
@@ -98,11 +102,14 @@ def rebuild_sequence(body: Mapping[str, Any], ruleset: model.RuleSet) -> model.S
     checker = _Checker(docs, None, _Ahead())
     checker.settings = ruleset.settings
     checker.names = {k: set() for k in schemas.KINDS}
-    checker.names["Template"] = set(ruleset.templates)
+    renamed = {old: new for (kind, new), olds in ruleset.renamed_from().items() if kind == "Template" for old in olds}
+    checker.names["Template"] = set(ruleset.templates) | set(renamed)  # a template renamed since: by its new name
     sequence = checker._sequence(docs[0])
     if any(d.severity is Severity.ERROR for d in checker.diags):
         return None
-    return dataclasses.replace(sequence, source=model.Source("stored", 0, model.content_hash(body), body))
+    steps = tuple(dataclasses.replace(s, template=renamed.get(s.template or "", s.template)) for s in sequence.steps)
+    return dataclasses.replace(sequence, steps=steps,
+                               source=model.Source("stored", 0, model.content_hash(body), body))  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -114,6 +121,14 @@ class _Ahead:
     analyses: dict[str, templates.Analysis] = dataclasses.field(default_factory=dict)  # by template text
     schema_ok: set[tuple[str, int]] = dataclasses.field(default_factory=set)  # (file, index) passing the schema
     holidays: dict[str, tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
+    unread: dict[str, str] = dataclasses.field(default_factory=dict)  # file -> the text an error kept from being read
+
+    def read(self, parsed: loader.Parsed) -> None:
+        """Take in what reading one file gave."""
+        self.docs.extend(parsed.docs)
+        self.diags.extend(parsed.problems)
+        if parsed.unread and parsed.problems:
+            self.unread[parsed.problems[0].file] = parsed.unread
 
     def merge(self, other: _Ahead) -> None:
         self.docs.extend(other.docs)
@@ -121,15 +136,14 @@ class _Ahead:
         self.analyses.update(other.analyses)
         self.schema_ok |= other.schema_ok
         self.holidays.update(other.holidays)
+        self.unread.update(other.unread)
 
 
 def _prepare(files: Sequence[str]) -> _Ahead:
     """Read files, check each document against its schema, parse every template, look up holiday countries."""
     ahead = _Ahead()
     for f in files:
-        docs, problems = loader.read_file(f)
-        ahead.docs.extend(docs)
-        ahead.diags.extend(problems)
+        ahead.read(loader.read(f))
     for doc in ahead.docs:
         kind = doc.data.get("kind")
         if kind not in schemas.KINDS or not schema_errors.fast_check(kind)(doc.data):
@@ -199,6 +213,18 @@ class _Checker:
         self.settings = model.Settings(model.Source("", 0, ""))
         self.settings_ok = True
         self.ahead = ahead
+        self._unread_words: set[str] | None = None
+        self.renamed: dict[str, dict[str, str]] = {}  # kind -> {earlier name: name} (`renamed_from`)
+
+    def unread(self, name: str) -> bool:
+        """Whether `name` is written in the part of a file that an error kept from being read: what that part
+        defines and uses is unknown, so a reference to the name, or the name's template unused, follows from that
+        error alone and is not reported until it is fixed."""
+        if not self.ahead.unread:
+            return False
+        if self._unread_words is None:
+            self._unread_words = {w for text in self.ahead.unread.values() for w in _WORD.findall(text)}
+        return name in self._unread_words
 
     # --- helpers ----------------------------------------------------------------
 
@@ -309,6 +335,8 @@ class _Checker:
                 self.settings = self._settings(first)
             else:
                 self.settings_ok = False  # its schema errors are reported; do not cascade into the others
+        elif self.docs and self.unread("Settings"):
+            self.settings_ok = False  # a file that cannot be read holds it: its error is reported
         elif self.docs:
             self.settings_ok = False  # record fields, users and modules are unknown: do not guess
             d = self.docs[0]
@@ -336,6 +364,7 @@ class _Checker:
             for k in schemas.KINDS
         }
         self.names = names
+        self.renamed = self._renames()
         built_docs: dict[str, list[tuple[Document, Any]]] = defaultdict(list)
 
         def build(kind: str) -> None:
@@ -360,6 +389,35 @@ class _Checker:
             processes=_frozen(built["SalesProcess"]),
             tests=_frozen(built["RuleTest"]),
         )
+
+    def _renames(self) -> dict[str, dict[str, str]]:
+        """Each kind's earlier names (`renamed_from`) and what they are called now. An earlier name is not a
+        definition's own, not defined as well (the renamed one takes its place), and no other definition's."""
+        out: dict[str, dict[str, str]] = {k: {} for k in model.RENAMABLE}
+        for kind in model.RENAMABLE:
+            defined = {d.data["name"]: d for d in self.by_kind.get(kind, []) if isinstance(d.data.get("name"), str)}
+            what = _KIND_WORDS[kind]
+            for doc in self.by_kind.get(kind, []):
+                if id(doc) not in self.valid or "renamed_from" not in doc.data:
+                    continue
+                name, one = doc.data["name"], isinstance(doc.data["renamed_from"], str)
+                for j, old in enumerate(model.earlier_names(doc.data)):
+                    path: Path = ("renamed_from",) if one else ("renamed_from", j)
+                    if old == name:
+                        self.error(doc, path, Code.RENAMED_FROM, f"the {what} {name!r} cannot be renamed from its own "
+                                   "name")  # fmt: skip
+                    elif old in defined:
+                        other = defined[old]
+                        self.error(doc, path, Code.RENAMED_FROM,
+                                   f"the {what} {old!r} is defined at {other.file}:{other.line}: the {what} renamed "
+                                   f"from it takes its place (and keeps what it had); remove one of them")  # fmt: skip
+                    elif old in out[kind]:
+                        self.error(doc, path, Code.RENAMED_FROM,
+                                   f"the {what} {old!r} is already the earlier name of {out[kind][old]!r}: only one "
+                                   "definition can take its place")  # fmt: skip
+                    else:
+                        out[kind][old] = name
+        return out
 
     def _classify(self) -> None:
         first_of: dict[tuple[str, str], Document] = {}
@@ -500,14 +558,23 @@ class _Checker:
             self.error(doc, ("web", "listen"), Code.SCHEMA_RANGE, f"port {web.host_port[1]} is not 1-65535")
         lim = data.get("limits", {})
         freeze = self.duration(doc, ("limits", "campaign_freeze"), lim.get("campaign_freeze"), plain=True)
+        render_time = self.duration(doc, ("limits", "render_time"), lim.get("render_time"), plain=True)
+        if render_time is not None and not 1 <= render_time.seconds <= MAX_RENDER_SECONDS:
+            self.error(doc, ("limits", "render_time"), Code.SCHEMA_RANGE,
+                       f"{lim['render_time']!r}: rendering a message may take 1s to {MAX_RENDER_SECONDS}s (a longer "
+                       "time keeps a stopping daemon waiting)")  # fmt: skip
+            render_time = None
         limits = model.Limits(
             lim.get("campaigns_per_slot", 5),
             freeze or model.Limits().campaign_freeze,
             lim.get("max_attempts", 8),
             {domain.lower(): cap for domain, cap in lim.get("domains", {}).items()},
+            render_time or model.Limits().render_time,
+            lim.get("message_size", model.Limits().message_size),
         )
         db = data.get("database", {})
         return model.Settings(
+            bounce_address=data.get("bounce_address"),
             dkim=self._dkim(doc, data.get("dkim", [])),
             database_url=db.get("url"),
             database_url_env=db.get("url_env"),
@@ -610,6 +677,10 @@ class _Checker:
             found = templates.problems(analysis, fields)
             if self.settings_ok:
                 found += self._template_settings_problems(analysis)
+            if analysis.syntax is None:
+                found += templates.excess_problems(
+                    analysis, message_size=self.settings.limits.message_size, is_text=self._merge_text
+                )
             for problem in found:
                 line, column = _template_position(doc, doc.mark((key,)), problem)
                 self.diags.append(
@@ -633,6 +704,12 @@ class _Checker:
             data.get("description"),
         )
 
+    def _merge_text(self, obj: str, attr: str) -> bool:
+        """Whether a merge value is text (repeating it makes a long text), as far as the rule set says."""
+        if obj != "record":
+            return True
+        return self.settings_ok and self.settings.fields.get(attr) is FieldType.STRING
+
     def _template_settings_problems(self, analysis: templates.Analysis) -> list[templates.TemplateProblem]:
         """Merge names that need a part of Settings that is missing."""
         out = []
@@ -655,11 +732,8 @@ class _Checker:
         return str(unsub.get("language", "en"))
 
     def template_ref(self, doc: Document, path: Path, name: str) -> None:
-        if name not in self.names["Template"]:
-            known = sorted(self.names["Template"])
-            self.error(
-                doc, path, Code.REF_TEMPLATE, f"unknown template {name!r}{diagnostics.did_you_mean(name, known)}"
-            )
+        if name not in self.names["Template"] and not self.unread(name):
+            self.error(doc, path, Code.REF_TEMPLATE, f"unknown template {name!r}{self._now_named('Template', name)}")
 
     # --- Sequences --------------------------------------------------------------------
 
@@ -855,12 +929,9 @@ class _Checker:
         if "view" in to:
             view_docs = [d for d in self.by_kind.get("View", []) if d.data.get("name") == to["view"]]
             if not view_docs:
-                self.error(
-                    doc,
-                    ("to", "view"),
-                    Code.REF_VIEW,
-                    f"unknown view {to['view']!r}{diagnostics.did_you_mean(to['view'], self.names['View'])}",
-                )
+                if not self.unread(to["view"]):
+                    self.error(doc, ("to", "view"), Code.REF_VIEW,
+                               f"unknown view {to['view']!r}{diagnostics.did_you_mean(to['view'], self.names['View'])}")  # fmt: skip
             elif view_docs[0].data.get("module") != data["module"]:
                 self.error(
                     doc,
@@ -1020,7 +1091,7 @@ class _Checker:
             records.append(model.TestRecord(r["id"], r["type"], _frozen(fields)))
         events = []
         previous: dt.datetime | None = None
-        base = (self.settings, self.settings_ok, self.names)
+        base = (self.settings, self.settings_ok, self.names, self.renamed)
         in_force: list[Document] | None = None  # with `apply` events: the documents of the rule set in force
         named = self.names  # and the names in the rule set at any time of the run, for the expectations
         try:
@@ -1043,7 +1114,7 @@ class _Checker:
             self.names = named
             expect = self._expectations(doc, data["expect"], ids)
         finally:
-            self.settings, self.settings_ok, self.names = base
+            self.settings, self.settings_ok, self.names, self.renamed = base
         return model.RuleTest(
             self.source(doc),
             data["name"],
@@ -1102,6 +1173,8 @@ class _Checker:
         """
         parts = [doc.part((*p, "definitions", j)) for j in range(len(body.get("definitions", [])))]
         defined = {_definition_key(x.data) for x in parts}
+        # a definition renamed here (`renamed_from`) takes the place of the one it was
+        defined |= {(str(x.data.get("kind")), old) for x in parts for old in model.earlier_names(x.data)}
         present = {_definition_key(d.data): d for d in in_force}
         removed = set()
         for j, r in enumerate(body.get("remove", [])):
@@ -1117,7 +1190,7 @@ class _Checker:
             removed.add(key)
         docs = [d for d in in_force if _definition_key(d.data) not in defined | removed] + parts
         # the documents of the rule files passed their schema above; inline ones are checked here
-        ahead = _Ahead(analyses=self.ahead.analyses, holidays=self.ahead.holidays)
+        ahead = _Ahead(analyses=self.ahead.analyses, holidays=self.ahead.holidays, unread=self.ahead.unread)
         ahead.schema_ok = {(d.file, d.index) for d in docs if not d.prefix and id(d) in self.valid}
         checker = _Checker(docs, self.now, ahead)
         ruleset = checker.run()
@@ -1135,6 +1208,7 @@ class _Checker:
         if checker.settings_ok:
             self.settings = checker.settings
         self.names = checker.names
+        self.renamed = checker.renamed
         failed = any(d.severity is Severity.ERROR for d in checker.diags)
         return docs, None if failed or ruleset is None else ruleset
 
@@ -1146,14 +1220,14 @@ class _Checker:
                 Code.REF_RECORD,
                 f"unknown record {args['record']!r}{diagnostics.did_you_mean(args['record'], ids)}: list it under `records`",
             )
-        if "sequence" in args and args["sequence"] not in self.names["Sequence"]:
+        if "sequence" in args and args["sequence"] not in self.names["Sequence"] and not self.unread(args["sequence"]):
             self.error(
                 doc,
                 (*p, "sequence"),
                 Code.REF_SEQUENCE,
-                f"unknown sequence {args['sequence']!r}{diagnostics.did_you_mean(args['sequence'], self.names['Sequence'])}",
+                f"unknown sequence {args['sequence']!r}{self._now_named('Sequence', args['sequence'])}",
             )
-        if "campaign" in args and args["campaign"] not in self.names["Campaign"]:
+        if "campaign" in args and args["campaign"] not in self.names["Campaign"] and not self.unread(args["campaign"]):
             self.error(
                 doc,
                 (*p, "campaign"),
@@ -1230,12 +1304,12 @@ class _Checker:
         for i, x in enumerate(e.get("enrollments", [])):
             p = ("expect", "enrollments", i)
             record_ref((*p, "record"), x["record"])
-            if x["sequence"] not in self.names["Sequence"]:
+            if x["sequence"] not in self.names["Sequence"] and not self.unread(x["sequence"]):
                 self.error(
                     doc,
                     (*p, "sequence"),
                     Code.REF_SEQUENCE,
-                    f"unknown sequence {x['sequence']!r}{diagnostics.did_you_mean(x['sequence'], self.names['Sequence'])}",
+                    f"unknown sequence {x['sequence']!r}{self._now_named('Sequence', x['sequence'])}",
                 )
             enrollments.append(
                 model.EnrollmentExpectation(x["record"], x["sequence"], x["status"], x.get("reason"), doc.mark(p).line)
@@ -1302,10 +1376,11 @@ class _Checker:
                            "{{ r.stage }}{% endfor %}")  # fmt: skip
 
     def _warnings(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
+        self._reply_subjects(built)
         # from every document, not only the valid ones: a typo elsewhere must not make a template look unused
         used = {name for doc in self.docs for name in _templates_named(doc.data)}
         for doc, t in built.get("Template", []):
-            if t.name not in used:
+            if t.name not in used and not self.unread(t.name):
                 self.warn(
                     doc,
                     ("name",),
@@ -1333,7 +1408,44 @@ class _Checker:
                 )
 
 
+    def _now_named(self, kind: str, name: str) -> str:
+        """The hint for an unknown name: the name it has now (`renamed_from`), or a known name like it."""
+        now_named = self.renamed.get(kind, {}).get(name)
+        if now_named is not None:
+            return f": it is renamed to {now_named!r} (renamed_from)"
+        return diagnostics.did_you_mean(name, sorted(self.names[kind]))
+
+    def _reply_subjects(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
+        """A `thread: reply` step goes out as "Re: " and the subject of the mail that started its thread; its own
+        template's subject, when it says something else, is never seen."""
+        templates = {t.name: t for _doc, t in built.get("Template", [])}
+        for doc, s in built.get("Sequence", []):
+            started: tuple[int, model.Step] | None = None  # the email step whose subject the thread keeps
+            for i, step in enumerate(s.steps):
+                if step.kind is not model.StepKind.EMAIL:
+                    continue
+                if step.thread is not model.Thread.REPLY or started is None:
+                    started = (i, step)
+                    continue
+                own, kept = templates.get(step.template or ""), templates.get(started[1].template or "")
+                if own is None or kept is None or _bare(own.subject) == _bare(kept.subject):
+                    continue
+                self.warn(doc, ("steps", i, "thread"), Code.STEP_REPLY_SUBJECT,
+                          f"step {i + 1} ({step.id}) replies in the thread of step {started[0] + 1} "
+                          f"({started[1].id}), so it goes out as \"Re: {_bare(kept.subject)}\"; the subject of "
+                          f"template {own.name!r}, {own.subject!r}, is not used (give both templates one subject, "
+                          "or use `thread: new`)")  # fmt: skip
+
+
+def _bare(subject: str) -> str:
+    """A subject without the `Re: ` a reply adds."""
+    return subject.strip().removeprefix("Re: ").strip()
+
+
+_KIND_WORDS = {"Template": "template", "Sequence": "sequence", "View": "view", "Campaign": "campaign",
+               "SalesProcess": "sales process"}  # fmt: skip
 _RULE_KINDS = frozenset(schemas.KINDS) - {"RuleTest"}  # what a rule set holds besides its tests
+_WORD = re.compile(r"[A-Za-z0-9_.-]+")  # what a name is made of (schemas.NAME_PATTERN)
 
 
 def _definition_key(data: Mapping[str, Any]) -> tuple[str, str]:

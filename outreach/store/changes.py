@@ -149,9 +149,29 @@ class FinishedSends(Changes):
     failed: list[Failed] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True)
+class Renamed:
+    """A definition renamed as a rule set was applied: its kind, the name it had, its new name, and the hash of the
+    version that was in force under the old name."""
+
+    kind: str
+    old: str
+    new: str
+    old_hash: str
+
+
 @dataclasses.dataclass
 class AppliedDefinitions(Changes):
     """The transaction that made a rule set's definitions the ones in force (Store.applying_definitions), and what
-    it added, changed and removed: {"added" | "changed" | "removed": [(kind, name), ...]}."""
+    it added, changed and removed: {"added" | "changed" | "removed": [(kind, name), ...]}, and renamed."""
 
     done: dict[str, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)
+    renamed: list[Renamed] = dataclasses.field(default_factory=list)
+    previous: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # changed: the hash before
+
+    async def definition_body(self, kind: str, name: str, digest: str) -> dict[str, Any] | None:
+        """A stored version's document, read in this transaction."""
+        d = tables.definitions
+        query = sa.select(d.c.body).where(d.c.kind == kind, d.c.name == name, d.c.hash == digest)
+        body = (await self.conn.execute(query)).scalar()
+        return dict(body) if body is not None else None

@@ -1,6 +1,10 @@
 """The store's verbs for mail that comes back: where each mailbox was read up to, what we sent, and one
 transaction per message for what it means.
 
+A bounce or complaint is about the messages of ours it names (by Message-ID: its returned original, its
+references, a VERP address, or an enrollment's step sent to the address it reports, `message_ids_of_step`), never
+about whatever our latest mail to an address it names was: anyone can write a report naming anyone.
+
 Mixed into Store. The IMAP poller (outreach/mail/imap.py) asks which Message-IDs are ours and what we sent to an
 address, classifies a message (outreach/mail/inbound.py), and hands it to the application layer
 (outreach/app/inbox.py), which opens `inbound_message`: in its transaction the mailbox's position moves, the
@@ -27,7 +31,8 @@ from outreach.store import changes, rows, tables
 
 SOURCE = "imap"
 # The events a message of a mailbox leaves; a resynchronisation skips the messages that left one already.
-EVENT_KINDS = ("replied", "auto_reply", "bounced", "bounce_delayed")
+# `unverified`: a bounce or complaint that refers to no message of ours, recorded on no record, acting on nothing.
+EVENT_KINDS = ("replied", "auto_reply", "bounced", "bounce_delayed", "complained", "unverified")
 # Outbox states of a message that may have reached its recipient: a bounce can only be about one of these.
 _MAYBE_DELIVERED = ("sent", "unknown", "sending")
 _MAX_IDS = 100
@@ -107,6 +112,22 @@ class InboundVerbs:
         o = tables.outbox
         async with self.engine.connect() as conn:
             return set((await conn.execute(sa.select(o.c.message_id).where(o.c.message_id.in_(ids)))).scalars())
+
+    async def message_ids_of_step(self, enrollment_id: int, step_id: str, recipients: Collection[str]) -> set[str]:
+        """The Message-IDs of our mail of enrollment `enrollment_id`'s step `step_id` to one of `recipients` that may
+        have reached them: what a bounce's returned `X-Outreach-Enrollment` and `X-Outreach-Step` name, when the
+        address it reports is the one we wrote to (the numbers alone can be guessed; with the address they name one
+        message)."""
+        addresses = [r.lower() for r in list(dict.fromkeys(recipients))[:_MAX_IDS]]
+        if not addresses or not step_id:
+            return set()
+        o = tables.outbox
+        query = sa.select(o.c.message_id).where(
+            o.c.enrollment_id == enrollment_id, o.c.step_id == step_id, sa.func.lower(o.c.recipient).in_(addresses),
+            o.c.state.in_(_MAYBE_DELIVERED),
+        )  # fmt: skip
+        async with self.engine.connect() as conn:
+            return set((await conn.execute(query)).scalars())
 
     async def sent_subjects_to(self, address: str, senders: Collection[str]) -> list[str]:
         """The subjects of our mail to `address` in its live enrollments, sent from one of `senders` (the mailbox's
@@ -215,28 +236,18 @@ class InboundChanges(changes.Changes):
         )
         return sorted((await self.conn.execute(query)).scalars())
 
-    async def messages_of(
-        self, our_message_ids: Collection[str], addresses: Collection[str], senders: Collection[str]
-    ) -> list[OurMessage]:
-        """The messages of ours a bounce is about, of those that may have reached their recipient: the ones it
-        references, else (no copy of our message in the report) our latest mail to each address it names."""
+    async def messages_of(self, our_message_ids: Collection[str], *, people_only: bool = False) -> list[OurMessage]:
+        """The messages of ours a bounce or complaint is about (it names them), of those that may have reached their
+        recipient; with `people_only`, not a reminder to a rep."""
+        if not our_message_ids:
+            return []
         o = tables.outbox
-        columns = (o.c.id, o.c.record_id, o.c.recipient, o.c.message_id)
-        if our_message_ids:
-            query = sa.select(*columns).where(
-                o.c.message_id.in_(list(our_message_ids)), o.c.state.in_(_MAYBE_DELIVERED)
-            )
-            found: Sequence[Any] = (await self.conn.execute(query.order_by(o.c.id))).all()
-        else:
-            found = []
-            for address in dict.fromkeys(addresses):
-                query = sa.select(*columns).where(sa.func.lower(o.c.recipient) == address,
-                                                  o.c.state.in_(_MAYBE_DELIVERED))  # fmt: skip
-                if senders:
-                    query = query.where(sa.func.lower(o.c.sender).in_([s.lower() for s in senders]))
-                row = (await self.conn.execute(query.order_by(o.c.id.desc()).limit(1))).first()
-                if row is not None:
-                    found.append(row)
+        query = sa.select(o.c.id, o.c.record_id, o.c.recipient, o.c.message_id).where(
+            o.c.message_id.in_(list(our_message_ids)[:_MAX_IDS]), o.c.state.in_(_MAYBE_DELIVERED)
+        )
+        if people_only:
+            query = query.where(sa.or_(o.c.enrollment_id.is_not(None), o.c.campaign.is_not(None)))
+        found: Sequence[Any] = (await self.conn.execute(query.order_by(o.c.id))).all()
         return [OurMessage(row.id, row.record_id, str(row.recipient), row.message_id) for row in found]
 
     async def mark_bounced(self, outbox_id: int, reason: str, now: dt.datetime) -> None:

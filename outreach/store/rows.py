@@ -97,6 +97,19 @@ class ActiveDefinition:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScheduledSteps:
+    """Steps of active enrollments due at one time: of which sequence and step, who enrolled them, the records'
+    owner, and how many (for the forecast of the senders' daily limits)."""
+
+    sequence: str
+    step_index: int
+    enrolled_by: str
+    owner: str | None
+    due: dt.datetime
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
 class ImportProblem:
     line: int
     message: str

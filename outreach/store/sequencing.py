@@ -113,13 +113,19 @@ _DUE = (
 )
 _DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
 _DUE_SQLITE = "status = 'active' AND awaiting_task = 0 AND next_due_at <= ?"  # _DUE, read from the driver
-_CLAIM = (
-    sa.select(_O.c.id, _O.c.sender, _O.c.recipient, _O.c.message, _O.c.attempts, _O.c.enrollment_id, _O.c.record_id)
-    .where(sa.or_(_O.c.state == "queued", sa.and_(_O.c.state == "deferred", _O.c.next_attempt_at <= _NOW)))
+# A claim picks ids through the (state, id) and (state, next_attempt_at) indexes, queued and due deferred
+# messages apart, and reads the bodies of those it took only: one query over both states ordered by id read and
+# sorted every queued row, bodies included (12.7 ms a claim with 20,000 queued, against 0.7 ms with 100).
+_CLAIM_QUEUED = sa.select(_O.c.id).where(_O.c.state == "queued").order_by(_O.c.id).limit(sa.bindparam("limit"))
+_CLAIM_DEFERRED = (
+    sa.select(_O.c.id)
+    .where(_O.c.state == "deferred", _O.c.next_attempt_at <= _NOW)
     .order_by(_O.c.id)
     .limit(sa.bindparam("limit"))
 )
-_CLAIM_LOCKED = _CLAIM.with_for_update(skip_locked=True)
+_CLAIM_READ = sa.select(
+    _O.c.id, _O.c.sender, _O.c.recipient, _O.c.message, _O.c.attempts, _O.c.enrollment_id, _O.c.record_id
+).where(_O.c.id.in_(sa.bindparam("ids", expanding=True)))
 _MARK_SENDING = (
     sa.update(_O)
     .where(_O.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -147,6 +153,7 @@ class SendOutcome:
     detail: str = ""
     retry_at: dt.datetime | None = None
     attempted: bool = True  # False: held back before sending (a domain's cap); the claim's attempt is given back
+    in_doubt: bool = False  # handed over, the answer lost: `unknown`, never tried again by itself
 
 
 def _aware(value: Any) -> dt.datetime:
@@ -166,8 +173,11 @@ class SequenceVerbs:
     # --- enrolling -------------------------------------------------------------------------
 
     async def live_in_sequence(self, email: str, sequence: str) -> bool:
+        """Whether the address is live (active or blocked) in the sequence, compared without case as the unique
+        index compares it (and as suppressions are: Sam.Jones@... is sam.jones@...)."""
         e = tables.enrollments
-        query = sa.select(e.c.id).where(e.c.email == email, e.c.sequence == sequence, e.c.status.in_(changes.LIVE))
+        query = sa.select(e.c.id).where(sa.func.lower(e.c.email) == sa.func.lower(sa.literal(email, sa.String)),
+                                        e.c.sequence == sequence, e.c.status.in_(changes.LIVE))  # fmt: skip
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).first() is not None
 
@@ -198,19 +208,19 @@ class SequenceVerbs:
 
     async def enrolling_facts(self, emails: Sequence[str], sequence: str) -> tuple[set[str], dict[str, dt.datetime]]:
         """What enrolling many addresses needs to know, in two queries a chunk: those of `emails` live in the
-        sequence (compared as `live_in_sequence` compares), and when each unsubscribed (by lower-cased address)."""
+        sequence and when each unsubscribed, both by lower-cased address (compared without case, as
+        `live_in_sequence` and the suppression list compare)."""
         e, s = tables.enrollments, tables.suppressions
         live: set[str] = set()
         unsubscribed: dict[str, dt.datetime] = {}
-        wanted = sorted(set(emails))
+        wanted = sorted({x.lower() for x in emails})
         async with self.engine.connect() as conn:
             for i in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[i : i + _IN_CHUNK]
+                lowered = wanted[i : i + _IN_CHUNK]
                 query = sa.select(e.c.email).where(
-                    e.c.sequence == sequence, e.c.email.in_(chunk), e.c.status.in_(changes.LIVE)
+                    e.c.sequence == sequence, sa.func.lower(e.c.email).in_(lowered), e.c.status.in_(changes.LIVE)
                 )
-                live.update(r[0] for r in await conn.execute(query))
-                lowered = sorted({x.lower() for x in chunk})
+                live.update(r[0].lower() for r in await conn.execute(query))
                 found = await conn.execute(sa.select(s.c.email, s.c.at).where(s.c.email.in_(lowered)))
                 unsubscribed.update((r[0], r[1]) for r in found)
         return live, unsubscribed
@@ -227,18 +237,19 @@ class SequenceVerbs:
         try:
             async with self.engine.begin() as conn:
                 await bulk.insert(conn, e, data)
-                # Their ids, by address: one live enrollment per address and sequence (the unique index). Cheaper
-                # than INSERT ... RETURNING, which SQLAlchemy sends a row at a time on SQLite to keep the order.
-                found: dict[tuple[str, str], int] = {}
+                # Their ids, by record and address: one live enrollment per address and sequence (the unique
+                # index). Cheaper than INSERT ... RETURNING, which SQLAlchemy sends a row at a time on SQLite to
+                # keep the order.
+                found: dict[tuple[str, str, str], int] = {}
                 for sequence in {v["sequence"] for v in data}:
-                    emails = sorted({v["email"] for v in data if v["sequence"] == sequence})
-                    for i in range(0, len(emails), _IN_CHUNK):
-                        query = sa.select(e.c.id, e.c.email).where(
-                            e.c.sequence == sequence, e.c.email.in_(emails[i : i + _IN_CHUNK]),
+                    record_ids = sorted({v["record_id"] for v in data if v["sequence"] == sequence})
+                    for i in range(0, len(record_ids), _IN_CHUNK):
+                        query = sa.select(e.c.id, e.c.record_id, e.c.email).where(
+                            e.c.record_id.in_(record_ids[i : i + _IN_CHUNK]), e.c.sequence == sequence,
                             e.c.status.in_(changes.LIVE),
                         )  # fmt: skip
-                        found.update(((sequence, r.email), int(r.id)) for r in await conn.execute(query))
-                ids = [found[(v["sequence"], v["email"])] for v in data]
+                        found.update(((sequence, r.record_id, r.email), int(r.id)) for r in await conn.execute(query))
+                ids = [found[(v["sequence"], v["record_id"], v["email"])] for v in data]
                 await bulk.insert(conn, tables.events, [
                     {"record_id": v["record_id"], "kind": "enrolled", "at": now,
                      "data": {"sequence": v["sequence"], "enrollment": new_id, "by": v["enrolled_by"]},
@@ -356,12 +367,18 @@ class SequenceVerbs:
                            daemon_id: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
         """Queued (or deferred and due) messages, marked `sending` with this attempt id and the claiming daemon's
         id, committed before any send."""
-        query = _CLAIM_LOCKED if self.dialect == "postgresql" else _CLAIM
+        locked = self.dialect == "postgresql"
         async with self.engine.begin() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(query, {"now": now, "limit": limit})]
-            if rows:
-                await conn.execute(_MARK_SENDING, {"ids": [r["id"] for r in rows], "attempt_id": attempt_id,
-                                                   "daemon_id": daemon_id})  # fmt: skip
+            ids: list[int] = []
+            for query in (_CLAIM_QUEUED, _CLAIM_DEFERRED):
+                query = query.with_for_update(skip_locked=True) if locked else query
+                ids += [r[0] for r in await conn.execute(query, {"now": now, "limit": limit})]
+            ids = sorted(ids)[:limit]  # the oldest first, whichever their state
+            if not ids:
+                return []
+            rows = [dict(r._mapping) for r in await conn.execute(_CLAIM_READ, {"ids": ids})]
+            await conn.execute(_MARK_SENDING, {"ids": ids, "attempt_id": attempt_id, "daemon_id": daemon_id})
+        rows.sort(key=lambda r: r["id"])
         return rows
 
     async def outbox_counts(self) -> dict[str, int]:
@@ -395,9 +412,44 @@ class SequenceVerbs:
         async with self.engine.connect() as conn:
             return {row[0]: (int(row[1]), _aware(row[2])) for row in await conn.execute(query)}
 
+    async def queued_by_sender(
+        self, since: dt.datetime, senders: Sequence[str]
+    ) -> dict[str, list[tuple[dt.datetime, int]]]:
+        """The mail of these sender addresses queued after `since`, as `daily_usage` counts it: how many at each
+        time, oldest first (a tick queues many at one `now`). For the forecast of their daily limits."""
+        o = tables.outbox
+        found: dict[str, list[tuple[dt.datetime, int]]] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(senders), _IN_CHUNK):
+                query = (
+                    sa.select(o.c.sender, o.c.created_at, sa.func.count())
+                    .where(o.c.created_at > since, o.c.state != "failed", o.c.sender.in_(senders[i : i + _IN_CHUNK]))
+                    .group_by(o.c.sender, o.c.created_at)
+                    .order_by(o.c.created_at)
+                )
+                for sender, at, n in await conn.execute(query):
+                    found.setdefault(sender, []).append((_aware(at), int(n)))
+        return found
+
+    async def scheduled_steps(self) -> list[rows_module.ScheduledSteps]:
+        """The steps active enrollments wait to run at a time (not for a task), grouped by what says who sends them
+        and when: the sequence, the step, the enrolling user, the record's owner and the due time, with how many."""
+        e, r = tables.enrollments, tables.records
+        columns = (e.c.sequence, e.c.step_index, e.c.enrolled_by, r.c.owner, e.c.next_due_at)
+        query = (
+            sa.select(*columns, sa.func.count())
+            .join(r, r.c.id == e.c.record_id)
+            .where(e.c.status == "active", e.c.awaiting_task.is_(False), e.c.next_due_at.is_not(None))
+            .group_by(*columns)
+        )
+        async with self.engine.connect() as conn:
+            return [rows_module.ScheduledSteps(row[0], int(row[1]), row[2], row[3], _aware(row[4]), int(row[5]))
+                    for row in await conn.execute(query)]  # fmt: skip
+
     @contextlib.asynccontextmanager
     async def finishing_sends(self, done: Sequence[SendOutcome], now: dt.datetime) -> AsyncIterator[changes.FinishedSends]:
-        """What became of claimed messages, written in one transaction: sent, deferred until a retry, or failed.
+        """What became of claimed messages, written in one transaction: sent, deferred until a retry, in doubt
+        (`unknown`: the relay may have it), or failed.
 
         A failed message (refused for good, or out of attempts) becomes `failed`; the application layer writes
         what that means for its enrollment and record through the FinishedSends yielded (`failed`: the outcome,
@@ -410,10 +462,13 @@ class SequenceVerbs:
             for d in done if not d.ok and d.retry_at is not None
         ]  # fmt: skip
         held = [d.outbox_id for d in done if not d.attempted]
-        lost = [d for d in done if not d.ok and d.retry_at is None]
+        doubtful = [{"id": d.outbox_id, "state": "unknown", "last_error": d.detail[:1000], "next_attempt_at": None}
+                    for d in done if d.in_doubt]  # fmt: skip
+        lost = [d for d in done if not d.ok and d.retry_at is None and not d.in_doubt]
         async with self.engine.begin() as conn:
             await bulk.update(conn, o, "id", sent)
             await bulk.update(conn, o, "id", deferred)
+            await bulk.update(conn, o, "id", doubtful)
             if held:
                 await conn.execute(sa.update(o).where(o.c.id.in_(held)).values(attempts=o.c.attempts - 1))
             failed: list[changes.Failed] = []
@@ -459,14 +514,40 @@ class SequenceVerbs:
             row = (await conn.execute(query)).first()
         return dict(row._mapping) if row is not None else None
 
-    async def requeue(self, message_id: int) -> None:
-        """An operator's decision: send a message in `unknown` (or `failed`) state again."""
+    async def requeue_candidates(
+        self, *, ids: Sequence[int] = (), states: Sequence[str] = ("unknown", "failed"),
+        since: dt.datetime | None = None, to_domain: str | None = None, limit: int = 100_000,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Messages an operator may send again: in one of `states` (unknown, failed), and, when given, among `ids`,
+        queued at or after `since`, to an address at `to_domain` (any case); oldest first."""
         o = tables.outbox
+        query = (
+            sa.select(o.c.id, o.c.state, o.c.recipient, o.c.sender, o.c.created_at, o.c.last_error, o.c.attempts,
+                      o.c.enrollment_id, o.c.record_id)
+            .where(o.c.state.in_([x for x in states if x in ("unknown", "failed")]))
+            .order_by(o.c.id)
+            .limit(limit)
+        )  # fmt: skip
+        if ids:
+            query = query.where(o.c.id.in_(list(ids)))
+        if since is not None:
+            query = query.where(o.c.created_at >= since)
+        if to_domain is not None:
+            query = query.where(sa.func.lower(o.c.recipient).like("%@" + to_domain.lower().replace("%", "")))
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def requeue(self, ids: Sequence[int]) -> int:
+        """An operator's decision: send these messages again, those of them still `unknown` or `failed`, with a
+        fresh count of attempts; how many were queued."""
+        o = tables.outbox
+        done = 0
         async with self.engine.begin() as conn:
-            done = await conn.execute(
-                sa.update(o)
-                .where(o.c.id == message_id, o.c.state.in_(("unknown", "failed")))
-                .values(state="queued", next_attempt_at=None)
-            )
-        if not done.rowcount:
-            raise LookupError(f"no message {message_id} in state unknown or failed")
+            for i in range(0, len(ids), _IN_CHUNK):
+                result = await conn.execute(
+                    sa.update(o)
+                    .where(o.c.id.in_(list(ids[i : i + _IN_CHUNK])), o.c.state.in_(("unknown", "failed")))
+                    .values(state="queued", next_attempt_at=None, attempts=0)
+                )
+                done += result.rowcount
+        return done

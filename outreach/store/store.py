@@ -13,13 +13,14 @@ import json
 import os
 import types
 import uuid
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from outreach.rules import criteria as rules_criteria
+from outreach.rules import model
 from outreach.rules.criteria import FieldType
 from outreach.store import bulk, changes, leasing, linking, migrate, reminding, rows, sequencing, tables
 from outreach.store import criteria as sql_criteria
@@ -67,7 +68,7 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
         if database in ("", ":memory:"):
             kwargs = {"poolclass": sa.pool.StaticPool}  # one shared connection keeps the memory database
         else:
-            os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+            _private_file(os.path.abspath(database))
         engine = create_async_engine(parsed, **kwargs)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
@@ -102,6 +103,23 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
     raise StoreError(f"the database URL {url!r} names {backend!r}; outreach uses sqlite or postgresql")
 
 
+def _private_file(path: str) -> None:
+    """Create an SQLite database file readable by its owner only (0600), and the directories it is in that are
+    missing (0700): it holds every record and every message. SQLite gives its -wal and -shm files the database
+    file's mode. An existing file or directory keeps its mode."""
+    missing = []
+    at = os.path.dirname(path)
+    while not os.path.isdir(at):
+        missing.append(at)
+        at = os.path.dirname(at)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            os.mkdir(directory, 0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # SQLite takes an empty file as new
+
+
+_IDS_AT_ONCE = 900  # values in one IN (...): under every SQLite build's limit on bound parameters
 _RECORD = sa.select(tables.records).where(tables.records.c.id == sa.bindparam("id"))
 _RECORDS_BY_ID = sa.select(tables.records).where(tables.records.c.id.in_(sa.bindparam("ids", expanding=True)))
 _S = TypeVar("_S")
@@ -219,7 +237,8 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
         if not database or database == ":memory:":
             return
         path = os.path.abspath(database) + ".daemon-lock"
-        handle = open(path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        # held open for the daemon's life; its owner's only, as the database
+        handle = open(path, "a+", opener=lambda p, flags: os.open(p, flags, 0o600))  # noqa: SIM115
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -287,6 +306,17 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
         async with self.engine.connect() as conn:
             return await self._records_in(conn, ids)
 
+    async def owners_and_zones(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Each record's owner and time zone by id: who mail to it may go out as and whose clock it is read on
+        (the few columns the forecast of daily limits needs of many records, without reading them whole)."""
+        r = tables.records
+        found: dict[str, tuple[str | None, str | None]] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(ids), _IDS_AT_ONCE):
+                query = sa.select(r.c.id, r.c.owner, r.c.timezone).where(r.c.id.in_(ids[i : i + _IDS_AT_ONCE]))
+                found.update((row.id, (row.owner, row.timezone)) for row in await conn.execute(query))
+        return found
+
     async def _records_in(self, conn: AsyncConnection, ids: list[str]) -> dict[str, rows.Record]:
         if self.dialect == "sqlite":  # read from the driver: the scheduler reads hundreds at a time
             found = await bulk.select_sqlite(conn, tables.records, "id IN (SELECT value FROM json_each(?))",
@@ -348,10 +378,12 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
         module: str | None = None,
         include_deleted: bool = False,
         limit: int | None = None,
+        not_enrolled: bool = False,
     ) -> list[rows.Record]:
-        """Records matching criteria (compiled to SQL), ordered by id."""
+        """Records matching criteria (compiled to SQL), ordered by id; with `not_enrolled`, only those in no
+        sequence (no active or blocked enrollment)."""
         r = tables.records
-        query = sa.select(r).where(*self._matching(where, now, module, include_deleted)).order_by(r.c.id)
+        query = sa.select(r).where(*self._matching(where, now, module, include_deleted, not_enrolled)).order_by(r.c.id)
         if limit is not None:
             query = query.limit(limit)
         async with self.engine.connect() as conn:
@@ -364,18 +396,21 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
         now: dt.datetime,
         module: str | None = None,
         include_deleted: bool = False,
+        not_enrolled: bool = False,
     ) -> int:
         """How many records `list_records` would find without a limit."""
         query = sa.select(sa.func.count()).select_from(tables.records)
-        query = query.where(*self._matching(where, now, module, include_deleted))
+        query = query.where(*self._matching(where, now, module, include_deleted, not_enrolled))
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     def _matching(self, where: rules_criteria.Criteria | None, now: dt.datetime, module: str | None,
-                  include_deleted: bool) -> list[sa.ColumnElement[bool]]:  # fmt: skip
+                  include_deleted: bool, not_enrolled: bool = False) -> list[sa.ColumnElement[bool]]:  # fmt: skip
         """The conditions of `list_records` and `count_records`."""
-        r = tables.records
+        r, e = tables.records, tables.enrollments
         found: list[sa.ColumnElement[bool]] = []
+        if not_enrolled:  # the (record_id) index finds a record's enrollments
+            found.append(~sa.exists().where(e.c.record_id == r.c.id, e.c.status.in_(changes.LIVE)))
         if where is not None:
             found.append(sql_criteria.compile_criteria(where, self.fields, now))
         if module is not None:
@@ -681,21 +716,33 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
         wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]],
         *,
         now: dt.datetime,
+        renamed_from: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
     ) -> AsyncIterator[changes.AppliedDefinitions]:
         """Make `wanted` ({(kind, name): (hash, body)}) the definitions in force, in one transaction.
 
-        New versions are kept beside the old ones. The AppliedDefinitions yielded says what was added, changed and
-        removed (`done`); through it the application layer writes, in the same transaction, what a removal means
-        for the enrollments in flight (outreach/app/rules.py).
+        New versions are kept beside the old ones. A definition that says it had another name (`renamed_from`:
+        {(kind, name): earlier names}) and is not in force under its own takes over the first earlier one in force
+        (outreach.rules.model.renames): what the store keeps under that name is kept under the new one from then
+        on (`_rename`). The AppliedDefinitions yielded says what was added, changed, renamed and removed (`done`,
+        `renamed`); through it the application layer writes, in the same transaction, what a removal or a rename
+        means for the enrollments in flight (outreach/app/rules.py).
         """
         a, d = tables.active_definitions, tables.definitions
         done: dict[str, list[tuple[str, str]]] = {"added": [], "changed": [], "removed": []}
         async with self.engine.begin() as conn:
             await self._write_lock(conn)
             current = {(row.kind, row.name): row.hash for row in await conn.execute(sa.select(a))}
+            renamed = []
+            for (kind, old), new in model.renames(renamed_from or {}, current).items():
+                await _rename(conn, kind, old, new)
+                digest = current.pop((kind, old))
+                current[(kind, new)] = digest
+                renamed.append(changes.Renamed(kind, old, new, digest))
             known = {
                 (row.kind, row.name, row.hash) for row in await conn.execute(sa.select(d.c.kind, d.c.name, d.c.hash))
             }
+            moved = {(r.kind, r.new) for r in renamed}
+            previous: dict[tuple[str, str], str] = {}  # the hash in force before, of what changed
             for (kind, name), (digest, body) in wanted.items():
                 if current.get((kind, name)) == digest:
                     continue
@@ -707,14 +754,26 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
                     await conn.execute(
                         sa.update(a).where(a.c.kind == kind, a.c.name == name).values(hash=digest, applied_at=now)
                     )
-                    done["changed"].append((kind, name))
+                    previous[(kind, name)] = current[(kind, name)]
+                    if (kind, name) not in moved:
+                        done["changed"].append((kind, name))
                 else:
                     await conn.execute(sa.insert(a).values(kind=kind, name=name, hash=digest, applied_at=now))
                     done["added"].append((kind, name))
             for kind, name in sorted(set(current) - set(wanted)):
                 await conn.execute(sa.delete(a).where(a.c.kind == kind, a.c.name == name))
                 done["removed"].append((kind, name))
-            yield changes.AppliedDefinitions(conn, self.dialect, self._record_of, done=done)
+            yield changes.AppliedDefinitions(conn, self.dialect, self._record_of, done=done, renamed=renamed,
+                                             previous=previous)  # fmt: skip
+
+    async def enrollment(self, enrollment_id: int) -> dict[str, Any]:
+        """One enrollment's row, whatever its status; NotFound when there is none."""
+        e = tables.enrollments
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(e).where(e.c.id == enrollment_id))).first()
+        if row is None:
+            raise NotFound(f"no enrollment {enrollment_id}")
+        return dict(row._mapping)
 
     async def enrollment_counts(self) -> dict[tuple[str, str], int]:
         """Live (active or blocked) enrollments by (sequence, version hash)."""
@@ -726,6 +785,26 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
         )
         async with self.engine.connect() as conn:
             return {(row[0], row[1]): int(row[2]) for row in await conn.execute(query)}
+
+
+# What the store keeps under a definition's name, by kind: (table, column); a rename moves all of it.
+_KEPT_UNDER_NAME: dict[str, tuple[tuple[sa.Table, str], ...]] = {
+    "Sequence": ((tables.enrollments, "sequence"),),  # live and ended alike: the same sequence's people
+    "SalesProcess": ((tables.reminder_state, "process"), (tables.outbox, "process")),
+    "Campaign": ((tables.campaign_runs, "campaign"), (tables.campaign_recipients, "campaign"), (tables.outbox, "campaign")),
+    "Template": ((tables.outbox, "template"),),
+    "View": (),
+}
+
+
+async def _rename(conn: AsyncConnection, kind: str, old: str, new: str) -> None:
+    """Keep under `new` what the store keeps under definition `old` of `kind`: every stored version (which one is
+    in force too) and the rows that name it. Events keep the names they were written with."""
+    a, d = tables.active_definitions, tables.definitions
+    for table in (d, a):
+        await conn.execute(sa.update(table).where(table.c.kind == kind, table.c.name == old).values(name=new))
+    for table, column in _KEPT_UNDER_NAME.get(kind, ()):
+        await conn.execute(sa.update(table).where(table.c[column] == old).values({column: new}))
 
 
 # every insert of a batch names the same columns (executemany needs one shape)

@@ -123,15 +123,16 @@ enrollments = sa.Table(
     sa.Index(None, "awaiting_task", "status"),  # task steps waiting: found without reading every enrollment
     sa.Index(None, "record_id"),
     sa.Index(None, "sequence", "status"),
-    # one live enrollment per address and sequence
-    sa.Index(
-        "uq_enrollments_live_email",
-        "sequence",
-        "email",
-        unique=True,
-        sqlite_where=sa.text("status IN ('active', 'blocked')"),
-        postgresql_where=sa.text("status IN ('active', 'blocked')"),
-    ),
+)
+# One live enrollment per address and sequence, the address compared without case as the suppression list compares
+# it: Sam.Jones@... and sam.jones@... are one person (migration 0009).
+sa.Index(
+    "uq_enrollments_live_email",
+    enrollments.c.sequence,
+    sa.func.lower(enrollments.c.email),
+    unique=True,
+    sqlite_where=sa.text("status IN ('active', 'blocked')"),
+    postgresql_where=sa.text("status IN ('active', 'blocked')"),
 )
 
 outbox = sa.Table(
@@ -165,6 +166,7 @@ outbox = sa.Table(
     sa.Column("link_urls", sa.JSON),
     sa.Column("language", sa.String(8)),
     sa.Index(None, "state", "next_attempt_at"),
+    sa.Index(None, "state", "id"),  # claims: the oldest queued messages, read in order (migration 0009)
     sa.Index(None, "record_id"),
     sa.Index(None, "created_at"),  # the senders' mail of the last 24 hours (daily limits)
 )

@@ -234,7 +234,10 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["active", "blocked", "completed", "stopped"]},
             "last_step": {"type": ["string", "null"], "description": "The last completed step's id"},
             "next_email": {"type": ["string", "null"], "format": "date-time"},
-            "detail": {"type": "string", "description": "What it waits for, or why it ended"},
+            "detail": {"type": "string", "description": "What it waits for, the step a blocked one stopped at and "
+                                                        "why, or why it ended"},
+            "blocked_at": {"type": ["string", "null"], "description": "Blocked: the step it stopped at, e.g. "
+                                                                      "`step 2 nudge`"},
         },
         "required": ["enrollment", "sequence", "status", "last_step", "next_email", "detail"],
     },

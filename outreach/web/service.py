@@ -40,7 +40,7 @@ def api_token(settings: model.Settings) -> str | None:
     one it names is not set: the rest of the endpoints serve anyway, and the operator is told."""
     try:
         return ingest.api_token(settings)
-    except MissingSecret as exc:
+    except (MissingSecret, ingest.WeakSecret) as exc:
         logging.getLogger("outreach").warning("the ingest API is off: %s", exc)
         return None
 
