@@ -7,25 +7,11 @@ reported at start (and at SIGHUP), not at the first send.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 
 class MissingSecret(Exception):
     """A secret Settings names is not there: the variable is unset or empty, or the file cannot be read."""
-
-
-def private_directory(path: str | os.PathLike[str]) -> None:
-    """Make a directory, and each of its parents that is missing, readable by their owner only (0700): the state
-    directory keeps the signing secret, the outbox every message. Existing directories keep their mode."""
-    missing = []
-    at = os.path.abspath(path)
-    while not os.path.isdir(at):
-        missing.append(at)
-        at = os.path.dirname(at)
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
-            os.mkdir(directory, 0o700)
 
 
 def read(what: str, *, env: str | None = None, file: str | None = None, literal: str | None = None) -> str | None:

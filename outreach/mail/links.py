@@ -22,6 +22,7 @@ import re
 import secrets as secrets_module
 from pathlib import Path
 
+from outreach import files
 from outreach.mail import credentials
 from outreach.rules import model
 
@@ -155,7 +156,7 @@ def state_keys(state_dir: str | Path) -> tuple[Keys, bool]:
     path = Path(state_dir) / STATE_SECRET_FILE
     created = False
     if not path.exists():
-        credentials.private_directory(path.parent)  # var/ too, when it is made here
+        files.private_directory(path.parent)  # var/ too, when it is made here
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first: use theirs

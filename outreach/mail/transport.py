@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Protocol
 
-from outreach.mail import credentials
+from outreach import files
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -75,7 +75,7 @@ class MaildirTransport:
                 # Maildir(create=True) leaves an existing directory without tmp/new/cur, so an outbox made by
                 # hand (mkdir -p var/outbox) would refuse every message.
                 for sub in ("tmp", "new", "cur"):
-                    credentials.private_directory(os.path.join(self.path, sub))  # var/ too, when it is made here
+                    files.private_directory(os.path.join(self.path, sub))  # var/ too, when it is made here
                 self._maildir = mailbox.Maildir(self.path, create=False)
             return self._maildir.add(data)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from outreach import files
 from outreach.rules import criteria as rules_criteria
 from outreach.rules import model
 from outreach.rules.criteria import FieldType
@@ -68,7 +69,7 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
         if database in ("", ":memory:"):
             kwargs = {"poolclass": sa.pool.StaticPool}  # one shared connection keeps the memory database
         else:
-            _private_file(os.path.abspath(database))
+            files.private_file(os.path.abspath(database))  # it holds every record and message
         engine = create_async_engine(parsed, **kwargs)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
@@ -101,22 +102,6 @@ def _engine(url: str, schema: str | None) -> AsyncEngine:
                 "pip install 'outreach[postgres]'"
             ) from None
     raise StoreError(f"the database URL {url!r} names {backend!r}; outreach uses sqlite or postgresql")
-
-
-def _private_file(path: str) -> None:
-    """Create an SQLite database file readable by its owner only (0600), and the directories it is in that are
-    missing (0700): it holds every record and every message. SQLite gives its -wal and -shm files the database
-    file's mode. An existing file or directory keeps its mode."""
-    missing = []
-    at = os.path.dirname(path)
-    while not os.path.isdir(at):
-        missing.append(at)
-        at = os.path.dirname(at)
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
-            os.mkdir(directory, 0o700)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # SQLite takes an empty file as new
 
 
 _IDS_AT_ONCE = 900  # values in one IN (...): under every SQLite build's limit on bound parameters
