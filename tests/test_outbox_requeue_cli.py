@@ -54,6 +54,10 @@ def test_a_dry_run_says_what_it_would_send_again_and_sends_nothing(here: Path) -
                                    "2026-11-23 08:00 UTC, to example.org 1, other.net 1")  # fmt: skip
     assert "may arrive twice" in out
     assert states() == before
+    far = run("outbox", "requeue", "--state", "unknown", "--since", "36500 days", "--dry-run")[1]  # a duration ago
+    assert far.startswith("2 messages to send again"), far
+    future = run("outbox", "requeue", "--state", "unknown", "--since", "2100-01-01T00:00:00Z", "--dry-run")[1]
+    assert future.startswith("no message to send again"), future  # a time is taken as it is, never mirrored
 
 
 def test_filters_combine_and_the_answer_no_changes_nothing(here: Path) -> None:

@@ -336,17 +336,16 @@ class Scheduler:
             return
         window = max(1, int(getattr(self.transport, "concurrency", self.send_batch)))
         in_flight: dict[asyncio.Task[mail_transport.SendResult], dict[str, Any]] = {}
-        answered: list[SendOutcome] = []
-        more = True  # the last claim found as many as it asked for
         try:
-            await self._dispatching(now, report, stop, window, in_flight, answered, more)
+            await self._dispatching(now, report, stop, window, in_flight)
         finally:  # cancelled (the process stops): what is on the wire stays `sending`, `unknown` at the next start
             for task in in_flight:
                 task.cancel()
 
     async def _dispatching(self, now: dt.datetime, report: TickReport, stop: Callable[[], bool] | None, window: int,
-                           in_flight: dict[asyncio.Task[mail_transport.SendResult], dict[str, Any]],
-                           answered: list[SendOutcome], more: bool) -> None:  # fmt: skip
+                           in_flight: dict[asyncio.Task[mail_transport.SendResult], dict[str, Any]]) -> None:  # fmt: skip
+        answered: list[SendOutcome] = []  # answers (and held-back messages) not written yet
+        more = True  # the last claim found as many as it asked for
         while True:
             if answered:  # written before claiming more: what is `sending` in the store never exceeds the window
                 await self._finish(answered, now)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from outreach.cli import options, output
 from outreach.engine import sequences as seq
-from outreach.rules import criteria, model
+from outreach.rules import criteria, model, timing
 
 
 @click.command()
@@ -689,6 +689,19 @@ def _state_line(m: dict[str, Any]) -> str:
     return f"message {m['id']}: " + ", ".join(facts)
 
 
+def _since(value: str, now: dt.datetime) -> dt.datetime:
+    """--since: a date and time with an offset, or a duration ago ("2 hours")."""
+    try:
+        return timing.parse_instant(value)
+    except ValueError:
+        pass
+    try:
+        return now - timing.parse_duration(value).as_timedelta()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a date and time with an offset nor a duration",
+                                 param_hint="--since") from None
+
+
 @outbox.command("requeue")
 @click.argument("message_ids", metavar="[ID]...", nargs=-1, type=int)
 @click.option("--state", "states", multiple=True, type=click.Choice(["unknown", "failed"]),
@@ -721,11 +734,7 @@ def outbox_requeue(message_ids: tuple[int, ...], states: tuple[str, ...], since:
     if not (message_ids or states or since or to_domain):
         raise click.UsageError("say which messages: IDs, --state, --since or --to-domain")
     ruleset = options.load_rules(rules_dir)
-    now = options.now()
-    after = None
-    if since is not None:  # a time, or a duration ago ("2 hours"): parse_when counts a duration from now on
-        after = options.parse_when(since, now_=now)
-        after = now - (after - now) if after > now else after
+    after = _since(since, options.now()) if since is not None else None
 
     async def look(store: Store) -> app_outbox.Requeue:
         return await app_outbox.plan(store, ids=message_ids, states=states or app_outbox.STATES, since=after,
