@@ -35,14 +35,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from outreach.app import enrolling
+from outreach.app import campaigns, enrolling
 from outreach.app import events as recording
 from outreach.engine import events
 from outreach.mail import inbound, mime
+from outreach.rules import model
 from outreach.store import inbound as store_inbound
 
 SOURCE = store_inbound.SOURCE  # the events' source: a resynchronisation finds a message's events by it
@@ -75,8 +76,9 @@ class InboundStore(Protocol):
 class InboundMail:
     """What a classified message means, recorded (the IMAP poller's Recorder, mail/imap.py)."""
 
-    def __init__(self, store: InboundStore) -> None:
+    def __init__(self, store: InboundStore, ruleset: Callable[[], model.RuleSet | None] = lambda: None) -> None:
         self.store = store
+        self.ruleset = ruleset  # the rule set in force: what a campaign's `bounced` trigger does
 
     async def apply_inbound(
         self,
@@ -109,7 +111,7 @@ class InboundMail:
             if message.kind in inbound.REPORTS and not message.our_message_ids:  # not `verified`
                 return await _unverified(tx, message, data, now)
             if message.kind in (inbound.Kind.BOUNCE, inbound.Kind.DELAYED):
-                return await _bounce(tx, mailbox, message, data, now)
+                return await _bounce(tx, mailbox, message, data, now, self.ruleset())
             if message.kind is inbound.Kind.COMPLAINT:
                 return await _complaint(tx, mailbox, message, data, now)
             return Applied(str(message.kind))
@@ -161,7 +163,7 @@ def about(message: inbound.Inbound, recipient: str) -> inbound.BouncedRecipient 
 
 async def _bounce(
     tx: store_inbound.InboundChanges, mailbox: str, message: inbound.Inbound, data: Mapping[str, Any],
-    now: dt.datetime,
+    now: dt.datetime, ruleset: model.RuleSet | None = None,
 ) -> Applied:  # fmt: skip
     """A bounce or a delay warning, applied to the recipient of each of our messages it is about."""
     ours = await tx.messages_of(message.our_message_ids)
@@ -184,7 +186,9 @@ async def _bounce(
             if m.record_id is not None:
                 await tx.event(m.record_id, events.Kind.BOUNCE_DELAYED, now, details, SOURCE)
             continue
-        await tx.mark_bounced(m.outbox_id, f"bounced: {diagnostic}", now)
+        first = await tx.mark_bounced(m.outbox_id, f"bounced: {diagnostic}", now)
+        if first is not None:  # a campaign mail's first bounce: its `bounced` trigger's field updates
+            await campaigns.fire(tx, ruleset, first[0], first[1], first[2], ("bounced",), now, SOURCE)
         bounced.append(m.outbox_id)
         blocks = 0
         if said.permanent:  # the address does not take mail: its enrollments are blocked, the address suppressed

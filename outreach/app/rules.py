@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from outreach.app import enrolling, sending
+from outreach.app import campaigns, enrolling, sending
 from outreach.app import scheduler as scheduler_module
 from outreach.engine import events
 from outreach.mail import credentials, dkim
@@ -64,12 +64,13 @@ async def apply(store: ApplyStore, ruleset: model.RuleSet, *, now: dt.datetime) 
     renamed and removed. Active enrollments stay on their version (or move at their next step, `on_edit:
     next_step`); the live enrollments of a removed sequence stop ("sequence removed"); those of a renamed one go on
     under its new name (`renamed_from`)."""
-    return await apply_definitions(store, definitions(ruleset), now=now, renamed_from=ruleset.renamed_from())
+    return await apply_definitions(store, definitions(ruleset), now=now, renamed_from=ruleset.renamed_from(),
+                                   ruleset=ruleset)  # fmt: skip
 
 
 async def apply_definitions(
     store: ApplyStore, wanted: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]], *, now: dt.datetime,
-    renamed_from: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+    renamed_from: Mapping[tuple[str, str], tuple[str, ...]] | None = None, ruleset: model.RuleSet | None = None,
 ) -> Applied:  # fmt: skip
     """`apply`, given the definitions ({(kind, name): (hash, body)}, and {(kind, name): earlier names}) rather
     than the rule set. In the same transaction: the live enrollments of a removed sequence stop; those on the
@@ -92,6 +93,11 @@ async def apply_definitions(
             live = [enrolling.enrollment_of(r) for r in await tx.enrollments(sequences=[name])]
             for e in events.of_renamed_sequence(live, old, old_body, digest, body).enrollments:
                 await tx.save_enrollment(enrolling.columns_of(e))
+        if ruleset is not None:  # each campaign's run follows its definition (campaigns.SlotFull: nothing applied)
+            digests = {name: wanted[("Campaign", name)][0] for name in ruleset.campaigns}
+            gone = [name for kind, name in tx.done["removed"] if kind == "Campaign"]
+            for line in await campaigns.apply_runs(tx, ruleset, digests, now, gone):
+                log.warning("%s", line)
         done: Applied = {**tx.done, "renamed": [(r.kind, r.new) for r in tx.renamed]}
         return done
 
@@ -154,7 +160,8 @@ class InForce:
             return False
         try:
             await self.swap(ruleset, transport, now=now)
-        except (mail_links.WeakSecret, credentials.MissingSecret) as exc:  # a DKIM key (dkim.KeyInvalid too)
+        # a weak secret, a DKIM key missing (dkim.KeyInvalid too), a campaign slot over its limit
+        except (mail_links.WeakSecret, credentials.MissingSecret, campaigns.SlotFull) as exc:
             await transport.close()
             log.error("the rules were not reloaded; the old ones keep running:\n%s", exc)
             return False

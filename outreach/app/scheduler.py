@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import os
 import random
 import time
 import uuid
@@ -21,9 +20,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from outreach import store as store_module
-from outreach.app import enrolling, reminding, sending
+from outreach.app import campaigns, enrolling, reminding, sending
 from outreach.app import events as recording
-from outreach.engine import events, tracking
+from outreach.engine import events
 from outreach.engine import sequences as seq
 from outreach.mail import dkim, limits
 from outreach.mail import links as mail_links
@@ -44,6 +43,8 @@ class TickReport:
     blocked: int = 0
     completed: int = 0
     reminders: int = 0  # reminder mails queued (a digest is one)
+    campaign_mail: int = 0  # campaign mails rendered into the outbox
+    campaign_skipped: int = 0  # campaign recipients skipped (no valid email, suppressed, deleted, twice)
     held: int = 0  # by a sender's daily limit or a recipient domain's cap
     sent: int = 0
     deferred: int = 0
@@ -79,7 +80,7 @@ async def _let_the_loop_run() -> None:
         await asyncio.sleep(0)
 
 
-class SchedulerStore(enrolling.EnrollStore, reminding.ReminderStore, Protocol):
+class SchedulerStore(enrolling.EnrollStore, reminding.ReminderStore, campaigns.CampaignStore, Protocol):
     """The store's verbs that a tick uses (outreach.store.Store has them)."""
 
     fields: Mapping[str, criteria.FieldType]
@@ -140,6 +141,7 @@ class Scheduler:
         }
         self.auto_enrollment = enrolling.AutoEnrollment(store, ruleset, batch=batch)
         self.reminders = reminding.Reminders(store, ruleset, signer=signer)
+        self.campaigns = campaigns.Campaigns(store, ruleset, links=links, signer=signer)
         self._usage: dict[str, tuple[int, dt.datetime]] = {}  # mail per sender address in the last 24 hours
 
     async def version(self, name: str, digest: str) -> model.Sequence | None:
@@ -167,7 +169,12 @@ class Scheduler:
                 pass
         if reminders:
             report.reminders += await self.reminders.run_after_change(now, pending.record_changed)
-        if dispatch and (pending.mail or report.queued or report.reminders):
+        if self.ruleset.campaigns:
+            done = await self.campaigns.run(now, stop)
+            report.campaign_mail += done.rendered
+            report.campaign_skipped += done.skipped
+            report.held += done.held
+        if dispatch and (pending.mail or report.queued or report.reminders or report.campaign_mail):
             await self.dispatch(now, report)
         return report
 
@@ -299,29 +306,12 @@ class Scheduler:
         key: bytes | None,
     ) -> tuple[bytes, str, tuple[str, ...]]:  # fmt: skip
         """The message's bytes, its Message-ID, and the URLs its tracked links lead to."""
-        domain = d.sender.email.rpartition("@")[2]
-        message_id = mail_message.new_message_id(domain, os.urandom(16).hex())
-        unsubscribe = None
-        if sequence.unsubscribe_language is not None and url:
-            unsubscribe = (url, None)
-        content = tracking.Instrumented(d.rendered, ())
-        signed = self.links
-        if signed is not None and key is not None and d.rendered.html is not None and (signed.clicks or signed.opens):
-            content = tracking.instrument(
-                d.rendered, click=(lambda n: signed.click(key, n)) if signed.clicks else None,
-                pixel=signed.pixel(key) if signed.opens else None, keep=url,
-            )  # fmt: skip
-        rendered = content.rendered
-        data = mail_message.build(
-            sender=(d.sender.name, d.sender.email), to=d.to, subject=rendered.subject, text=rendered.text,
-            html=rendered.html, message_id=message_id, date=now, in_reply_to=d.in_reply_to,
-            extra_headers={"X-Outreach-Enrollment": str(e.id), "X-Outreach-Step": d.step.id,
-                           "X-Outreach-Sequence": e.sequence},
-            unsubscribe=unsubscribe,
+        return sending.compose(
+            d.rendered, sender=(d.sender.name, d.sender.email), to=d.to, now=now, links_=self.links, key=key,
+            unsubscribe_url=url, list_unsubscribe=sequence.unsubscribe_language is not None, signer=self.signer,
+            in_reply_to=d.in_reply_to, headers={"X-Outreach-Enrollment": str(e.id), "X-Outreach-Step": d.step.id,
+                                                "X-Outreach-Sequence": e.sequence},
         )  # fmt: skip
-        if self.signer is not None:  # signed once, here: the outbox keeps the signed bytes
-            data = self.signer.sign(data, domain, now=now)
-        return data, message_id, content.urls
 
     # --- sending --------------------------------------------------------------------------------
 

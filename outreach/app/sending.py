@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from outreach.engine import render, tracking
 from outreach.engine import sequences as seq
 from outreach.mail import credentials, dkim, links, smtp, verp
 from outreach.mail import message as mail_message
@@ -88,6 +90,35 @@ def facts(unsubscribe_url: str | None, *, sent_today: Mapping[str, tuple[int, dt
     (None: links cannot be signed), the senders' mail of the last 24 hours when counted, and the transport's
     check of the headers."""
     return seq.Facts(unsubscribe_url, sent_today, mail_message.header_problem)
+
+
+def compose(
+    rendered: render.Rendered, *, sender: tuple[str, str], to: str, now: dt.datetime, headers: Mapping[str, str],
+    links_: links.Links | None, key: bytes | None, unsubscribe_url: str | None, list_unsubscribe: bool,
+    signer: dkim.Signer | None, in_reply_to: str | None = None, reply_to: str | None = None,
+) -> tuple[bytes, str, tuple[str, ...]]:  # fmt: skip
+    """A rendered mail made a message, as sequences and campaigns send it: its bytes, its Message-ID, and the URLs
+    its tracked links lead to. Its links are signed for `key` (clicks, the open pixel: Settings.tracking), the
+    List-Unsubscribe headers name `unsubscribe_url` when `list_unsubscribe`, and it is DKIM-signed once, here,
+    so the outbox keeps the signed bytes."""
+    domain = sender[1].rpartition("@")[2]
+    message_id = mail_message.new_message_id(domain, os.urandom(16).hex())
+    content = tracking.Instrumented(rendered, ())
+    if links_ is not None and key is not None and rendered.html is not None and (links_.clicks or links_.opens):
+        signed = links_
+        content = tracking.instrument(
+            rendered, click=(lambda n: signed.click(key, n)) if signed.clicks else None,
+            pixel=signed.pixel(key) if signed.opens else None, keep=unsubscribe_url,
+        )  # fmt: skip
+    out = content.rendered
+    data = mail_message.build(
+        sender=sender, to=to, subject=out.subject, text=out.text, html=out.html, message_id=message_id, date=now,
+        in_reply_to=in_reply_to, reply_to=reply_to, extra_headers=headers,
+        unsubscribe=(unsubscribe_url, None) if list_unsubscribe and unsubscribe_url else None,
+    )  # fmt: skip
+    if signer is not None:
+        data = signer.sign(data, domain, now=now)
+    return data, message_id, content.urls
 
 
 def preview_links(ruleset: model.RuleSet) -> UnsubscribeLinks:

@@ -5,7 +5,8 @@ constant time, every secret of the rotation); anything that is not one of our to
 sent, is `BadLink` and changes nothing. An unsubscribe puts the address on the suppression list and stops every
 live sequence of the address and of its record ("unsubscribed") in one transaction; a second one changes nothing. An open or a click
 is kept with the message (`link_hits`) and as an event on the record, flagged when it looks automated
-(outreach/engine/tracking.py decides); a flagged one fires nothing.
+(outreach/engine/tracking.py decides); a flagged one fires nothing. A person's first open or click of a campaign
+mail fires the campaign's trigger actions (outreach/app/campaigns.py `fire`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import datetime as dt
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from outreach.app import enrolling
+from outreach.app import campaigns, enrolling
 from outreach.app import events as recording
 from outreach.engine import events, tracking
 from outreach.mail import links
+from outreach.rules import model
 from outreach.store import changes, rows
 
 Keys = links.Keys  # the signing secrets, for the web side (which imports no mail internals)
@@ -109,7 +111,7 @@ class Tracked:
 
 
 async def _track(store: LinkStore, message: rows.LinkedMessage, kind: events.Kind, link: int | None,
-                 hit: tracking.Hit, url: str | None) -> Tracked:  # fmt: skip
+                 hit: tracking.Hit, url: str | None, ruleset: model.RuleSet | None) -> Tracked:  # fmt: skip
     why = tracking.automated(hit)
     data: dict[str, object] = {"outbox": message.outbox_id, "automated": why is not None}
     if why is not None:
@@ -119,23 +121,29 @@ async def _track(store: LinkStore, message: rows.LinkedMessage, kind: events.Kin
     async with store.changing() as tx:
         await tx.hit(message.outbox_id, "click" if link is not None else "open", link, hit.at, why, hit.user_agent)
         await tx.event(message.record_id, str(kind), hit.at, data, "web")
+        if message.campaign is not None:  # a person's first open or click fires the campaign's trigger actions
+            found = await tx.campaign_hit(message.outbox_id, "click" if link is not None else "open", hit.at,
+                                          why is not None)  # fmt: skip
+            if found is not None and found[3]:
+                await campaigns.fire(tx, ruleset, found[0], found[1], found[2], found[3], hit.at, "web")
     return Tracked(message.outbox_id, why, url)
 
 
 async def opened(store: LinkStore, keys: links.Keys | None, token: str, *, now: dt.datetime, method: str = "GET",
-                 user_agent: str = "") -> Tracked:  # fmt: skip
-    """The open pixel was fetched: an open of the message, by a person or flagged as automated."""
+                 user_agent: str = "", ruleset: model.RuleSet | None = None) -> Tracked:  # fmt: skip
+    """The open pixel was fetched: an open of the message, by a person or flagged as automated. A campaign
+    mail's first open by a person fires its `opened` trigger (the rule set in force says what it does)."""
     _found, message = await _message(store, keys, token, links.OPEN)
     hit = tracking.Hit(method, user_agent, now, message.sent_at)
-    return await _track(store, message, events.Kind.OPENED, None, hit, None)
+    return await _track(store, message, events.Kind.OPENED, None, hit, None, ruleset)
 
 
 async def clicked(store: LinkStore, keys: links.Keys | None, token: str, *, now: dt.datetime, method: str = "GET",
-                  user_agent: str = "") -> Tracked:  # fmt: skip
+                  user_agent: str = "", ruleset: model.RuleSet | None = None) -> Tracked:  # fmt: skip
     """A tracked link was followed: where it leads (the URL recorded when the message was sent), and the click."""
     found, message = await _message(store, keys, token, links.CLICK)
     if found.link >= len(message.urls):
         raise BadLink("a token of a link the message does not have")
     others = await store.links_clicked(message.outbox_id, now - tracking.BURST)
     hit = tracking.Hit(method, user_agent, now, message.sent_at, len(others - {found.link}))
-    return await _track(store, message, events.Kind.CLICKED, found.link, hit, message.urls[found.link])
+    return await _track(store, message, events.Kind.CLICKED, found.link, hit, message.urls[found.link], ruleset)

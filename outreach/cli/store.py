@@ -194,6 +194,7 @@ def apply(rules_dir: str, db_url: str | None) -> None:
       outreach apply rules/
       outreach apply --db postgresql://outreach@db.internal/outreach rules/
     """
+    from outreach.app import campaigns as app_campaigns
     from outreach.app import rules as app_rules
     from outreach.review import plan as plan_module
 
@@ -202,7 +203,10 @@ def apply(rules_dir: str, db_url: str | None) -> None:
 
     async def go(store: Store) -> plan_module.Plan:
         result = await _plan(store, ruleset)
-        await app_rules.apply(store, ruleset, now=when)
+        try:
+            await app_rules.apply(store, ruleset, now=when)
+        except app_campaigns.SlotFull as exc:
+            raise click.ClickException(f"nothing was applied: {exc}") from None
         return result
 
     result = options.on_store(db_url, ruleset, go)

@@ -210,7 +210,8 @@ class Daemon:
         await self.start()
         try:
             assert self.store is not None and self.rules is not None
-            recorder = app_inbox.InboundMail(self.store)
+            rules = self.rules
+            recorder = app_inbox.InboundMail(self.store, lambda: rules.ruleset if rules.scheduler is not None else None)
             if once:
                 await self._follow_leases(quiet=True)  # the reminder run only where no other daemon does it now
                 if self.read_mail:  # before the tick: a reply stops the step that would go out now

@@ -248,7 +248,7 @@ class _Run:
         self.store = store
         self.transport = RecordingTransport(test.start)
         self.rules = app_rules.InForce(store, links=_signed_links, signer=_unsigned)
-        self.inbox = inbox.InboundMail(store)
+        self.inbox = inbox.InboundMail(store, lambda: self.rules.ruleset if self.rules.scheduler is not None else None)
         self.notices: list[str] = []
         self.uid = 0
         self.changed: dt.datetime | None = None  # when an event last changed something

@@ -331,6 +331,7 @@ class TaskAction:
     due: timing.Duration | None = None
     priority: str = "normal"
     assign_to: Who = Who("record_owner")
+    status: str = "not started"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,6 +382,7 @@ class Campaign:
     send_at: dt.datetime | None = None
     unsubscribe_language: str | None = None
     triggers: Triggers = Triggers()
+    calendar: str | None = None  # None: any time; else that calendar's working days and send window
     follow_ups: tuple[FollowUp, ...] = ()
     description: str | None = None
 

@@ -231,6 +231,10 @@ COMMON: dict[str, Schema] = {
                         "enum": ["highest", "high", "normal", "low", "lowest"],
                         "description": "The task's priority (default normal).",
                     },
+                    "status": {
+                        "enum": ["not started", "in progress", "waiting", "deferred"],
+                        "description": "The task's status when it is added (default not started).",
+                    },
                     "assign_to": _ref("assigneeRef", "Who gets the task (default record_owner)."),
                 },
                 required=("subject",),
@@ -639,6 +643,8 @@ def _campaign() -> Schema:
                 "description": "Where replies go (default from).",
             },
             "send_at": _ref("datetime", "When to send; absent: when applied."),
+            "calendar": _str("Send only inside this Settings.calendars calendar's working days and send window, "
+                             "on each recipient's clock (default: any time)."),
             "unsubscribe_link": _ref("unsubscribeLink"),
             "on": _ref("triggers"),
             "follow_ups": _list(follow_up, "Up to 3 follow-up mails.", maxItems=3),

@@ -803,22 +803,14 @@ class _Checker:
             sender = model.Sender(model.SenderKind.USER, sender_text[5:])
         else:
             sender = model.Sender(model.SenderKind(sender_text))
-        cal = data.get("calendar", "default")
-        if self.settings_ok and cal != "default" and cal not in self.settings.calendars:
-            known = ["default", *self.settings.calendars]
-            self.error(
-                doc,
-                ("calendar",),
-                Code.REF_CALENDAR,
-                f"unknown calendar {cal!r}{diagnostics.did_you_mean(cal, known)} (calendars: {', '.join(dict.fromkeys(known))})",
-            )
+        self.calendar_ref(doc, data.get("calendar", "default"))
         return model.Sequence(
             source=self.source(doc),
             name=data["name"],
             steps=tuple(steps),
             applies_to=applies_to,
             sender=sender,
-            calendar=cal,
+            calendar=data.get("calendar", "default"),
             on_edit=model.OnEdit(data.get("on_edit", "pin")),
             unsubscribe_language=self.unsubscribe_ref(doc, data),
             enroll_when=self.criteria(doc, ("enroll_when",), data.get("enroll_when")),
@@ -875,6 +867,7 @@ class _Checker:
                             self.duration(doc, (*p, "task", "due"), body.get("due")),
                             body.get("priority", "normal"),
                             self.who(doc, (*p, "task", "assign_to"), body.get("assign_to")),
+                            body.get("status", "not started"),
                         )
                     )
                 else:
@@ -913,8 +906,20 @@ class _Checker:
             self.error(doc, path, Code.FIELD_VALUE_TYPE, f"{field} is a {self.settings.fields[field]} field: {exc}")
             return value
 
+    def calendar_ref(self, doc: Document, cal: str) -> None:
+        if self.settings_ok and cal != "default" and cal not in self.settings.calendars:
+            known = ["default", *self.settings.calendars]
+            self.error(
+                doc,
+                ("calendar",),
+                Code.REF_CALENDAR,
+                f"unknown calendar {cal!r}{diagnostics.did_you_mean(cal, known)} (calendars: {', '.join(dict.fromkeys(known))})",
+            )
+
     def _campaign(self, doc: Document) -> model.Campaign:
         data = doc.data
+        if "calendar" in data:
+            self.calendar_ref(doc, data["calendar"])
         self.module_ref(doc, ("module",), data["module"])
         self.user_ref(doc, ("owner",), data["owner"])
         for key in ("from", "reply_to"):
@@ -988,6 +993,7 @@ class _Checker:
             send_at=send_at,
             unsubscribe_language=self.unsubscribe_ref(doc, data),
             triggers=self._triggers(doc, ("on",), data.get("on")),
+            calendar=data.get("calendar"),
             follow_ups=tuple(follow_ups),
             description=data.get("description"),
         )

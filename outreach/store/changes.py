@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from outreach.store import bulk, rows, tables
+from outreach.store import bulk, campaigning, rows, tables
+from outreach.store import criteria as sql_criteria
 
 LIVE = ("active", "blocked")  # an enrollment's statuses while it can still send
 _ENROLLMENT_COLUMNS = frozenset(tables.enrollments.c.keys())
@@ -130,6 +131,42 @@ class Changes:
     async def update_record(self, record_id: str, values: Mapping[str, Any]) -> None:
         """Columns of a record (converted_at, deleted_at, type, updated_at ...), as the application layer says."""
         await self.conn.execute(sa.update(tables.records).where(tables.records.c.id == record_id).values(**values))
+
+    async def set_fields(self, record_id: str, values: Mapping[str, Any], now: dt.datetime) -> None:
+        """Fields of a record, built-in or custom (a campaign's trigger action); a stage change restarts the
+        record's time in its stage, as `records set` does."""
+        r = tables.records
+        old = (await self.conn.execute(sa.select(r.c.stage, r.c.fields).where(r.c.id == record_id))).first()
+        if old is None:
+            return
+        columns = {k: v for k, v in values.items() if k in rows.BUILTIN_COLUMNS}
+        custom = {k: sql_criteria.json_value(v) for k, v in values.items() if k not in rows.BUILTIN_COLUMNS}
+        update: dict[str, Any] = {**columns, "updated_at": now}
+        if custom:
+            update["fields"] = {**dict(old.fields or {}), **custom}
+        if "stage" in columns and columns["stage"] != old.stage:
+            update["stage_entered_at"] = now
+        await self.conn.execute(sa.update(r).where(r.c.id == record_id).values(**update))
+
+    async def add_task(self, values: Mapping[str, Any]) -> int:
+        """A task (its columns); returns its id."""
+        done = await self.conn.execute(sa.insert(tables.tasks).values(**values))
+        return int(done.inserted_primary_key[0])  # type: ignore[index]
+
+    # --- campaigns -------------------------------------------------------------------------------------
+
+    async def campaign_runs(self) -> list[dict[str, Any]]:
+        return await campaigning.runs(self.conn)
+
+    async def save_campaign_run(self, values: Mapping[str, Any]) -> None:
+        await campaigning.save_run(self.conn, values)
+
+    async def campaign_hit(self, outbox_id: int, kind: str, at: dt.datetime,
+                           automated: bool) -> tuple[str, int, str, tuple[str, ...]] | None:  # fmt: skip
+        return await campaigning.hit(self.conn, outbox_id, kind, at, automated)
+
+    async def campaign_bounced(self, outbox_id: int, at: dt.datetime) -> tuple[str, int, str] | None:
+        return await campaigning.bounced(self.conn, outbox_id, at)
 
 
 @dataclasses.dataclass(frozen=True)

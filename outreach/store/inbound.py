@@ -250,13 +250,14 @@ class InboundChanges(changes.Changes):
         found: Sequence[Any] = (await self.conn.execute(query.order_by(o.c.id))).all()
         return [OurMessage(row.id, row.record_id, str(row.recipient), row.message_id) for row in found]
 
-    async def mark_bounced(self, outbox_id: int, reason: str, now: dt.datetime) -> None:
-        """Our message bounced: its outbox row, and its campaign recipient's row when it has one."""
-        o, c = tables.outbox, tables.campaign_recipients
+    async def mark_bounced(self, outbox_id: int, reason: str, now: dt.datetime) -> tuple[str, int, str] | None:
+        """Our message bounced: its outbox row, and its campaign recipient's row when it has one. Returns the
+        campaign's (name, step, record id) when the message is a campaign's and this is its first bounce: its
+        `bounced` trigger fires."""
+        o = tables.outbox
         await self.conn.execute(sa.update(o).where(o.c.id == outbox_id).values(state="bounced",
                                                                               last_error=reason[:1000]))  # fmt: skip
-        await self.conn.execute(sa.update(c).where(c.c.outbox_id == outbox_id).values(status="bounced",
-                                                                                       bounced_at=now))  # fmt: skip
+        return await self.campaign_bounced(outbox_id, now)
 
 
 async def _advance(conn: AsyncConnection, mailbox: str, uidvalidity: int, uid: int, now: dt.datetime) -> bool:

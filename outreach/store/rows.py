@@ -55,6 +55,7 @@ class Task:
     completed_at: dt.datetime | None
     enrollment_id: int | None = None
     step_id: str | None = None
+    status: str | None = None  # as a campaign's trigger action set it; None: none given
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from outreach import files
 from outreach.rules import criteria as rules_criteria
 from outreach.rules import model
 from outreach.rules.criteria import FieldType
-from outreach.store import bulk, changes, leasing, linking, migrate, reminding, rows, sequencing, tables
+from outreach.store import bulk, campaigning, changes, leasing, linking, migrate, reminding, rows, sequencing, tables
 from outreach.store import criteria as sql_criteria
 from outreach.store import inbound as inbound_verbs
 from outreach.store import suppressing as suppression_verbs
@@ -111,7 +111,7 @@ _S = TypeVar("_S")
 _MAX_STATEMENTS = 256
 
 
-class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs,
+class Store(campaigning.CampaignVerbs, leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequencing.SequenceVerbs, reminding.ReminderVerbs, inbound_verbs.InboundVerbs,
             suppression_verbs.SuppressionVerbs):
     """Domain verbs over one database. Open with `await Store.open(url)`; close with `await store.close()`."""
 
@@ -776,7 +776,8 @@ class Store(leasing.LeaseVerbs, linking.LinkVerbs, linking.StatusVerbs, sequenci
 _KEPT_UNDER_NAME: dict[str, tuple[tuple[sa.Table, str], ...]] = {
     "Sequence": ((tables.enrollments, "sequence"),),  # live and ended alike: the same sequence's people
     "SalesProcess": ((tables.reminder_state, "process"), (tables.outbox, "process")),
-    "Campaign": ((tables.campaign_runs, "campaign"), (tables.campaign_recipients, "campaign"), (tables.outbox, "campaign")),
+    "Campaign": ((tables.campaign_runs, "campaign"), (tables.campaign_steps, "campaign"),
+                 (tables.campaign_recipients, "campaign"), (tables.outbox, "campaign")),
     "Template": ((tables.outbox, "template"),),
     "View": (),
 }

@@ -205,6 +205,7 @@ tasks = sa.Table(
     sa.Column("subject", sa.String(500), nullable=False),
     sa.Column("type", sa.String(16), nullable=False),  # call | email | todo | meeting
     sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16)),  # as a campaign's trigger set it (not started, in progress ...); NULL: none
     sa.Column("owner", sa.String(64)),
     _ts("due_at"),
     _ts("created_at", nullable=False),
@@ -226,30 +227,53 @@ appointments = sa.Table(
     sa.Index(None, "record_id", "starts_at"),
 )
 
-campaign_runs = sa.Table(
+campaign_runs = sa.Table(  # a campaign's run: its status and how far its campaign mail's recipients were picked
     "campaign_runs",
     metadata,
     sa.Column("campaign", sa.String(200), primary_key=True),
-    sa.Column("hash", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # scheduled | sending | sent | stopped
-    _ts("send_at"),
-    _ts("started_at"),
-    _ts("finished_at"),
-    sa.Column("cursor", sa.String(64)),  # the last record id expanded, so a restart resumes
+    sa.Column("hash", sa.String(64), nullable=False),  # the definition applied last
+    sa.Column("module", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # scheduled | sending | sent | stopped | deleted
+    _ts("send_at", nullable=False),
+    _ts("started_at"),  # when its campaign mail started going (follow-ups count from it)
+    _ts("finished_at"),  # when every recipient of its campaign mail was mailed or skipped
+    sa.Column("cursor", sa.String(64)),  # the last record id picked, so a restart resumes after it
+    sa.Column("reason", sa.String(500)),  # why it is stopped, or why its mail waits
+    _ts("changed_at"),
+    sa.Index(None, "status", "send_at"),
 )
 
-campaign_recipients = sa.Table(
-    "campaign_recipients",
+campaign_steps = sa.Table(  # a follow-up's progress (step 1 to 3; the campaign mail is campaign_runs')
+    "campaign_steps",
     metadata,
     sa.Column("campaign", sa.String(200), primary_key=True),
-    sa.Column("step", sa.Integer, primary_key=True),  # 0 the campaign mail, 1..3 follow-ups
-    sa.Column("record_id", sa.String(64), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # sending | sent
+    _ts("started_at", nullable=False),
+    _ts("finished_at"),
+    sa.Column("cursor", sa.String(64)),
+)
+
+campaign_recipients = sa.Table(  # who a step mails (or skipped, and why), and what each did with it
+    "campaign_recipients",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("campaign", sa.String(200), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),  # 0 the campaign mail, 1..3 follow-ups
+    sa.Column("record_id", sa.String(64), nullable=False),
+    sa.Column("email", sa.String(320)),  # lower case: one mail per address and step
+    sa.Column("status", sa.String(16), nullable=False),  # queued | mailed | skipped
+    sa.Column("reason", sa.String(300)),  # skipped: why; queued: why it waits
     sa.Column("outbox_id", sa.Integer, sa.ForeignKey("outbox.id")),
-    sa.Column("status", sa.String(16), nullable=False),  # queued | sent | skipped | bounced
-    sa.Column("reason", sa.String(300)),
-    _ts("opened_at"),
+    _ts("opened_at"),  # the first open by a person (its triggers fired then)
     _ts("clicked_at"),
     _ts("bounced_at"),
+    sa.Column("automated_opens", sa.Integer, nullable=False, server_default="0"),
+    sa.UniqueConstraint("campaign", "step", "record_id"),
+    sa.Index(None, "campaign", "step", "status", "id"),  # rendering takes the queued in order; stats count by step
+    sa.Index(None, "campaign", "step", "email"),
+    sa.Index(None, "outbox_id"),
 )
 
 reminder_state = sa.Table(

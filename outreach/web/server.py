@@ -140,7 +140,8 @@ async def pixel(request: web.Request) -> web.Response:
     ctx = _context(request)
     try:
         await tracking.opened(ctx.store, ctx.keys(), request.match_info["token"], now=ctx.clock(),
-                              method=request.method, user_agent=request.headers.get("User-Agent", ""))  # fmt: skip
+                              method=request.method, user_agent=request.headers.get("User-Agent", ""),
+                              ruleset=ctx.ruleset())  # fmt: skip
     except tracking.BadLink:
         return web.Response(status=404, text="not found", headers=NO_CACHE)
     return web.Response(body=PIXEL, content_type="image/gif", headers=NO_CACHE)
@@ -152,7 +153,8 @@ async def click(request: web.Request) -> web.Response:
     ctx = _context(request)
     try:
         found = await tracking.clicked(ctx.store, ctx.keys(), request.match_info["token"], now=ctx.clock(),
-                                       method=request.method, user_agent=request.headers.get("User-Agent", ""))  # fmt: skip
+                                       method=request.method, user_agent=request.headers.get("User-Agent", ""),
+                                       ruleset=ctx.ruleset())  # fmt: skip
     except tracking.BadLink:
         return web.Response(status=404, text="not found", headers=NO_CACHE)
     assert found.url is not None
