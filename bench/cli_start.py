@@ -22,7 +22,8 @@ interpreter, and the targets from issue 19: help, version and completion under
 0.3 s, `validate` of the example rules under 0.5 s (judged on the median), on
 the project's 2-core machines. The python-holidays answers `validate` keeps in
 the user's cache directory are made by the warm-up run, as any second run of
-`validate` finds them. It only prints.
+`validate` finds them. It only prints (`measure()` returns the medians, for
+`python -m bench`, which reads the targets from CASES).
 """
 
 from __future__ import annotations
@@ -64,23 +65,28 @@ def _time(argv: list[str], env: dict[str, str]) -> float:
     return took
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7, help="timed runs of each command (default 7)")
-    args = parser.parse_args()
+def measure(runs: int = 7) -> dict[str, float]:
+    """Times every case; prints the table as the command does and returns each case's median seconds by name."""
     results = []
     for name, argv, env, target in CASES:
         _time(argv, env)  # warm-up: the page cache, and validate's holiday answers
-        runs = [_time(argv, env) for _ in range(args.runs)]
-        results.append((name, min(runs), statistics.median(runs), target))
+        times = [_time(argv, env) for _ in range(runs)]
+        results.append((name, min(times), statistics.median(times), target))
     floor = results[0][2]
     print(f"{'command':<30}{'best':>8}{'median':>8}{'above python':>14}{'target':>8}  verdict")
     for name, best, median, target in results:
         verdict = "" if target is None else ("met" if median < target else "missed")
         shown = "" if target is None else f"{target:.1f} s"
         print(f"{name:<30}{best:>7.3f}s{median:>7.3f}s{median - floor:>13.3f}s{shown:>8}  {verdict}")
-    return 0
+    return {name: median for name, _best, median, _target in results}
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs of each command (default 7)")
+    args = parser.parse_args()
+    measure(args.runs)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

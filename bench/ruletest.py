@@ -19,7 +19,7 @@ Each test states what it expects, and every test must pass (exit 1 otherwise). T
 (default 3), and prints the best and median, the seconds per RuleTest and per simulated day, and the target
 from the issue: under 5 s for 100 RuleTests of a month (judged on the median). For reference it also times
 the whole command (`outreach test DIR`, a subprocess: start-up, imports and validation included). It only
-prints; no test of the suite checks a time.
+prints (`measure()` returns the figures, for `python -m bench`); no test of the suite checks a time.
 """
 
 from __future__ import annotations
@@ -152,6 +152,49 @@ def write_rules(where: Path, tests: int, days: int) -> None:
         (where / "tests" / f"bench-{i:03d}.yaml").write_text(shape(i, days), encoding="utf-8")
 
 
+def run(tests: int, days: int, runs: int, rules: Path) -> dict[str, float]:
+    """Write the rules and tests into `rules` and time them; prints as the command does and returns the figures.
+    Raises RuntimeError when the rules do not validate, a RuleTest fails or `outreach test` does."""
+    write_rules(rules, tests, days)
+    result = validate.validate([str(rules)])
+    if result.ruleset is None:
+        raise RuntimeError("\n".join(f"{d.file}:{d.line}: {d.message}" for d in result.errors[:10]))
+    found = sorted(result.ruleset.tests.values(), key=lambda t: t.source.file)
+    print(f"{len(found)} RuleTests of {days} simulated days each ({rules})")
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        results = asyncio.run(ruletest.run_all(found, result.ruleset))
+        times.append(time.perf_counter() - started)
+        failed = [r for r in results if not r.passed]
+        if failed:
+            raise RuntimeError(ruletest.format_text(failed))
+    median = statistics.median(times)
+    print(f"  run_all: best {min(times):.2f} s, median {median:.2f} s over {runs} runs; "
+          f"{median / len(found) * 1000:.1f} ms a RuleTest, "
+          f"{median / (len(found) * days) * 1000:.2f} ms a simulated day")  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "outreach.cli", "test", str(rules)], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    whole = time.perf_counter() - started
+    print(f"  outreach test {rules.name}/ (start-up, imports, validation included): {whole:.2f} s, "
+          f"exit {done.returncode}: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ''}")  # fmt: skip
+    print(f"  target: {tests} RuleTests of a month under {TARGET:.0f} s -> "
+          f"{'met' if median < TARGET else 'NOT met'} (median of run_all)")  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"outreach test exited {done.returncode}")
+    return {"tests": len(found), "days": days, "run_all_s": median, "command_s": whole}
+
+
+def measure(tests: int = 100, days: int = 30, runs: int = 3) -> dict[str, float]:
+    """`run` in a temporary directory, removed after."""
+    tmp = Path(tempfile.mkdtemp(prefix="outreach-bench-"))
+    try:
+        return run(tests, days, runs, tmp / "rules")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=int, default=100)
@@ -162,42 +205,16 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="outreach-bench-"))
     rules = tmp / "rules"
     try:
-        write_rules(rules, args.tests, args.days)
-        result = validate.validate([str(rules)])
-        if result.ruleset is None:
-            for d in result.errors[:10]:
-                print(f"{d.file}:{d.line}: {d.message}", file=sys.stderr)
-            return 1
-        tests = sorted(result.ruleset.tests.values(), key=lambda t: t.source.file)
-        print(f"{len(tests)} RuleTests of {args.days} simulated days each ({rules})")
-        times = []
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            results = asyncio.run(ruletest.run_all(tests, result.ruleset))
-            times.append(time.perf_counter() - started)
-            failed = [r for r in results if not r.passed]
-            if failed:
-                print(ruletest.format_text(failed), file=sys.stderr)
-                return 1
-        median = statistics.median(times)
-        print(f"  run_all: best {min(times):.2f} s, median {median:.2f} s over {args.runs} runs; "
-              f"{median / len(tests) * 1000:.1f} ms a RuleTest, "
-              f"{median / (len(tests) * args.days) * 1000:.2f} ms a simulated day")  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "outreach.cli", "test", str(rules)], capture_output=True,
-                              text=True, check=False)  # fmt: skip
-        whole = time.perf_counter() - started
-        print(f"  outreach test {rules.name}/ (start-up, imports, validation included): {whole:.2f} s, "
-              f"exit {done.returncode}: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ''}")  # fmt: skip
-        print(f"  target: {args.tests} RuleTests of a month under {TARGET:.0f} s -> "
-              f"{'met' if median < TARGET else 'NOT met'} (median of run_all)")  # fmt: skip
-        return 0 if done.returncode == 0 else 1
+        run(args.tests, args.days, args.runs, rules)
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     finally:
         if args.keep:
             print(f"kept {rules}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

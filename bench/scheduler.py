@@ -34,8 +34,13 @@ next step (the `nudge` reply) due a week from now.
 For reference, in the same run, it times N calls of `outreach.mail.message.build`
 alone, and N decisions (`engine.sequences.decide`: sender, merge, rendering)
 plus builds with no store, so the reader sees what is message building,
-what is the engine and what is the store. It only prints; it exits 0 unless
-a check fails (1).
+what is the engine and what is the store.
+
+With `--daemon`, it then makes N more enrollments due and runs the real daemon on the same store,
+`outreach run --once` (one tick: the due steps queued, then handed to the Maildir transport), as a
+subprocess, and prints its wall time and peak memory (the kernel's ru_maxrss of that process alone).
+
+It only prints (`measure()` returns the figures, for `python -m bench`); it exits 0 unless a check fails (1).
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import store as store_bench  # noqa: E402 - bench/store.py, beside this file: its timed() reads a child's rusage
 
 from outreach.app import rules as app_rules  # noqa: E402 - after the path
 from outreach.app import scheduler  # noqa: E402
@@ -195,18 +202,31 @@ def _build(e: seq.Enrollment, d: seq.SendEmail) -> bytes:
     )  # fmt: skip
 
 
-async def run(args: argparse.Namespace, work: Path) -> bool:
+async def prepare(db: Path, enrollments: int, step: str) -> tuple[model.RuleSet, float]:
+    """The store at `db`: the schema, the example rules applied, then seeded (`seed`). Returns the rules (as
+    `load_rules`) and the seconds the seeding took."""
     ruleset = load_rules()
-    version = ruleset.sequences["inbound-nurture"].source.hash
+    store = await Store.open(f"sqlite:///{db}", fields=ruleset.settings.fields)
+    await app_rules.apply(store, ruleset, now=NOW - dt.timedelta(days=4))
+    await store.close()
+    return ruleset, seed(db, ruleset.sequences["inbound-nurture"].source.hash, enrollments, step)
+
+
+def make_scheduler(store: Store, ruleset: model.RuleSet,
+                   transport: mail_transport.Transport | None) -> scheduler.Scheduler:  # fmt: skip
+    """The scheduler as the daemon builds it, with signed links (so messages carry List-Unsubscribe)."""
+    return scheduler.Scheduler(store, ruleset, transport,
+                               links=links.Links("https://t.example.com", links.Keys((b"k" * 32,))))  # fmt: skip
+
+
+async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """Seed the store in `work`, time the idle tick and the bursts, print them; returns the figures ("ok" is 0
+    when a check failed)."""
     db = work / "scheduler.db"
     url = f"sqlite:///{db}"
     print(f"outreach scheduler benchmark: Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-
-    store = await Store.open(url, fields=ruleset.settings.fields)
-    await app_rules.apply(store, ruleset, now=NOW - dt.timedelta(days=4))
-    await store.close()
-    seeding = seed(db, version, args.enrollments, args.step)
+    ruleset, seeding = await prepare(db, args.enrollments, args.step)
     size_mb = db.stat().st_size / 1e6 + ((work / "scheduler.db-wal").stat().st_size / 1e6
                                          if (work / "scheduler.db-wal").exists() else 0)  # fmt: skip
     print(f"store: {RECORDS:,} records, {args.enrollments:,} active enrollments in inbound-nurture, next step "
@@ -215,10 +235,10 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
     print(f"sequences with enroll_when (queried every tick): {', '.join(auto)}")
 
     ok = True
+    figures: dict[str, float] = {"enrollments": args.enrollments, "due": args.due, "seed_seconds": seeding}
     store = await Store.open(url, fields=ruleset.settings.fields)
     try:
-        sched = scheduler.Scheduler(store, ruleset, mail_transport.MaildirTransport(work / "outbox"),
-                                    links=links.Links("https://t.example.com", links.Keys((b"k" * 32,))))  # fmt: skip
+        sched = make_scheduler(store, ruleset, mail_transport.MaildirTransport(work / "outbox"))
 
         # --- 1. the idle tick ---------------------------------------------------------------
         start = time.perf_counter()
@@ -251,6 +271,7 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
         for name, fn in phases.items():
             print(f"    {name + ', median':<54} {ms(statistics.median(await timed(fn, args.ticks)))}")
         print(f"  target: under 5 ms -> {'met' if median < TICK_TARGET else 'NOT met'} (median)")
+        figures.update(tick_median_ms=median * 1000, tick_best_ms=best * 1000, warm_up_ms=warm_up * 1000)
 
         # --- 2. a burst of due steps -------------------------------------------------------------
         build_alone, decide_build = reference(ruleset, args.due, args.step)
@@ -290,9 +311,58 @@ async def run(args: argparse.Namespace, work: Path) -> bool:
               f"{build_alone / seconds:.0%} of the run_due time and the engine's decisions "
               f"{(decide_build - build_alone) / seconds:.0%}; the rest is the store and the glue")  # fmt: skip
         print(f"  target: under 2 s -> {'met' if seconds < DUE_TARGET else 'NOT met'} (median)")
+        figures.update(due_median_s=seconds, due_best_s=min(bursts), build_s=build_alone, decide_build_s=decide_build)
     finally:
         await store.close()
-    return ok
+    figures["ok"] = float(ok)
+    return figures
+
+
+def daemon_tick(work: Path, enrollments: int, due: int, burst: int) -> dict[str, float]:
+    """The real daemon, `outreach run --once`, on the store `run` left in `work`, with `due` more enrollments due
+    (burst number `burst`, so not those of the bursts): one tick queues their steps and hands them to a Maildir.
+    Prints and returns its wall time and peak RSS, read from the kernel's rusage of that process alone."""
+    db = work / "scheduler.db"
+    conn = sqlite3.connect(db)
+    with conn:  # the bursts' queued mail is not this tick's work: it would only add Maildir files
+        conn.execute("UPDATE outbox SET state = 'sent' WHERE state = 'queued'")
+    conn.close()
+    make_due(db, enrollments, due, burst)
+    rules = work / "rules"
+    shutil.copytree(ROOT / "rules", rules, dirs_exist_ok=True)
+    settings = rules / "settings.yaml"  # as load_rules: no daily limits, which would hold back most of the tick
+    settings.write_text(settings.read_text(encoding="utf-8").replace(", daily_limit: 300", ""), encoding="utf-8")
+    env = {**os.environ, "OUTREACH_SECRET": "bench-secret-of-at-least-thirty-two-bytes"}
+    command = [str(Path(sys.executable).with_name("outreach")), "run", "--once", "--no-web", "--now",
+               NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), "--rules", str(rules), "--db", f"sqlite:///{db}"]  # fmt: skip
+    seconds, peak, out = store_bench.timed(command, work, env=env)
+    sent = count(db, "SELECT count(*) FROM outbox WHERE state = 'sent'")
+    delivered = len(list((work / "var" / "outbox" / "new").iterdir())) if (work / "var" / "outbox" / "new").exists() \
+        else 0  # fmt: skip
+    print(f"\nthe daemon: `outreach run --once` over {enrollments:,} enrollments, {due:,} of them due")
+    print(f"  {'one tick (start-up, the due steps queued and handed to a Maildir)':<66} {seconds:8.2f} s")
+    print(f"  {'peak RSS of the daemon process (ru_maxrss)':<66} {peak:8.0f} MB")
+    print(f"  its log: {out.strip().splitlines()[-1] if out.strip() else '(nothing)'}")
+    if delivered != due:
+        print(f"  expected {due:,} messages in the Maildir, found {delivered:,} ({sent:,} sent in all)", file=sys.stderr)
+    return {"daemon_seconds": seconds, "daemon_peak_mb": peak, "ok": float(delivered == due)}
+
+
+def measure(enrollments: int = 1_000_000, due: int = 10_000, ticks: int = 20, bursts: int = 3, step: str = "nudge",
+            daemon: bool = False) -> dict[str, float]:  # fmt: skip
+    """The whole benchmark in a temporary directory (and, with `daemon`, `daemon_tick` after it); prints as the
+    command does and returns the figures of `run` and `daemon_tick`. Raises RuntimeError when a check fails."""
+    args = argparse.Namespace(enrollments=enrollments, due=due, ticks=ticks, bursts=bursts, step=step)
+    work = Path(tempfile.mkdtemp(prefix="outreach-bench-scheduler-"))
+    try:
+        figures = asyncio.run(run(args, work))
+        if daemon and figures["ok"]:
+            figures.update(daemon_tick(work, enrollments, due, bursts))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not figures["ok"]:
+        raise RuntimeError("a check failed (see above)")
+    return figures
 
 
 def main() -> None:
@@ -302,13 +372,19 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=20)
     parser.add_argument("--bursts", type=int, default=3, help="bursts of due steps, each on other enrollments")
     parser.add_argument("--step", choices=["nudge", "intro"], default="nudge", help="the step that falls due")
+    parser.add_argument("--daemon", action="store_true",
+                        help="then one tick of the real daemon (outreach run --once) with --due more due: its peak RSS")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and print where")
     args = parser.parse_args()
-    if args.bursts < 1 or args.due * args.bursts > args.enrollments:
-        parser.error("--due times --bursts cannot exceed --enrollments (and --bursts is at least 1)")
+    if args.bursts < 1 or args.due * (args.bursts + args.daemon) > args.enrollments:
+        parser.error("--due times --bursts (one more with --daemon) cannot exceed --enrollments "
+                     "(and --bursts is at least 1)")  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="outreach-bench-scheduler-"))
     try:
-        ok = asyncio.run(run(args, work))
+        figures = asyncio.run(run(args, work))
+        if args.daemon and figures["ok"]:
+            figures.update(daemon_tick(work, args.enrollments, args.due, args.bursts))
+        ok = bool(figures["ok"])
     finally:
         if args.keep:
             print(f"\nkept {work}")

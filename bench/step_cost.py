@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import re
 import subprocess
@@ -31,25 +30,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import scheduler as bench  # noqa: E402 - bench/scheduler.py, after the path
 
-from outreach.app import rules as app_rules  # noqa: E402
 from outreach.app import scheduler  # noqa: E402
-from outreach.mail import links  # noqa: E402
 from outreach.store import Store  # noqa: E402
 
 
 async def run_due(enrollments: int, due: int, step: str) -> int:
     """One run, as measured: returns how many steps were queued."""
-    ruleset = bench.load_rules()
     with tempfile.TemporaryDirectory(prefix="outreach-bench-step-") as work:
         db = Path(work) / "s.db"
-        url = f"sqlite:///{db}"
-        store = await Store.open(url, fields=ruleset.settings.fields)
-        await app_rules.apply(store, ruleset, now=bench.NOW - dt.timedelta(days=4))
-        await store.close()
-        bench.seed(db, ruleset.sequences["inbound-nurture"].source.hash, enrollments, step)
-        store = await Store.open(url, fields=ruleset.settings.fields)
+        ruleset, _ = await bench.prepare(db, enrollments, step)
+        store = await Store.open(f"sqlite:///{db}", fields=ruleset.settings.fields)
         try:
-            sched = scheduler.Scheduler(store, ruleset, None, links=links.Links("https://t.example.com", links.Keys((b"k" * 32,))))
+            sched = bench.make_scheduler(store, ruleset, None)
             await sched.tick(bench.NOW)
             if due:
                 bench.make_due(db, enrollments, due)

@@ -527,6 +527,9 @@ def _why_not_run(command: Command) -> str | None:
     return next((why for pattern, why in NOT_RUN if re.search(pattern, line)), None) or _marked(CONTEXT, command)
 
 
+# Pages that add rule files of their own (a new campaign and its templates): written into the copy's rules/.
+NEW_RULES = {"docs/campaigns.md"}
+
 RUN_CLOCK = dt.datetime(2026, 11, 23, 16, 30, tzinfo=dt.UTC)  # the time of the pages' example runs
 _SECRETS = ("OUTREACH_SECRET", "OUTREACH_DB", "OUTREACH_API_TOKEN", "STATE_DIRECTORY", "ANNA_IMAP_USER",
             "BEN_IMAP_USER", "BEN_IMAP_PASSWORD", "OUTREACH_SMTP_PASSWORD")  # fmt: skip
@@ -556,7 +559,7 @@ def run_page(page: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     for command in STEPS[page]:
         if command.program in ("cat", "file"):
             path = Path(command.argv[0])
-            if not path.exists() and not path.is_absolute() and path.parts[0] != "rules":
+            if not path.exists() and not path.is_absolute() and (path.parts[0] != "rules" or page in NEW_RULES):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(command.output, encoding="utf-8")
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +13,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from outreach import cli
+from outreach.app import campaigns as app_campaigns
 from outreach.app import rules as app_rules
+from outreach.engine import campaigns as engine_campaigns
 from outreach.review import base as review
 from outreach.review import plan
 from outreach.rules import validate
@@ -240,3 +244,149 @@ def test_a_usage_error_of_plan_exits_1_so_that_2_always_means_changes(tmp_path: 
     assert run("plan", "--format", "xml", str(ROOT / "rules"))[0] == 1
     code, out = run("plan", str(tmp_path / "nothing-here"))
     assert code == 1 and "no rule directory" in out
+
+
+# --- campaigns: what applying does to their runs --------------------------------------------------------------
+
+WEBINAR_AT = dt.datetime(2027, 3, 2, 18, 0, tzinfo=dt.UTC)  # the example campaign's send_at, 10:00 in California
+
+
+def webinar_run(status: str = "scheduled", send_at: dt.datetime = WEBINAR_AT, digest: str = "old",
+                name: str = "spring-webinar") -> engine_campaigns.Run:  # fmt: skip
+    return engine_campaigns.Run(name, digest, "lead", "anna", engine_campaigns.RunStatus(status), send_at,
+                                reason="stopped by anna" if status == "stopped" else None)  # fmt: skip
+
+
+def campaign_effects(p: plan.Plan) -> tuple[str, ...]:
+    (change,) = [c for c in p.changes if c.kind == "Campaign"]
+    return change.effects
+
+
+@pytest.mark.unit
+def test_plan_says_a_change_inside_the_freeze_stops_the_campaign(rules: Path) -> None:
+    before = ruleset(rules)
+    active = dict(app_rules.definitions(before))
+    edit(rules / "campaigns" / "spring-webinar.yaml", "after: 3 days", "after: 4 days")
+    after = ruleset(rules)
+    runs = {"spring-webinar": webinar_run()}
+    p = plan.make_plan(after, active, {}, runs=runs, now=WEBINAR_AT - dt.timedelta(minutes=10))
+    assert campaign_effects(p) == (
+        "campaign spring-webinar will be stopped: its definition changed 10 min before its send time "
+        "2027-03-02T18:00:00+00:00, inside limits.campaign_freeze (15 minutes): start it again to send it",
+    )
+    assert "=> campaign spring-webinar will be stopped: its definition changed 10 min" in plan.format_text(p)
+    early = plan.make_plan(after, active, {}, runs=runs, now=WEBINAR_AT - dt.timedelta(minutes=20))
+    assert campaign_effects(early) == (
+        "campaign spring-webinar: scheduled to send 2027-03-02T10:00:00-08:00 (changed more than "
+        "limits.campaign_freeze, 15 minutes, before it)",
+    )
+    # Without the store's runs, the plan says what may happen.
+    assert "within limits.campaign_freeze" in campaign_effects(plan.make_plan(after, active, {}))[0]
+
+
+@pytest.mark.unit
+def test_plan_says_what_applying_does_to_a_campaign_in_each_state(rules: Path) -> None:
+    before = ruleset(rules)
+    active = dict(app_rules.definitions(before))
+    edit(rules / "campaigns" / "spring-webinar.yaml", "send_at: 2027-03-02T10:00:00-08:00",
+         "send_at: 2027-03-03T10:00:00-08:00")  # fmt: skip
+    after = ruleset(rules)
+    now = WEBINAR_AT - dt.timedelta(days=1)
+
+    def said(status: str) -> str:
+        (effect,) = campaign_effects(plan.make_plan(after, active, {}, runs={"spring-webinar": webinar_run(status)},
+                                                    now=now))  # fmt: skip
+        return effect
+
+    assert said("scheduled") == ("campaign spring-webinar: rescheduled from 2027-03-02T18:00:00+00:00 to "
+                                 "2027-03-03T10:00:00-08:00")  # fmt: skip
+    assert said("stopped") == ("campaign spring-webinar stays stopped (stopped by anna): its owner starts it again "
+                               "(`outreach campaigns start spring-webinar`)")  # fmt: skip
+    assert said("deleted").startswith("campaign spring-webinar was deleted and stays so")
+    assert said("sent").startswith("campaign spring-webinar is sent: the mail already rendered stays as it is")
+    # Added with a send_at that has passed: it goes at once.
+    late = plan.make_plan(after, {}, {}, runs={}, now=WEBINAR_AT + dt.timedelta(days=2))
+    assert campaign_effects(late) == ("campaign spring-webinar: send_at 2027-03-03T10:00:00-08:00 is in the past: it "
+                                      "goes out as soon as it is applied",)  # fmt: skip
+
+
+@pytest.mark.unit
+def test_plan_says_apply_would_refuse_a_slot_the_store_already_fills(rules: Path) -> None:
+    """Five lead campaigns the store has scheduled at the webinar's minute (limits.campaigns_per_slot: 5): adding
+    the webinar makes six, and apply would refuse the rules."""
+    others = {f"promo-{i}": webinar_run(name=f"promo-{i}", send_at=WEBINAR_AT + dt.timedelta(seconds=i))
+              for i in range(5)}  # fmt: skip
+    p = plan.make_plan(ruleset(rules), {}, {}, runs=others, now=WEBINAR_AT - dt.timedelta(days=1))
+    assert p.refusals == (
+        "apply would refuse these rules and apply nothing: 6 lead campaigns are scheduled for "
+        "2027-03-02T18:00:00+00:00 (promo-0, promo-1, promo-2, promo-3, promo-4, spring-webinar); "
+        "limits.campaigns_per_slot allows 5",
+    )
+    assert f"! {p.refusals[0]}\nPlan: 15 to add" in plan.format_text(p)
+    assert "**Apply would refuse these rules:**" in plan.format_markdown(p)
+    assert json.loads(plan.format_json(p))["refusals"] == list(p.refusals)
+    # One of them stopped: room for the webinar.
+    others["promo-0"] = dataclasses.replace(others["promo-0"], status=engine_campaigns.RunStatus.STOPPED)
+    assert plan.make_plan(ruleset(rules), {}, {}, runs=others, now=WEBINAR_AT - dt.timedelta(days=1)).refusals == ()
+
+
+@pytest.mark.store
+async def test_plan_reads_the_runs_through_the_application_layer(backend: tuple[str, str | None], rules: Path) -> None:
+    url, schema = backend
+    before = ruleset(rules)
+    store = await Store.open(url, fields=before.settings.fields, upgrade=True, schema=schema)
+    try:
+        await app_rules.apply(store, before, now=WEBINAR_AT - dt.timedelta(days=1))
+        edit(rules / "campaigns" / "spring-webinar.yaml", "after: 3 days", "after: 4 days")
+        active = {k: (d.hash, d.body) for k, d in (await store.active_definitions()).items()}
+        runs = await app_campaigns.runs(store)
+        assert runs["spring-webinar"].status is engine_campaigns.RunStatus.SCHEDULED
+        p = plan.make_plan(ruleset(rules), active, {}, runs=runs, now=WEBINAR_AT - dt.timedelta(minutes=5))
+        assert campaign_effects(p)[0].startswith("campaign spring-webinar will be stopped: its definition changed 5 min")
+    finally:
+        await store.close()
+
+
+@pytest.mark.acceptance
+def test_plan_before_apply_says_what_the_freeze_and_the_slot_limit_will_do(
+    rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    from outreach.cli import options
+
+    clock = [WEBINAR_AT - dt.timedelta(days=1, seconds=-10)]  # 18:00:10 the day before
+    monkeypatch.setattr(options, "now", lambda: clock[0])
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    edit(rules / "settings.yaml", "campaigns_per_slot: 5", "campaigns_per_slot: 1")
+    flash = "kind: Campaign\nname: {}\nmodule: lead\nowner: anna\nto: {{view: dach-qualified}}\ntemplate: webinar-invite\n"
+    (rules / "campaigns" / "flash.yaml").write_text(flash.format("flash"), encoding="utf-8")  # no send_at: at once
+    assert run("apply", "--db", db, str(rules))[0] == 0
+
+    # A second campaign sent as it is applied, in the same minute: the slot of the first, which the store holds.
+    (rules / "campaigns" / "flash-2.yaml").write_text(flash.format("flash-2"), encoding="utf-8")
+    clock[0] += dt.timedelta(seconds=20)
+    code, out = run("plan", "--db", db, str(rules))
+    assert code == 2
+    assert ("! apply would refuse these rules and apply nothing: 2 lead campaigns are scheduled for "
+            "2027-03-01T18:00:00+00:00 (flash, flash-2); limits.campaigns_per_slot allows 1") in out  # fmt: skip
+    code, out = run("apply", "--db", db, str(rules))
+    assert code == 1 and "nothing was applied: 2 lead campaigns are scheduled for" in out
+    (rules / "campaigns" / "flash-2.yaml").unlink()
+
+    # Ten minutes before the webinar goes, an edit would stop it: plan says so, and apply does it.
+    edit(rules / "campaigns" / "spring-webinar.yaml", "after: 3 days", "after: 4 days")
+    clock[0] = WEBINAR_AT - dt.timedelta(minutes=10)
+    code, out = run("plan", "--db", db, str(rules))
+    assert code == 2 and "=> campaign spring-webinar will be stopped: its definition changed 10 min before" in out
+    code, out = run("apply", "--db", db, str(rules))
+    assert code == 0 and "=> campaign spring-webinar will be stopped" in out
+
+    async def status() -> str:
+        store = await Store.open(db)
+        try:
+            return str((await app_campaigns.runs(store))["spring-webinar"].status)
+        finally:
+            await store.close()
+
+    import asyncio
+
+    assert asyncio.run(status()) == "stopped"

@@ -301,12 +301,12 @@ def test_bad_times_zones_and_mixed_forms_are_usage_errors() -> None:
         (["welcome", "--start", FRIDAY, "--timezone", "Mars/Base"], "--timezone: unknown time zone 'Mars/Base'"),
         (["welcome", "--start", FRIDAY, "--as", "zed"], "--as: 'zed' is not a user in Settings.users"),
         (["welcome", "--process", "partner-leads", "--stage", "New", "--entered", FRIDAY],
-         "give SEQUENCE or --process NAME, not both"),
-        ([], "give SEQUENCE (with --start) or --process NAME (with --stage and --entered)"),
+         "give one of SEQUENCE, --process NAME or --campaign NAME, not SEQUENCE and --process NAME"),
+        ([], "give SEQUENCE (with --start), --process NAME (with --stage and --entered) or --campaign NAME"),
         (["welcome"], "SEQUENCE needs --start TIME"),
         (["welcome", "--start", FRIDAY, "--stage", "New"], "--stage: only with --process, not SEQUENCE"),
         (["--process", "partner-leads", "--stage", "New", "--entered", FRIDAY, "--start", FRIDAY],
-         "--start: only with SEQUENCE, not --process"),
+         "--start: only with SEQUENCE or --campaign, not --process"),
         (["--process", "partner-leads", "--stage", "New"], "--process needs --stage and --entered"),
     ]  # fmt: skip
     for args, message in cases:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from outreach import store as store_module
 from outreach.app import sending
 from outreach.engine import campaigns as engine
 from outreach.engine import render
@@ -57,10 +58,10 @@ class CampaignStore(Protocol):
     async def campaign_runs(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
     async def campaign_steps(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
     async def save_campaign_run(self, values: Mapping[str, Any]) -> None: ...
+    async def start_campaign_run(self, campaign: str, now: dt.datetime) -> bool: ...
     async def start_campaign_step(self, campaign: str, step: int, now: dt.datetime) -> bool: ...
-    def campaign_expansion(self, scope: campaigning.Scope, cursor: str | None,
-                           limit: int) -> Any: ...  # fmt: skip
-    def campaign_rendering(self, steps: Sequence[tuple[str, int]], limit: int) -> Any: ...
+    def campaign_expansion(self, scope: campaigning.Scope, limit: int) -> Any: ...
+    def campaign_rendering(self, steps: Sequence[tuple[str, int]], limit: int, now: dt.datetime) -> Any: ...
     async def campaign_backlog(self) -> int: ...
     async def campaign_has_queued(self, campaign: str, step: int) -> bool: ...
     async def set_campaign_status(self, campaign: str, values: Mapping[str, Any]) -> int: ...
@@ -99,6 +100,9 @@ async def apply_runs(tx: changes.Changes, ruleset: model.RuleSet, digests: Mappi
         if new != old:
             after[name] = new
             await tx.save_campaign_run(columns_of(new))
+            past = campaign.send_at if campaign.send_at is not None and campaign.send_at < now else None
+            if past is not None and new.status is engine.RunStatus.SCHEDULED and (old is None or old.hash != new.hash):
+                said.append(f"campaign {name}: send_at {past.isoformat()} is in the past: it goes out at once")
             if new.status is engine.RunStatus.STOPPED and (old is None or old.status is not engine.RunStatus.STOPPED):
                 said.append(f"campaign {name} stopped: {new.reason}")
     for name in removed:
@@ -110,10 +114,7 @@ async def apply_runs(tx: changes.Changes, ruleset: model.RuleSet, digests: Mappi
             await tx.save_campaign_run(columns_of(gone))
     full = engine.overfull_slots(list(after.values()), limits.campaigns_per_slot)
     if full:
-        lines = [f"{len(names)} {module} campaigns are scheduled for {at.isoformat()} ({', '.join(names)}); "
-                 f"limits.campaigns_per_slot allows {limits.campaigns_per_slot}"
-                 for (module, at), names in sorted(full.items())]  # fmt: skip
-        raise SlotFull("\n".join(lines))
+        raise SlotFull(engine.slots_said(full, limits))
     return said
 
 
@@ -151,58 +152,94 @@ class Campaigns:
             campaign = self.ruleset.campaigns.get(name)
             if campaign is None:
                 continue
-            if run.status is engine.RunStatus.SCHEDULED and run.send_at <= now:
-                run = dataclasses.replace(run, status=engine.RunStatus.SENDING, started_at=now, reason=None)
-                await self.store.save_campaign_run(columns_of(run))
-                log.info("campaign %s: sending", name)
-            if run.status is engine.RunStatus.SENDING:
-                await self._pick(campaign, run, 0, run.cursor, now, report, started, stop)
-            if run.status in (engine.RunStatus.SENDING, engine.RunStatus.SENT):
-                rendering.append((name, 0))
-            if run.status is not engine.RunStatus.SENT or run.started_at is None:
-                continue
-            for i, follow_up in enumerate(campaign.follow_ups, start=1):
-                kept = steps.get((name, i))
-                if kept is None:
-                    if engine.follow_up_due(follow_up, run.started_at) > now:
-                        continue
-                    if not await self.store.start_campaign_step(name, i, now):
-                        continue
-                    log.info("campaign %s: follow-up %d sending", name, i)
-                    kept = {"status": "sending", "cursor": None}
-                if kept["status"] == "sending":
-                    await self._pick(campaign, run, i, kept["cursor"], now, report, started, stop)
-                rendering.append((name, i))
+            try:
+                await self._advance(campaign, run, steps, now, report, started, stop, rendering)
+            except store_module.DatabaseError:
+                raise  # the daemon logs it and tries again next tick
+            except Exception:  # one broken campaign must not stop the others, the sequences, nor the daemon
+                log.exception("campaign %s failed", name)
         if rendering:
             await self._render(rendering, now, report)
         return report
 
-    async def _pick(self, campaign: model.Campaign, run: engine.Run, step: int, cursor: str | None,
-                    now: dt.datetime, report: Report, started: float,
+    async def _advance(self, campaign: model.Campaign, run: engine.Run, steps: Mapping[tuple[str, int], Any],
+                       now: dt.datetime, report: Report, started: float, stop: Callable[[], bool] | None,
+                       rendering: list[tuple[str, int]]) -> None:  # fmt: skip
+        """One campaign's work of a tick: start it when due, pick, start its follow-ups when due."""
+        name = campaign.name
+        if run.status is engine.RunStatus.SCHEDULED and run.send_at <= now:
+            if not await self.store.start_campaign_run(name, now):
+                return
+            run = dataclasses.replace(run, status=engine.RunStatus.SENDING, started_at=now, reason=None)
+            log.info("campaign %s: sending", name)
+        if run.status is engine.RunStatus.SENDING:
+            await self._pick(campaign, 0, now, report, started, stop)
+        if run.status in (engine.RunStatus.SENDING, engine.RunStatus.SENT):
+            rendering.append((name, 0))
+        if run.status is engine.RunStatus.SENDING:  # picking may just have finished it
+            found = await self.store.campaign_runs([name])
+            run = run_of(found[0]) if found else run
+        if run.status is not engine.RunStatus.SENT or run.started_at is None:
+            return
+        for i, follow_up in enumerate(campaign.follow_ups, start=1):
+            kept = steps.get((name, i))
+            if kept is None:
+                if engine.follow_up_due(follow_up, run.started_at) > now:
+                    continue
+                if not await self.store.start_campaign_step(name, i, now):
+                    continue
+                log.info("campaign %s: follow-up %d sending", name, i)
+                kept = {"status": "sending"}
+            if kept["status"] == "sending":
+                await self._pick(campaign, i, now, report, started, stop)
+            rendering.append((name, i))
+
+    async def _pick(self, campaign: model.Campaign, step: int, now: dt.datetime, report: Report, started: float,
                     stop: Callable[[], bool] | None) -> None:  # fmt: skip
         """Pick a step's recipients, a batch per transaction, until done or the tick's time is up."""
         scope = self._scope(campaign, step, now)
         while True:
-            async with self.store.campaign_expansion(scope, cursor, PICK) as x:
+            async with self.store.campaign_expansion(scope, PICK) as x:
+                if x is None:
+                    return  # picked meanwhile to the end (another daemon), stopped or deleted
                 seen = set(x.mailed_before)
+                skip, candidate_of, add = engine.skip, engine.Candidate, x.add  # 100,000 times a campaign
+                picked = 0
                 for c in x.candidates:
-                    candidate = engine.Candidate(c.record_id, c.email, c.deleted, c.suppressed, c.excepted, c.bounced)
-                    why = engine.skip(candidate, seen)
+                    candidate = candidate_of(c.record_id, c.email, c.deleted, c.suppressed, c.excepted, c.bounced)
+                    why = skip(candidate, seen)
                     if why is None:
-                        x.add(c.record_id, c.email, "queued", None)
-                        report.picked += 1
+                        add(c.record_id, c.email, "queued", None)
+                        picked += 1
                     else:
-                        x.add(c.record_id, c.email, "skipped", engine.skip_reason(why, candidate))
-                        report.skipped += 1
-                done = len(x.candidates) < PICK
-                cursor = x.candidates[-1].record_id if x.candidates else cursor
-                await x.flush(cursor, finished_at=now if done else None)
+                        add(c.record_id, c.email, "skipped", engine.skip_reason(why, candidate))
+                report.picked += picked
+                report.skipped += len(x.candidates) - picked
+                done = not x.more
+                await x.flush(x.after, finished_at=now if done else None)
             if done:
-                if step == 0:
-                    log.info("campaign %s: every recipient picked", campaign.name)
+                await self._picked(campaign, step)
                 return
             if time.monotonic() - started > BATCH_SECONDS or (stop is not None and stop()):
                 return
+
+    async def _picked(self, campaign: model.Campaign, step: int) -> None:
+        """A step's recipients are all picked: the log says how many get the mail and how many were skipped. A
+        campaign mail that goes to nobody (its recipients matched no record, or each one was skipped) says so as a
+        warning, and in its run's reason for `outreach campaigns`: it is sent, with nothing sent."""
+        counts = _counts((await self.store.campaign_counts(campaign.name)).get(step))
+        skipped = sum(counts.skipped.values())
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(counts.skipped.items()))
+        what = "the campaign mail" if step == 0 else f"follow-up {step}"
+        if counts.recipients or step != 0:
+            log.info("campaign %s: %s goes to %d recipient%s%s", campaign.name, what, counts.recipients,
+                     "" if counts.recipients == 1 else "s", f" ({skipped} skipped: {reasons})" if skipped else "")  # fmt: skip
+            return
+        matched = "the one record" if skipped == 1 else f"all {skipped} records"
+        why = (f"{matched} it matched {'was' if skipped == 1 else 'were'} skipped ({reasons})" if skipped
+               else f"no {campaign.module} record matched its recipients")  # fmt: skip
+        log.warning("campaign %s: sent to nobody: %s", campaign.name, why)
+        await self.store.set_campaign_status(campaign.name, {"reason": f"sent to nobody: {why}"})
 
     def _scope(self, campaign: model.Campaign, step: int, now: dt.datetime) -> campaigning.Scope:
         if step == 0:
@@ -216,47 +253,57 @@ class Campaigns:
                                  except_=f.except_)  # fmt: skip
 
     async def _render(self, steps: Sequence[tuple[str, int]], now: dt.datetime, report: Report) -> None:
+        """Render queued mail into the outbox until RENDER_AHEAD messages wait there. Mail that must wait is marked
+        so (held_until) and passed over, so the recipients behind it go in the same tick."""
         room = RENDER_AHEAD - await self.store.campaign_backlog()
-        if room <= 0:
-            return
         settings = self.ruleset.settings
         limited = any(u.daily_limit is not None for u in settings.users.values())
-        usage = await self.store.daily_usage(now - seq.DAY) if limited else {}
-        async with self.store.campaign_rendering(steps, room) as batch:
-            for q in batch.queued:
-                campaign = self.ruleset.campaigns[q.campaign]
-                try:
-                    why = self._one(batch, campaign, q, now, usage)
-                except Exception as exc:  # one bad recipient must not stop the campaign
-                    log.exception("campaign %s: the mail to record %s failed", q.campaign, q.record.id)
-                    why = f"internal error: {type(exc).__name__}: {exc}"
-                if why is None:
-                    report.rendered += 1
-                else:
-                    batch.hold(q.id, why)
-                    report.held += 1
-            await batch.flush()
+        usage = await self.store.daily_usage(now - seq.DAY) if limited and room > 0 else {}
+        began = time.monotonic()
+        while room > 0:
+            async with self.store.campaign_rendering(steps, room, now) as batch:
+                for q in batch.queued:
+                    campaign = self.ruleset.campaigns[q.campaign]
+                    try:
+                        outcome = self._one(batch, campaign, q, now, usage)
+                    except Exception as exc:  # one bad recipient must not stop the campaign
+                        log.exception("campaign %s: the mail to record %s failed", q.campaign, q.record.id)
+                        outcome = Refused(f"internal error: {type(exc).__name__}: {exc}")
+                    if outcome is None:
+                        report.rendered += 1
+                        room -= 1
+                    elif isinstance(outcome, Held):
+                        batch.hold(q.id, outcome.reason, outcome.until)
+                        report.held += 1
+                    else:
+                        log.warning("campaign %s: no mail to record %s: %s", q.campaign, q.record.id, outcome.reason)
+                        batch.refuse(q.id, f"{engine.CANNOT_SEND}: {outcome.reason}")
+                        report.skipped += 1
+                await batch.flush()
+            if not batch.queued or time.monotonic() - began > BATCH_SECONDS:
+                return
 
     def _one(self, batch: campaigning.Rendering, campaign: model.Campaign, q: campaigning.Queued,
-             now: dt.datetime, usage: dict[str, tuple[int, dt.datetime]]) -> str | None:  # fmt: skip
-        """Render one recipient's mail into the outbox; or say why it waits."""
+             now: dt.datetime, usage: dict[str, tuple[int, dt.datetime]]) -> Held | Refused | None:  # fmt: skip
+        """Render one recipient's mail into the outbox (None); or say why it waits (Held: a send window, the
+        sender's daily limit), or why it cannot be made at all (Refused: no sender, a template that does not
+        render; the recipient is skipped with the reason, as `campaigns show` counts it)."""
         settings = self.ruleset.settings
         record = q.record
         who = engine.sender_of(campaign, record.owner, settings)
         if isinstance(who, str):
-            return who
+            return Refused(who)
         opens = engine.window_opens(campaign, record.timezone, settings, now)
         if opens > now:
-            return f"waits for the send window of calendar {campaign.calendar} ({opens.isoformat()})"
+            return Held(f"waits for the send window of calendar {campaign.calendar} ({opens.isoformat()})", opens)
         sender = who.sender
         used, oldest = usage.get(sender.email, (0, now))
         why = engine.over_daily_limit(sender, used)
         if why is not None:
-            return why
-        usage[sender.email] = (used + 1, oldest)
+            return Held(why, oldest + seq.DAY)
         template = self.ruleset.templates.get(engine.step_template(campaign, q.step))
         if template is None:
-            return f"template {engine.step_template(campaign, q.step)!r} no longer exists"
+            return Refused(f"template {engine.step_template(campaign, q.step)!r} no longer exists")
         key = mail_links.new_key() if self.links is not None else None
         url = self.links.unsubscribe(key) if self.links is not None and key is not None else None
         owner = settings.users.get(record.owner) if record.owner else None
@@ -272,7 +319,8 @@ class Campaigns:
                 headers={"X-Outreach-Campaign": campaign.name, "X-Outreach-Step": str(q.step)},
             )  # fmt: skip
         except (render.RenderError, mail_message.HeaderError) as exc:
-            return str(getattr(exc, "reason", exc))
+            return Refused(str(getattr(exc, "reason", exc)))
+        usage[sender.email] = (used + 1, oldest)  # counted once the mail is made
         batch.enqueue(q.id, {
             "enrollment_id": None, "campaign": campaign.name, "record_id": record.id, "template": template.name,
             "step_id": str(q.step), "sender": sender.email, "recipient": str(record.email),
@@ -281,6 +329,21 @@ class Campaigns:
             "link_urls": list(urls) if urls else None, "language": campaign.unsubscribe_language,
         })  # fmt: skip
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """A recipient's mail waits until `until`, and why."""
+
+    reason: str
+    until: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    """A recipient's mail cannot be made, and why."""
+
+    reason: str
 
 
 # --- trigger actions ------------------------------------------------------------------------------------
@@ -299,7 +362,8 @@ async def fire(tx: changes.Changes, ruleset: model.RuleSet | None, campaign_name
         return 0
     done = 0
     for trigger in triggers:
-        for action in engine.actions(campaign, step, engine.Trigger(trigger), record.owner, now):
+        for action in engine.actions(campaign, step, engine.Trigger(trigger), record.owner, now,
+                                     ruleset.settings if ruleset is not None else None, record.timezone):  # fmt: skip
             data: dict[str, Any] = {"campaign": campaign_name, "step": step, "trigger": trigger}
             if isinstance(action, engine.UpdateField):
                 await tx.set_fields(record_id, {action.field: action.value}, now)
@@ -398,6 +462,11 @@ async def overview(store: CampaignStore, ruleset: model.RuleSet) -> list[Campaig
     return [await detail(store, ruleset, n) for n in names]
 
 
+async def runs(store: CampaignStore) -> dict[str, engine.Run]:
+    """Every campaign's run the store keeps, by name (`outreach plan` asks the engine what applying does to them)."""
+    return {r["campaign"]: run_of(r) for r in await store.campaign_runs()}
+
+
 async def _run(store: CampaignStore, name: str) -> engine.Run:
     found = await store.campaign_runs([name])
     if not found:
@@ -418,9 +487,11 @@ async def stop(store: CampaignStore, name: str, *, user: str, now: dt.datetime) 
     return stopped, taken
 
 
-async def start(store: CampaignStore, name: str, *, user: str, now: dt.datetime) -> engine.Run:
+async def start(store: CampaignStore, name: str, *, user: str, now: dt.datetime,
+                limits: model.Limits | None = None) -> engine.Run:  # fmt: skip
     """The owner starts a stopped campaign again: it goes at its send time, or at once when that has passed;
-    one whose campaign mail had started goes on where it stopped."""
+    one whose campaign mail had started goes on where it stopped. With the rule set's `limits`, SlotFull when it
+    would be one campaign too many of its module at its send time (`limits.campaigns_per_slot`), as apply says."""
     run = await _run(store, name)
     if user != run.owner:
         raise NotAllowed(f"only its owner {run.owner!r} may start campaign {name}")
@@ -434,6 +505,11 @@ async def start(store: CampaignStore, name: str, *, user: str, now: dt.datetime)
         status = engine.RunStatus.SCHEDULED
     started = dataclasses.replace(run, status=status, reason=None, changed_at=now,
                                   send_at=max(run.send_at, now) if status is engine.RunStatus.SCHEDULED else run.send_at)  # fmt: skip
+    if limits is not None and status is engine.RunStatus.SCHEDULED:
+        others = [run_of(r) for r in await store.campaign_runs() if r["campaign"] != name]
+        full = engine.overfull_slots([*others, started], limits.campaigns_per_slot)
+        if any(name in names for names in full.values()):
+            raise SlotFull(engine.slots_said(full, limits))
     await store.set_campaign_status(name, {"status": str(status), "reason": None, "changed_at": now,
                                            "send_at": started.send_at})  # fmt: skip
     return started

@@ -73,6 +73,16 @@ YIELD_EVERY = 0.05
 BATCH_SECONDS = 5.0
 
 
+# While the database refuses to write what became of sent messages (a connection ended, a full disk), the
+# dispatcher keeps the answers and tries again after a pause of this many seconds, doubled each time up to the cap.
+WRITE_RETRY, WRITE_RETRY_CAP = 1.0, 30.0
+
+
+def _why(exc: Exception) -> str:
+    """The first line of what the database driver said (SQLAlchemy's message adds the statement and its values)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 async def _let_the_loop_run() -> None:
     """Give the event loop the rounds a signal needs to reach its handler: the loop reads the signal in one round
     and runs its handler in the next; the third round comes back here, after it."""
@@ -172,8 +182,7 @@ class Scheduler:
         if self.ruleset.campaigns:
             done = await self.campaigns.run(now, stop)
             report.campaign_mail += done.rendered
-            report.campaign_skipped += done.skipped
-            report.held += done.held
+            report.campaign_skipped += done.skipped  # mail that waits (a send window) is shown by `campaigns show`
         if dispatch and (pending.mail or report.queued or report.reminders or report.campaign_mail):
             await self.dispatch(now, report)
         return report
@@ -321,7 +330,9 @@ class Scheduler:
         goes out, and each answer is written as it arrives (those that arrive together in one transaction) and
         before the next claim, so the store never holds more `sending` than the window and a crash leaves
         `unknown` at most the messages on the wire. A message handed over whose answer was lost
-        (`in_doubt`) becomes `unknown` at once and is never sent again by itself."""
+        (`in_doubt`) becomes `unknown` at once and is never sent again by itself. When the database fails (a
+        connection ended, a full disk), nothing more is claimed: the messages in flight finish, and their answers
+        are kept and written once the database takes them (`_write`)."""
         if self.transport is None:
             return
         window = max(1, int(getattr(self.transport, "concurrency", self.send_batch)))
@@ -338,13 +349,22 @@ class Scheduler:
         more = True  # the last claim found as many as it asked for
         while True:
             if answered:  # written before claiming more: what is `sending` in the store never exceeds the window
-                await self._finish(answered, now)
+                await self._write(answered, now)
                 answered.clear()
             stopping = stop is not None and stop()  # stopping: no new claims; the messages in flight finish
             if more and not stopping and len(in_flight) < window:
                 want = window - len(in_flight)
-                claimed = await self.store.claim_outbox(now, want, uuid.uuid4().hex, self.daemon_id)
-                more = len(claimed) == want
+                try:
+                    claimed = await self.store.claim_outbox(now, want, uuid.uuid4().hex, self.daemon_id)
+                except store_module.DatabaseError as exc:
+                    # The claim's transaction is gone with nothing claimed. Raising would abandon the messages in
+                    # flight, `sending` for as long as this daemon runs: they finish first, and the next dispatch
+                    # claims again.
+                    log.warning("no mail can be claimed (%s); the messages in flight finish, and the next look "
+                                "claims again", _why(exc))  # fmt: skip
+                    claimed, more = [], False
+                else:
+                    more = len(claimed) == want
                 for m in claimed:
                     free_at = self.domain_caps.take(m["recipient"], now)
                     if free_at is None:
@@ -378,6 +398,26 @@ class Scheduler:
             return SendOutcome(m["id"], False, result.detail)
         report.deferred += 1
         return SendOutcome(m["id"], False, result.detail, now + self.backoff(m["attempts"]))
+
+    async def _write(self, done: Sequence[SendOutcome], now: dt.datetime) -> None:
+        """`_finish`, tried again until the database takes it. The answers are the only record of what the relay
+        took: while the database refuses them (a connection ended, a full disk) they are kept and nothing more is
+        claimed, and the log says why at each try."""
+        pause, tries = WRITE_RETRY, 0
+        while True:
+            try:
+                await self._finish(done, now)
+            except store_module.DatabaseError as exc:
+                tries += 1
+                log.warning("what became of %d message(s) cannot be written (%s); nothing more is claimed until it "
+                            "is; trying again in %g s", len(done), _why(exc), pause)  # fmt: skip
+            else:
+                if tries:
+                    log.info("what became of %d message(s) is written after %d failed tries; sending goes on",
+                             len(done), tries)  # fmt: skip
+                return
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, WRITE_RETRY_CAP)
 
     async def _finish(self, done: Sequence[SendOutcome], now: dt.datetime) -> None:
         """Write what became of claimed messages. A message that failed for good blocks its live enrollment with

@@ -209,8 +209,8 @@ LAZY: dict[str, tuple[str, str, str]] = {
                      "for an overdue lead)."),
     "doctor": ("doctor", "doctor", "Check what the daemon needs and list what needs an operator; exit 1 if "
                "anything is a problem."),
-    "simulate": ("simulate", "simulate", "Print, on a virtual clock, what a sequence does to one record, or when a "
-                 "record in a stage is reminded."),
+    "simulate": ("simulate", "simulate", "Print, on a virtual clock, what a sequence does to one record, when a "
+                 "record in a stage is reminded, or what a campaign does to a sample of its recipients."),
     "test": ("ruletest", "test", "Run RuleTests: the real engine and store on a virtual clock, with a transport "
              "that records every mail."),
     "run": ("sequences", "run", "Run the daemon: apply the rules, then every tick enroll, send due steps and hand "
@@ -224,6 +224,7 @@ LAZY: dict[str, tuple[str, str, str]] = {
     "outbox": ("sequences", "outbox", "The outbox: messages and their sending state."),
     "processes": ("processes", "processes", "Sales processes: stages with a maximum duration, and reminders about "
                   "records that overstay them."),
+    "campaigns": ("campaigns", "campaigns", "Bulk campaigns: list, show, stop, start, delete and their statistics."),
     "suppressions": ("suppressions", "suppressions", "The suppression list: addresses kept off every sequence and "
                      "campaign."),
     "web": ("web", "web", "Serve the web endpoints alone: unsubscribe pages and one-click POSTs, the open pixel, "

@@ -127,8 +127,12 @@ def on_store(
 
 
 def when(value: dt.datetime | None) -> str:
-    """A time as the tables show it."""
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+    """A time as the tables show it, in UTC (a time from the rules may carry another offset)."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _json_default(value: object) -> object:

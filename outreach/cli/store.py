@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -78,11 +79,15 @@ def _rules_if_any(rules_dir: str) -> model.RuleSet | None:
     return rules_validate.validate([rules_dir]).ruleset
 
 
-async def _plan(store: Store, ruleset: model.RuleSet) -> plan_module.Plan:
+async def _plan(store: Store, ruleset: model.RuleSet, now: dt.datetime) -> plan_module.Plan:
+    """What applying `ruleset` at `now` would change; the campaigns' runs say what it does to each campaign then
+    (one stopped by the freeze, a slot overfull)."""
+    from outreach.app import campaigns as app_campaigns
     from outreach.review import plan as plan_module
 
     active = {k: (d.hash, d.body) for k, d in (await store.active_definitions()).items()}
-    return plan_module.make_plan(ruleset, active, await store.enrollment_counts())
+    return plan_module.make_plan(ruleset, active, await store.enrollment_counts(),
+                                 runs=await app_campaigns.runs(store), now=now)  # fmt: skip
 
 
 class _PlanUsageError(click.UsageError):
@@ -146,9 +151,10 @@ def plan(rules_dir: str, db_url: str | None, fmt: str, base_ref: str | None, sam
         _plan_base(rules_dir, db_url, fmt, base_ref, sample_start)
     if sample_start is not None:
         raise click.UsageError("--sample-start goes with --base")
-    ruleset = options.load_rules(rules_dir, when=options.now())
+    when = options.now()
+    ruleset = options.load_rules(rules_dir, when=when)
 
-    result = options.on_store(db_url, ruleset, lambda s: _plan(s, ruleset))
+    result = options.on_store(db_url, ruleset, lambda s: _plan(s, ruleset, when))
     render = {"text": plan_module.format_text, "markdown": plan_module.format_markdown,
               "json": plan_module.format_json}[fmt]  # fmt: skip
     click.echo(render(result))
@@ -202,7 +208,7 @@ def apply(rules_dir: str, db_url: str | None) -> None:
     ruleset = options.load_rules(rules_dir, when=when)
 
     async def go(store: Store) -> plan_module.Plan:
-        result = await _plan(store, ruleset)
+        result = await _plan(store, ruleset, when)
         try:
             await app_rules.apply(store, ruleset, now=when)
         except app_campaigns.SlotFull as exc:

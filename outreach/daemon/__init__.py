@@ -46,6 +46,7 @@ log = logging.getLogger("outreach")
 HEALTHY_WITHIN = dt.timedelta(minutes=5)  # a scheduler without a finished tick for this long is reported dead
 GRACE = 30.0  # seconds the mail in flight has to finish after SIGTERM
 LEASE = dt.timedelta(seconds=30)  # how long a lease runs unrenewed: a dead daemon's work is taken over after it
+DISPATCH_SLICE = 10.0  # seconds a dispatch claims at one reading of the clock
 STATUS_EVERY = 15.0  # seconds between STATUS= lines (each counts the queue)
 FORGET_AFTER = dt.timedelta(days=7)  # a daemon gone this long leaves `outreach status`
 REMINDERS, HOUSEKEEPING, MAILBOX = "reminders", "housekeeping", "mailbox:"
@@ -257,7 +258,7 @@ class Daemon:
         while not self.stopping.is_set():
             report = await self.tick(dispatch=False)
             self._mark("scheduler")
-            if report.queued or report.reminders:
+            if report.queued or report.reminders or report.campaign_mail:
                 self._wake.set()
             await self._status()
             self._watchdog()
@@ -274,13 +275,35 @@ class Daemon:
             self._wake.clear()
             report = scheduler_module.TickReport()
             now = self.clock()
-            await scheduler.dispatch(now, report, stop=self.stopping.is_set)
+
+            # A dispatch claims until the queue is empty, which under load can take hours: a reload (another
+            # scheduler in force) ends its claims too, so that the rest of the queue goes out under the new rules
+            # and through the new transport, not the old one. And a dispatch works at the `now` it was given
+            # (sent_at, retry times, daily limits): after DISPATCH_SLICE it stops claiming, and the loop goes on at
+            # once with a new reading of the clock.
+            began = time.monotonic()
+
+            def stop(dispatching: scheduler_module.Scheduler = scheduler, began: float = began) -> bool:
+                return (self.stopping.is_set() or self.scheduler is not dispatching
+                        or time.monotonic() - began > DISPATCH_SLICE)  # fmt: skip
+
+            await scheduler.dispatch(now, report, stop=stop)
             self._mark("dispatcher")
             if report.sent or report.failed or report.deferred or report.held:
                 self.metrics.count_replies(report.replies)  # the tick histogram is the scheduler's ticks alone
                 self._count_sent(now, report.sent)
                 log.info("%s: %s", now.strftime("%Y-%m-%d %H:%M:%S UTC"), report)
                 await self._checkpoint()
+            in_force = self.scheduler
+            if in_force is not scheduler:
+                # The reload closed the old transport's idle connections; those that were sending came back to it
+                # since: they get a QUIT too, rather than a cut whenever the garbage collector gets to them.
+                old = scheduler.transport
+                if old is not None and (in_force is None or old is not in_force.transport):
+                    await old.close()
+                continue
+            if time.monotonic() - began > DISPATCH_SLICE:
+                continue  # the slice ended, perhaps with mail still queued: claim again at once, at a new `now`
             await self._sleep(self._wait_seconds(), self._wake)
 
     def _watchdog(self) -> None:

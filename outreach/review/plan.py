@@ -8,6 +8,7 @@ the effect on people in flight.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import json
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from outreach.engine import campaigns as engine_campaigns
 from outreach.rules import model
 
 KIND_ORDER = ("Settings", "Template", "View", "Sequence", "Campaign", "SalesProcess")
@@ -36,6 +38,7 @@ class Change:
 class Plan:
     changes: tuple[Change, ...]
     unchanged: int
+    refusals: tuple[str, ...] = ()  # why `apply` would refuse these rules, and apply nothing
 
     @property
     def has_changes(self) -> bool:
@@ -76,16 +79,30 @@ def make_plan(
     ruleset: model.RuleSet,
     active: Mapping[tuple[str, str], tuple[str, Mapping[str, Any]]],
     live: Mapping[tuple[str, str], int],
+    *,
+    runs: Mapping[str, engine_campaigns.Run] | None = None,
+    now: dt.datetime | None = None,
 ) -> Plan:
     """Compare the rule set with what is applied.
 
     `active` is {(kind, name): (hash, body)} in force in the store; `live` the
-    count of active or blocked enrollments by (sequence, version hash).
+    count of active or blocked enrollments by (sequence, version hash). With
+    the campaigns' runs in the store (`runs`, by name) and the time apply
+    would run (`now`), a campaign's effects say what applying does to it then
+    (scheduled, rescheduled, stopped by the freeze ...), and `refusals` why
+    apply would refuse the rules (a slot of campaigns overfull).
     """
     wanted = ruleset.live_definitions()
     renamed_from = ruleset.renamed_from()
     moves = model.renames(renamed_from, active)  # {(kind, earlier name): new name}
     was = {(kind, new): old for (kind, old), new in moves.items()}
+    known: _Runs | None = None
+    if runs is not None and now is not None:
+        by_name = dict(runs)  # under the names apply leaves them: a renamed campaign's run moves with it
+        for (kind, earlier), new_name in moves.items():
+            if kind == "Campaign" and earlier in by_name:
+                by_name[new_name] = dataclasses.replace(by_name.pop(earlier), campaign=new_name)
+        known = _Runs(by_name, now)
     changes: list[Change] = []
     unchanged = 0
     keys = sorted((set(wanted) | set(active)) - set(moves), key=lambda k: (KIND_ORDER.index(k[0]), k[1]))
@@ -98,12 +115,16 @@ def make_plan(
             assert new is not None
             earlier = was[(kind, name)]
             old = active[(kind, earlier)]
+            effects = _effects_of_rename(ruleset, kind, earlier, name, old, live)
+            if kind == "Campaign" and known is not None:
+                effects += known.effects(ruleset, name, new.hash)
             changes.append(Change("rename", kind, name, old[0], new.hash,
-                                  yaml_diff(kind, name, old[1], new.body, old_name=earlier),
-                                  _effects_of_rename(ruleset, kind, earlier, name, old, live), earlier))  # fmt: skip
+                                  yaml_diff(kind, name, old[1], new.body, old_name=earlier), effects, earlier))  # fmt: skip
         elif old is None:
             assert new is not None
             effects = _effects_of_add(ruleset, kind, name)
+            if kind == "Campaign" and known is not None:
+                effects = known.effects(ruleset, name, new.hash)
             if renamed_from.get((kind, name)):
                 effects += (f"{_WORDS[kind]} {name}: renamed_from {', '.join(renamed_from[(kind, name)])}, but no "
                             f"{_WORDS[kind]} of that name is applied here: added as a new one",)  # fmt: skip
@@ -112,10 +133,69 @@ def make_plan(
             changes.append(Change("remove", kind, name, old[0], None, "", _effects_of_remove(kind, name, live)))
         else:
             effects = _effects_of_change(ruleset, kind, name, old, new.hash, live)
+            if kind == "Campaign" and known is not None:
+                effects = known.effects(ruleset, name, new.hash)
             changes.append(
                 Change("change", kind, name, old[0], new.hash, yaml_diff(kind, name, old[1], new.body), effects)
             )
-    return Plan(tuple(changes), unchanged)
+    removed = [c.name for c in changes if c.kind == "Campaign" and c.action == "remove"]
+    refusals = known.refusals(ruleset, wanted, removed) if known is not None else ()
+    return Plan(tuple(changes), unchanged, refusals)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Runs:
+    """The campaigns' runs in the store and the time apply would run: what applying does to each campaign, as
+    apply decides it (outreach/engine/campaigns.py)."""
+
+    runs: Mapping[str, engine_campaigns.Run]
+    now: dt.datetime
+
+    def effects(self, ruleset: model.RuleSet, name: str, digest: str) -> tuple[str, ...]:
+        c, run, now = ruleset.campaigns[name], self.runs.get(name), self.now
+        limits = ruleset.settings.limits
+        why = engine_campaigns.would_stop(c, digest, run, now, limits)
+        if why is not None:
+            return (f"campaign {name} will be stopped: {why}",)
+        after = engine_campaigns.applied(c, digest, run, now, limits)
+        status = run.status if run is not None else None
+        reason = f" ({run.reason})" if run is not None and run.reason else ""
+        if status is engine_campaigns.RunStatus.STOPPED:
+            return (f"campaign {name} stays stopped{reason}: its owner starts it again "
+                    f"(`outreach campaigns start {name}`)",)  # fmt: skip
+        if status is engine_campaigns.RunStatus.DELETED:
+            return (f"campaign {name} was deleted{reason} and stays so: give it a new name to send it again",)
+        if status in (engine_campaigns.RunStatus.SENDING, engine_campaigns.RunStatus.SENT):
+            return (f"campaign {name} is {status}: the mail already rendered stays as it is; the rest, and "
+                    "follow-ups not sent yet, use the new definition",)  # fmt: skip
+        if c.send_at is not None and c.send_at < now:
+            return (f"campaign {name}: send_at {c.send_at.isoformat()} is in the past: it goes out as soon as it is "
+                    "applied",)  # fmt: skip
+        if c.send_at is None:
+            return (f"campaign {name}: scheduled to send as soon as it is applied",)
+        if run is not None and run.send_at != after.send_at:
+            return (f"campaign {name}: rescheduled from {run.send_at.isoformat()} to {after.send_at.isoformat()}",)
+        when = f"campaign {name}: scheduled to send {after.send_at.isoformat()}"
+        if run is not None:  # changed, at the same time, before the freeze
+            when += f" (changed more than limits.campaign_freeze, {limits.campaign_freeze}, before it)"
+        return (when,)
+
+    def refusals(self, ruleset: model.RuleSet, wanted: Mapping[tuple[str, str], model.Source],
+                 removed: list[str]) -> tuple[str, ...]:  # fmt: skip
+        """The slots that applying would overfill (apply refuses the rules then, and applies nothing)."""
+        limits = ruleset.settings.limits
+        after = dict(self.runs)
+        for name, c in ruleset.campaigns.items():
+            after[name] = engine_campaigns.applied(c, wanted[("Campaign", name)].hash, self.runs.get(name), self.now,
+                                                   limits)  # fmt: skip
+        for name in removed:
+            if name in after:
+                after[name] = dataclasses.replace(after[name], status=engine_campaigns.RunStatus.DELETED)
+        full = engine_campaigns.overfull_slots(list(after.values()), limits.campaigns_per_slot)
+        if not full:
+            return ()
+        return tuple(f"apply would refuse these rules and apply nothing: {line}"
+                     for line in engine_campaigns.slots_said(full, limits).splitlines())  # fmt: skip
 
 
 def _live_of(sequence: str, live: Mapping[tuple[str, str], int]) -> dict[str, int]:
@@ -238,6 +318,7 @@ def format_text(plan: Plan) -> str:
         out.append(f"{SYMBOL[c.action]} {c.kind} {c.name} ({version_text(c.action, c.old_hash, c.new_hash, c.old_name)})")
         out.extend(f"    {line}" for line in c.diff.splitlines())
         out.extend(f"    => {e}" for e in c.effects)
+    out.extend(f"! {r}" for r in plan.refusals)
     out.append(_summary(plan))
     return "\n".join(out)
 
@@ -245,6 +326,8 @@ def format_text(plan: Plan) -> str:
 def format_markdown(plan: Plan) -> str:
     """A comment ready to post on a pull request."""
     out = ["### outreach plan", "", _summary(plan)]
+    if plan.refusals:
+        out += ["", "**Apply would refuse these rules:**", *(f"- {r}" for r in plan.refusals)]
     if plan.changes:
         out += ["", "| | kind | name | version |", "|---|---|---|---|"]
         for c in plan.changes:
@@ -265,6 +348,6 @@ def format_markdown(plan: Plan) -> str:
 def format_json(plan: Plan) -> str:
     return json.dumps(
         {"changes": [dataclasses.asdict(c) for c in plan.changes], "unchanged": plan.unchanged,
-         "has_changes": plan.has_changes},
+         "has_changes": plan.has_changes, "refusals": list(plan.refusals)},
         indent=2, ensure_ascii=False,
     )  # fmt: skip

@@ -6,10 +6,12 @@ its records imported at `start`, and a transport that records every message with
 The clock then moves from `start` to `until`, stopping only where something can happen: at each event, where the
 store says an enrollment or a deferred message is next due, at the daily run of a process when one of its records
 can be reminded then, five minutes after the reminders' last look when a change left a reminder due (the daemon
-looks again then) and, for auto-enrolling sequences whose criteria depend on time, at every hourly full scan. At
-each stop the events of that instant are recorded through the application layer, as the CLI and the IMAP poller
-record them (outreach/app/events.py, enrolling.py, inbox.py), then one `Scheduler.tick(now)` runs, as the daemon's
-would.
+looks again then), at each campaign's send time and each follow-up's due time (and a second later, the daemon's
+next tick, while its recipients are picked or their mail rendered a window at a time; when a send window or a
+daily limit opens for mail held back) and, for auto-enrolling sequences whose criteria depend on time, at every
+hourly full scan. At each stop the events of that instant are recorded through the application layer, as the CLI,
+the IMAP poller and the web side record them (outreach/app/events.py, enrolling.py, inbox.py, tracking.py: an open
+or a click fetches the signed URL the mail carries), then one `Scheduler.tick(now)` runs, as the daemon's would.
 
 `check` compares the run with the expectations (pure); `format_text`, `format_json` and `format_junit` print
 results. Nothing here reads the wall clock except to time a run for the report.
@@ -35,9 +37,11 @@ from typing import Any
 from xml.etree import ElementTree
 
 from outreach import store as store_module
-from outreach.app import enrolling, events, inbox, reminding, sending
+from outreach.app import campaigns as app_campaigns
+from outreach.app import enrolling, events, inbox, reminding, sending, suppressions, tracking
 from outreach.app import importing as import_rows
 from outreach.app import rules as app_rules
+from outreach.engine import campaigns as campaign_engine
 from outreach.engine import reminders
 from outreach.mail import inbound, links
 from outreach.mail import transport as mail_transport
@@ -49,6 +53,12 @@ TEST_KEYS = links.Keys((b"outreach test: the signed links of RuleTests",))  # as
 MAX_STOPS = 100_000  # a run that stops more often than this is a bug in the engine or here, not a long test
 _RECHECK = reminding.LOOK_AFTER_CHANGES
 _HOUR = enrolling.FULL_SCAN_EVERY
+_SOON = dt.timedelta(seconds=1)  # the daemon's next tick, for work a tick left to the next one
+_DAY = dt.timedelta(days=1)
+# Who fetches a pixel or follows a link: a person's mail program, or (`automated: true`) a link scanner, which
+# outreach/engine/tracking.py flags by its user agent.
+PERSON_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+SCANNER_AGENT = "Mozilla/5.0 (compatible; link scanner)"
 
 
 class RuleTestError(Exception):
@@ -73,17 +83,36 @@ class Sent:
     subject: str
     thread: str  # reply (it has In-Reply-To) or new
     record: str | None
+    campaign: str | None = None  # a campaign's mail (its X-Outreach-Campaign header)
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignStep:
+    """A campaign's mail or one of its follow-ups at the end of a run: its state and statistics."""
+
+    campaign: str
+    step: int
+    template: str
+    status: str  # scheduled, sending, sent, stopped, deleted, not applied; a follow-up: waiting too
+    counts: Mapping[str, int]  # model.CAMPAIGN_COUNTS, and `skipped` in all
+    skipped: Mapping[str, int]  # by reason
+
+    @property
+    def label(self) -> str:
+        return _step_label(self.campaign, self.step, self.template)
 
 
 @dataclasses.dataclass(frozen=True)
 class Actual:
-    """What a run did: every mail sent, every task, the records' final fields and the enrollments' final states."""
+    """What a run did: every mail sent, every task, the records' final fields, the enrollments' final states and
+    the campaigns' statistics."""
 
     sent: tuple[Sent, ...] = ()
     tasks: tuple[tuple[str, str, dt.datetime], ...] = ()  # (record, subject, created at)
     fields: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # record -> field -> value
     enrollments: Mapping[tuple[str, str], tuple[str, str | None]] = dataclasses.field(default_factory=dict)
     notices: tuple[str, ...] = ()  # enrollments refused, at their time
+    campaigns: Mapping[tuple[str, int], CampaignStep] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +120,7 @@ class Line:
     """One line of a diff: `-` expected but not so, `+` happened but not expected, ` ` as expected."""
 
     sign: str
-    what: str  # sent, task, update, enrollment
+    what: str  # sent, task, update, enrollment, campaign
     at: dt.datetime | None
     text: str
     where: str = ""  # file:line of the expectation
@@ -165,8 +194,9 @@ class RecordingTransport:
 # --- running ---------------------------------------------------------------------------------------------------
 
 
-def until_of(test: model.RuleTest) -> dt.datetime:
-    """`until`, or one simulated day after the latest time named in the events or the expectations."""
+def until_of(test: model.RuleTest, ruleset: model.RuleSet | None = None) -> dt.datetime:
+    """`until`, or one simulated day after the latest time named in the events or the expectations, or at which
+    a campaign that a `campaigns` expectation names sends its mail or a follow-up (applied at `start`)."""
     if test.until is not None:
         return test.until
     named = [test.start, *(e.at for e in test.events)]
@@ -174,6 +204,11 @@ def until_of(test: model.RuleTest) -> dt.datetime:
     whens = [s.when for s in test.expect.sent or ()] + [t.when for t in test.expect.tasks if t.when is not None]
     for w in whens:
         named += [t for t in (w.at, w.after, w.before) if t is not None]
+    for name in {x.campaign for x in test.expect.campaigns}:
+        campaign = ruleset.campaigns.get(name) if ruleset is not None else None
+        if campaign is not None:
+            sends = campaign_engine.send_time(campaign, test.start)
+            named += [sends, *(campaign_engine.follow_up_due(f, sends) for f in campaign.follow_ups)]
     return max(named) + dt.timedelta(days=1)
 
 
@@ -201,6 +236,16 @@ async def run(test: model.RuleTest, ruleset: model.RuleSet, stores: memory.Memor
 
 
 @dataclasses.dataclass(frozen=True)
+class StepTrace:
+    """A campaign step as a run left it: when it went (or is due), and whom it skipped and why."""
+
+    campaign: str
+    step: int
+    at: dt.datetime | None  # the campaign mail: when it started going (its send time before); a follow-up: due
+    skipped: tuple[tuple[str, str], ...]  # (record, reason), by record
+
+
+@dataclasses.dataclass(frozen=True)
 class Trace:
     """A run as it happened, unchecked (for `outreach simulate`): `Actual` and the store's rows behind it."""
 
@@ -209,30 +254,40 @@ class Trace:
     enrollments: tuple[Mapping[str, Any], ...]  # the enrollment rows of the test's records, oldest first
     tasks: tuple[store_module.rows.Task, ...]  # every task, in the order created
     activity: tuple[store_module.rows.Event, ...]  # the events of the test's records, in time order
+    steps: tuple[StepTrace, ...] = ()  # each campaign's steps
 
 
-async def trace(test: model.RuleTest, ruleset: model.RuleSet) -> Trace:
-    """Run one RuleTest on a store of its own without checking its expectations; RuleTestError as `run` has."""
+async def trace(test: model.RuleTest, ruleset: model.RuleSet, *, suppressed: Sequence[tuple[str, str]] = (),
+                deleted: Sequence[str] = ()) -> Trace:  # fmt: skip
+    """Run one RuleTest on a store of its own without checking its expectations; RuleTestError as `run` has.
+    `suppressed` (address, reason) are on the suppression list and the records of `deleted` deleted at `start`,
+    before anything else happens (`outreach simulate --campaign` copies them from a database)."""
     stores = memory.MemoryStore()
     try:
         store = await stores.fresh(ruleset.settings.fields)
-        one = _Run(test, ruleset, store, stores)
+        one = _Run(test, ruleset, store, stores, suppressed=suppressed, deleted=deleted)
         actual = await one.go()
         by_id = {m["message_id"]: m for m in await store.outbox()}
         outbox = tuple(by_id.get(r.header("Message-ID"), {}) for r in one.transport.messages)
         ids = [r.id for r in test.records]
         activity = [e for rid in ids for e in await store.events(rid)]
         tasks = sorted(await store.list_tasks(open_only=False), key=lambda t: (t.created_at, t.id))
+        steps = []
+        for view in await app_campaigns.overview(store, one.ruleset):
+            for s in view.steps:
+                found = await store.campaign_recipient_list(view.name, s.step, "skipped")
+                steps.append(StepTrace(view.name, s.step, s.due_at,
+                                       tuple((r["record_id"], str(r["reason"])) for r in found)))  # fmt: skip
         return Trace(actual, outbox, tuple(await store.enrollments(record_ids=ids)), tuple(tasks),
-                     tuple(sorted(activity, key=lambda e: e.at)))  # fmt: skip
+                     tuple(sorted(activity, key=lambda e: e.at)), tuple(steps))  # fmt: skip
     finally:
         await stores.close()
 
 
 def expects_nothing(test: model.RuleTest) -> str | None:
     e = test.expect
-    if e.sent is None and not (e.tasks or e.updates or e.enrollments):
-        return "a RuleTest must expect something: sent, tasks, updates or enrollments"
+    if e.sent is None and not (e.tasks or e.updates or e.enrollments or e.campaigns):
+        return "a RuleTest must expect something: sent, tasks, updates, enrollments or campaigns"
     return None
 
 
@@ -240,9 +295,12 @@ class _Run:
     """One RuleTest's run on its store."""
 
     def __init__(
-        self, test: model.RuleTest, ruleset: model.RuleSet, store: store_module.Store, memory_: memory.MemoryStore
-    ) -> None:
+        self, test: model.RuleTest, ruleset: model.RuleSet, store: store_module.Store, memory_: memory.MemoryStore,
+        *, suppressed: Sequence[tuple[str, str]] = (), deleted: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self.test = test
+        self.suppressed = suppressed
+        self.deleted = deleted
         self.memory = memory_
         self.ruleset = ruleset
         self.store = store
@@ -257,24 +315,28 @@ class _Run:
 
     async def go(self) -> Actual:
         test, store = self.test, self.store
-        start, until = test.start, until_of(test)
-        await self.rules.swap(self.ruleset, self.transport, now=start)
+        start, until = test.start, until_of(test, self.ruleset)
+        await self._swap(self.ruleset, start, test.source.line)
         await store.set_mailbox_position(MAILBOX, 1, 0, start)
         rows = [import_rows.Row(0, r.id, r.type, _address(r.fields.get("email")),
                                 {k: v for k, v in r.fields.items() if k != "email"}) for r in test.records]  # fmt: skip
         done = await store.import_records(rows, now=start)
         if not done.committed:
             raise RuleTestError(f"the records cannot be imported: {done.problems[0].message}", test.source.line)
-        events = list(test.events)
+        for address, reason in self.suppressed:
+            await suppressions.add(store, address, reason=reason, now=start, source="test")
+        for rid in self.deleted:
+            await events.delete(store, rid, now=start, source="test")
+        due = list(test.events)
         now = start
         for _ in range(MAX_STOPS):
-            while events and events[0].at <= now:
-                await self.apply(events.pop(0), now)
+            while due and due[0].at <= now:
+                await self.apply(due.pop(0), now)
             self.transport.now = now
             self.ticks = [t for t in self.ticks if now - t < _RECHECK] + [now]
             assert self.rules.scheduler is not None
             await self.rules.scheduler.tick(now)
-            following = await self.next_stop(now, events)
+            following = await self.next_stop(now, due)
             if following is None or following > until:
                 return await self.actual()
             now = following
@@ -288,6 +350,8 @@ class _Run:
             if found is not None:
                 times.append(max(found, soon))
         times += self.reminder_stops(now)
+        if self.ruleset.campaigns:
+            times += self.campaign_stops(now)
         if self.hourly:
             times.append(self.test.start + _HOUR * ((now - self.test.start) // _HOUR + 1))
         return min(times, default=None)
@@ -325,6 +389,51 @@ class _Run:
                 out.append(self._next_look(now, run))
         return out
 
+    def campaign_stops(self, now: dt.datetime) -> list[dt.datetime]:
+        """When the campaigns phase of a tick (outreach/app/campaigns.py) has something to do: a scheduled
+        campaign's send time; each follow-up's due time; the next second (the daemon's next tick) while recipients
+        are still being picked or their mail waits to be rendered, RENDER_AHEAD at a time; and, for mail held back,
+        when the campaign's send window opens on the recipient's clock or the sender's daily limit has room again.
+        Mail held for something no time brings (a sender who is not a user, a template gone) waits for an event."""
+        soon = now + _SOON
+        settings = self.ruleset.settings
+        runs = {name: (status, send_at, started) for name, status, send_at, started in self.memory.campaign_runs()}
+        steps = self.memory.campaign_steps()
+        out: list[dt.datetime] = []
+        for name, (status, send_at, started) in runs.items():
+            campaign = self.ruleset.campaigns.get(name)
+            if campaign is None:
+                continue
+            if status == "scheduled" and send_at > now:
+                out.append(send_at)
+            elif status == "sending":
+                out.append(soon)  # picking goes on
+            elif status == "sent" and started is not None:
+                for i, follow_up in enumerate(campaign.follow_ups, start=1):
+                    kept = steps.get((name, i))
+                    if kept is None:  # a dated follow-up's time may be written in any zone: the run's is UTC
+                        out.append(max(campaign_engine.follow_up_due(follow_up, started).astimezone(dt.UTC), soon))
+                    elif kept == "sending":
+                        out.append(soon)
+        backlog: int | None = None
+        for name, step, why, zone, owner in self.memory.campaign_waiting():
+            campaign = self.ruleset.campaigns.get(name)
+            status = runs.get(name, ("", None, None))[0]
+            live = status in ("sending", "sent") if step == 0 else status == "sent" and (name, step) in steps
+            if campaign is None or not live or (why is not None and not why.startswith("waits")):
+                continue
+            at = max(campaign_engine.window_opens(campaign, zone, settings, now), soon)
+            who = campaign_engine.sender_of(campaign, owner, settings)
+            if why is not None and why.startswith("waits:") and not isinstance(who, str):  # the daily limit
+                oldest = self.memory.oldest_mail(who.sender.email, now - _DAY)
+                at = max(at, oldest + _DAY) if oldest is not None else at
+            if at == soon:  # when the outbox has room for more (a retry of what is in it makes room)
+                backlog = self.memory.campaign_backlog() if backlog is None else backlog
+                if backlog >= app_campaigns.RENDER_AHEAD:
+                    continue
+            out.append(at)
+        return out
+
     def _next_look(self, now: dt.datetime, run: dt.datetime) -> dt.datetime:
         """When the reminders pass looks again at a record changed lately: five minutes after its last look
         (one of the ticks of the last five minutes), else at the next daily run."""
@@ -356,9 +465,17 @@ class _Run:
         changed = event.ruleset
         if changed is None:  # validation builds it for every apply event of a valid RuleTest
             raise RuleTestError("apply: the changed rule set has errors", event.line)
-        await self.rules.swap(changed, self.transport, now=now)
+        await self._swap(changed, now, event.line)
         self.ruleset = changed
         self.hourly = _hourly(changed)
+
+    async def _swap(self, ruleset: model.RuleSet, now: dt.datetime, line: int) -> None:
+        """Apply a rule set as `outreach apply` does, and run it; a campaign slot over its limit is the test's
+        error, as it is apply's."""
+        try:
+            await self.rules.swap(ruleset, self.transport, now=now)
+        except app_campaigns.SlotFull as exc:
+            raise RuleTestError(f"the rules cannot be applied at {now.isoformat()}: {exc}", line) from None
 
     async def _apply(self, event: model.TestEvent, record: store_module.rows.Record, now: dt.datetime) -> None:
         """One event, recorded through the application layer as the CLI and the daemon record it."""
@@ -375,9 +492,7 @@ class _Run:
         elif kind in ("reply", "auto_reply", "bounce"):
             await self._inbound(kind, record, args, now, line)
         elif kind in ("open", "click"):
-            if args.get("campaign") is not None:
-                raise RuleTestError(f"{kind}: campaigns are not built yet", line)
-            await (events.opened if kind == "open" else events.clicked)(store, rid, now=now, source=by)
+            await self._hit(kind, record, args, now, line)
         elif kind == "unsubscribe":
             await events.unsubscribe(store, rid, now=now, source=by)
         elif kind == "convert":
@@ -405,14 +520,89 @@ class _Run:
         else:  # the schema allows no other kind
             raise RuleTestError(f"unknown event {kind!r}", line)
 
+    def _latest(self, record: store_module.rows.Record, campaign: str | None) -> Recorded | None:
+        """The latest mail sent to the record's address, or the latest of the campaign's mails to it."""
+        if not record.email:
+            return None
+        address = record.email.lower()
+        for m in reversed(self.transport.messages):
+            if address in (r.lower() for r in m.recipients) and (campaign is None
+                                                                  or m.header("X-Outreach-Campaign") == campaign):  # fmt: skip
+                return m
+        return None
+
+    def _nothing_sent(self, kind: str, record: store_module.rows.Record, campaign: str | None,
+                      now: dt.datetime, line: int) -> RuleTestError:  # fmt: skip
+        of = f" of campaign {campaign}" if campaign is not None else ""
+        return RuleTestError(f"{kind}: nothing{of} was sent to {record.id} before {now.isoformat()}", line)
+
+    async def _hit(self, kind: str, record: store_module.rows.Record, args: Mapping[str, Any], now: dt.datetime,
+                   line: int) -> None:  # fmt: skip
+        """An open (the mail's pixel fetched) or a click (one of its tracked links followed) of the latest mail to
+        the record, or of the campaign's latest mail to it, as the web side takes it (outreach/app/tracking.py):
+        the URL the mail carries, signed with the test secret, from a person's mail program or (`automated`) a
+        link scanner. A campaign mail's first open or click by a person fires its trigger. Without `campaign`,
+        an open or click of the record when no mail to it carries the link is recorded on its activity only."""
+        campaign = args.get("campaign")
+        latest = self._latest(record, campaign)
+        links = self.rules.links_in_force
+        key, urls = self.memory.link_of(latest.header("Message-ID")) if latest is not None else (None, ())
+        url, why = self._link(kind, latest, key, urls, args.get("url"))
+        if url is None:
+            if campaign is None and args.get("url") is None and not args.get("automated"):
+                await (events.opened if kind == "open" else events.clicked)(self.store, record.id, now=now,
+                                                                            source="test")  # fmt: skip
+                return
+            if latest is None:
+                raise self._nothing_sent(kind, record, campaign, now, line)
+            raise RuleTestError(f"{kind}: {why}", line)
+        assert links is not None
+        agent = SCANNER_AGENT if args.get("automated") else PERSON_AGENT
+        track = tracking.opened if kind == "open" else tracking.clicked
+        try:
+            await track(self.store, links.keys, url.rpartition("/")[2], now=now, user_agent=agent,
+                        ruleset=self.rules.ruleset)  # fmt: skip
+        except tracking.BadLink as exc:
+            raise RuleTestError(f"{kind}: {exc}", line) from None
+
+    def _link(self, kind: str, latest: Recorded | None, key: str | None, urls: Sequence[str],
+              wanted: Any) -> tuple[str | None, str]:  # fmt: skip
+        """The signed URL of the open pixel or of the tracked link (`wanted`: the one leading there, else the
+        first) that the mail carries; else None and why not."""
+        links = self.rules.links_in_force
+        if latest is None:
+            return None, "nothing was sent"
+        what = f"the mail {latest.header('Subject')!r} of {_time(latest.at)}"
+        if links is None or key is None:
+            return None, f"{what} carries no tracked links: Settings has no `tracking`"
+        html = _html(latest.message)
+        if kind == "open":
+            url = links.pixel(bytes.fromhex(key))
+            if not links.opens or url not in html:
+                return None, (f"{what} carries no open pixel: it goes in the HTML part of a mail (the template has "
+                              f"`html`) when Settings.tracking has `opens`")  # fmt: skip
+            return url, ""
+        if not urls or not links.clicks:
+            return None, (f"{what} has no tracked link: the links of the HTML part of a mail are tracked (the "
+                          f"template has `html`) when Settings.tracking has `clicks`")  # fmt: skip
+        if wanted is None:
+            n = 0
+        elif wanted in urls:
+            n = urls.index(wanted)
+        else:
+            return None, f"{what} has no tracked link to {wanted} (its links: {', '.join(urls)})"
+        url = links.click(bytes.fromhex(key), n)
+        return (url, "") if url in html else (None, f"{what} does not carry its link {n}")
+
     async def _inbound(
         self, kind: str, record: store_module.rows.Record, args: Mapping[str, Any], now: dt.datetime, line: int
     ) -> None:
-        """A reply, auto-reply or bounce to the latest mail sent to the record, applied as the IMAP poller does."""
-        latest = next((m for m in reversed(self.transport.messages)
-                       if record.email and record.email.lower() in (r.lower() for r in m.recipients)), None)  # fmt: skip
+        """A reply, auto-reply or bounce to the latest mail sent to the record (a bounce: or the latest of the
+        campaign's mails to it), applied as the IMAP poller does."""
+        campaign = args.get("campaign") if kind == "bounce" else None
+        latest = self._latest(record, campaign)
         if latest is None or not record.email:
-            raise RuleTestError(f"{kind}: nothing was sent to {record.id} before {now.isoformat()}", line)
+            raise self._nothing_sent(kind, record, campaign, now, line)
         ours = latest.header("Message-ID")
         self.uid += 1
         own_id = f"<ruletest-{self.uid}@{record.email.rpartition('@')[2]}>"
@@ -441,7 +631,7 @@ class _Run:
             from_ = email.utils.parseaddr(r.header("From"))[1] or r.sender
             sent.append(Sent(r.at, ", ".join(r.recipients), from_, row.get("template") or "?",
                              r.header("Subject"), "reply" if r.header("In-Reply-To") else "new",
-                             row.get("record_id")))  # fmt: skip
+                             row.get("record_id"), r.header("X-Outreach-Campaign") or None))  # fmt: skip
         tasks = tuple((t.record_id, t.subject, _aware(t.created_at)) for t in await store.list_tasks(open_only=False))
         ids = [r.id for r in self.test.records]
         records = await store.records_by_id(ids)
@@ -449,7 +639,26 @@ class _Run:
         enrollments: dict[tuple[str, str], tuple[str, str | None]] = {}
         for e in await store.enrollments(record_ids=ids):
             enrollments[(e["record_id"], e["sequence"])] = (e["status"], e["reason"])  # the latest wins
-        return Actual(tuple(sent), tasks, fields, enrollments, tuple(self.notices))
+        return Actual(tuple(sent), tasks, fields, enrollments, tuple(self.notices), await self.campaigns())
+
+    async def campaigns(self) -> dict[tuple[str, int], CampaignStep]:
+        """Each step of each campaign the rules or the store know, as `outreach campaigns stats` tells it."""
+        out: dict[tuple[str, int], CampaignStep] = {}
+        if not (self.ruleset.campaigns or self.test.expect.campaigns):
+            return out  # none ran (a RuleTest of sequences alone does not ask the store)
+        for view in await app_campaigns.overview(self.store, self.ruleset):
+            for s in view.steps:
+                counts = {k: int(getattr(s.stats, k)) for k in model.CAMPAIGN_COUNTS}
+                counts["skipped"] = sum(s.stats.skipped.values())
+                out[(view.name, s.step)] = CampaignStep(view.name, s.step, s.template, s.status, counts,
+                                                        dict(s.stats.skipped))  # fmt: skip
+        return out
+
+
+def _html(message: EmailMessage) -> str:
+    """The HTML part of a message, decoded; empty without one."""
+    part = message.get_body(preferencelist=("html",))
+    return str(part.get_content()) if part is not None else ""
 
 
 def _signed_links(ruleset: model.RuleSet) -> links.Links | None:
@@ -533,7 +742,32 @@ def check(test: model.RuleTest, actual: Actual) -> list[Line]:
         else:
             is_ = final[0] + (f" ({final[1]})" if final[1] else "")
         lines.append(Line(" " if ok else "-", "enrollment", None, want + ("" if ok else f" (it is {is_})"), where))
+    lines += [_campaign_line(x, actual.campaigns.get((x.campaign, x.step)), f"{file}:{x.line}")
+              for x in test.expect.campaigns]  # fmt: skip
     return lines
+
+
+def _step_label(campaign: str, step: int, template: str | None) -> str:
+    what = "campaign mail" if step == 0 else f"follow-up {step}"
+    return f"{campaign} {what}" + (f" ({template})" if template else "")
+
+
+def _campaign_line(x: model.CampaignExpectation, got: CampaignStep | None, where: str) -> Line:
+    """A campaign step's statistics as expected, each count that differs followed by what it is."""
+    wanted: list[tuple[str, Any, Any]] = []  # (what, expected, actual)
+    if x.status is not None:
+        wanted.append(("status", x.status, got.status if got is not None else None))
+    for key, n in x.counts.items():
+        wanted.append((key, n, got.counts.get(key) if got is not None else None))
+    for reason, n in x.skipped.items():
+        wanted.append((f"skipped {reason}", n, got.skipped.get(reason, 0) if got is not None else None))
+    if got is None:
+        text = ", ".join(f"{what} {n}" for what, n, _ in wanted)
+        return Line("-", "campaign", None, f"{_step_label(x.campaign, x.step, None)}: {text} (it has no such step)",
+                    where)  # fmt: skip
+    ok = all(n == is_ for _, n, is_ in wanted)
+    text = ", ".join(f"{what} {n}" + ("" if n == is_ else f" (it is {is_})") for what, n, is_ in wanted)
+    return Line(" " if ok else "-", "campaign", None, f"{got.label}: {text}", where)
 
 
 def _match(expected: list[Any], actual: list[Any], fits: Any) -> dict[int, int]:
@@ -615,7 +849,7 @@ def _expected_text(x: model.SentExpectation) -> str:
 
 
 def _ordered(lines: Iterable[Line]) -> list[Line]:
-    order = {"sent": 0, "task": 1, "update": 2, "enrollment": 3}
+    order = {"sent": 0, "task": 1, "update": 2, "enrollment": 3, "campaign": 4}
     never = dt.datetime.max.replace(tzinfo=dt.UTC)
     return sorted(lines, key=lambda x: (order[x.what], _aware(x.at) if x.at else never))
 
@@ -636,7 +870,7 @@ def format_text(results: Sequence[Result]) -> str:
         if r.error is not None:
             out.append(f"      error: {r.error}")
             continue
-        for what in ("sent", "task", "update", "enrollment"):
+        for what in ("sent", "task", "update", "enrollment", "campaign"):
             mine = [x for x in _ordered(r.lines) if x.what == what]
             if not mine or all(x.sign == " " for x in mine):
                 continue
@@ -665,6 +899,8 @@ def format_json(results: Sequence[Result]) -> str:
             "sent": [{"at": s.at.isoformat(), "to": s.to, "from": s.sender, "template": s.template,
                       "subject": s.subject, "thread": s.thread} for s in r.actual.sent],
             "notices": list(r.actual.notices),
+            "campaigns": [{"campaign": c.campaign, "step": c.step, "template": c.template, "status": c.status,
+                           **c.counts, "skipped_by_reason": dict(c.skipped)} for c in r.actual.campaigns.values()],
         }
         for r in results
     ]  # fmt: skip
@@ -674,7 +910,7 @@ def format_json(results: Sequence[Result]) -> str:
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _EXPECT_KEY = {"sent": "expect.sent", "task": "expect.tasks", "update": "expect.updates",
-               "enrollment": "expect.enrollments"}  # fmt: skip
+               "enrollment": "expect.enrollments", "campaign": "expect.campaigns"}  # fmt: skip
 
 
 def _first_difference(r: Result) -> tuple[str, str]:

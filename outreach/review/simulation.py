@@ -1,10 +1,14 @@
-"""`outreach simulate SEQUENCE`: one record enrolled in a sequence, run as a RuleTest, told as a timeline.
+"""`outreach simulate SEQUENCE`: one record enrolled in a sequence, run as a RuleTest, told as a timeline;
+`outreach simulate --campaign NAME`: a campaign sent to a sample of its recipients, the same way.
 
 The record (a file, a JSON string or a sample) and the events (a file holding a list) are checked as the
 `records` and `events` of a RuleTest would be, by the rule set's own validator, and each problem is reported in
 the file it is in, with its line and column. The run is the RuleTest runner's (`ruletests.trace`): the real
 scheduler and an SQLite store in memory on a virtual clock, with an `enroll` at --start before the events.
-Nothing here reads or writes the user's database.
+
+A campaign's recipients are a file of records (`--records`), or the first records of the database that the
+campaign would pick now (`audience`: only read, with their suppressions and whether they are deleted), copied
+into the store in memory. Nothing here writes the user's database.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 import yaml.error
 import yaml.nodes
 
+from outreach import store as store_module
+from outreach.engine import campaigns as campaign_engine
 from outreach.engine import sequences as seq
 from outreach.review import ruletests
-from outreach.rules import diagnostics, loader, model
+from outreach.rules import criteria, diagnostics, loader, model
 from outreach.rules import validate as rules_validate
 from outreach.rules.diagnostics import Code, Diagnostic, Severity
 
@@ -428,3 +434,277 @@ def _outcome(row: Mapping[str, Any], trace: ruletests.Trace, sim: Simulation) ->
                if (e.kind == "sequence_blocked" and e.data.get("sequence") == row["sequence"])
                or (e.kind == "bounced" and e.data.get("blocked"))]  # fmt: skip
     return shown, (_utc(blocked[-1]) if blocked else None)
+
+
+# --- a campaign ------------------------------------------------------------------------------------------------
+
+DATABASE_LABEL = "the database"
+_BUILTIN_FIELDS = ("email", "owner", "stage", "stage_entered_at", "created_at", "timezone")
+
+
+class AudienceStore(Protocol):
+    """The store's verbs `audience` reads with (outreach.store.Store has them)."""
+
+    async def list_records(self, where: criteria.Criteria | None = None, *, now: dt.datetime,
+                           module: str | None = None, include_deleted: bool = False,
+                           limit: int | None = None, not_enrolled: bool = False) -> list[store_module.rows.Record]: ...  # fmt: skip
+
+    async def count_records(self, where: criteria.Criteria | None = None, *, now: dt.datetime,
+                            module: str | None = None, include_deleted: bool = False,
+                            not_enrolled: bool = False) -> int: ...  # fmt: skip
+
+    async def records_by_id(self, ids: list[str]) -> dict[str, store_module.rows.Record]: ...
+
+    async def get_suppression(self, email: str) -> store_module.rows.Suppression | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Audience:
+    """The records a campaign's simulation sends to, as RuleTest records, and what it copies with them."""
+
+    records: Piece
+    total: int | None  # how many records the campaign would pick now; None: the records came from a file
+    suppressed: tuple[tuple[str, str], ...] = ()  # (address, reason) on the database's suppression list
+    deleted: tuple[str, ...] = ()  # ids of deleted records (a campaign skips them)
+
+
+async def audience(store: AudienceStore, ruleset: model.RuleSet, campaign: model.Campaign, *, limit: int,
+                   now: dt.datetime) -> Audience:  # fmt: skip
+    """The first `limit` records (by id) the campaign would pick from the database now, deleted ones too, as
+    RuleTest records, with how many it would pick in all and what of the suppression list concerns them."""
+    to = campaign.to
+    if to.records:
+        found = await store.records_by_id(list(to.records))
+        mine = sorted((r for r in found.values() if r.type == campaign.module), key=lambda r: r.id)
+        total, records = len(mine), mine[:limit]
+    else:
+        where = to.where
+        if to.view is not None:
+            view = ruleset.views.get(to.view)
+            where = view.where if view is not None else None
+        records = await store.list_records(where, now=now, module=campaign.module, include_deleted=True, limit=limit)
+        total = len(records)
+        if total >= limit:
+            total = await store.count_records(where, now=now, module=campaign.module, include_deleted=True)
+    fields = ruleset.settings.fields
+    data = []
+    suppressed = []
+    for r in records:
+        item: dict[str, Any] = {"id": r.id, "type": r.type}
+        for name in _BUILTIN_FIELDS:
+            if r.value(name) is not None:
+                item[name] = _plain(r.value(name))
+        item.update({k: _plain(v) for k, v in r.fields.items() if k in fields and v is not None})
+        data.append(item)
+        found_suppression = await store.get_suppression(r.email) if r.email else None
+        if found_suppression is not None:
+            suppressed.append((found_suppression.email, found_suppression.reason))
+    deleted = tuple(r.id for r in records if r.deleted_at is not None)
+    return Audience(Piece(DATABASE_LABEL, data), total, tuple(dict.fromkeys(suppressed)), deleted)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def read_records(path: str) -> Audience:
+    """A --records file: a YAML list of records, each as a RuleTest's `records` item."""
+    text = _text(path)
+    docs, problems = loader.parse_text(text, path)
+    if problems and problems[0].code is not Code.YAML_NOT_MAPPING:
+        raise _fail(path, problems)
+    if docs:
+        raise _fail(path, [docs[0].diag((), Code.YAML_NOT_MAPPING,
+                                        "the records file holds a list of records, each `{id: ..., type: ..., ...}`")])  # fmt: skip
+    try:
+        data, node = loader.compose_one(text)
+    except yaml.YAMLError:
+        raise _fail(path, [Diagnostic(path, 1, 1, Severity.ERROR, Code.YAML_SYNTAX,
+                                      "the records file holds one YAML document, a list")]) from None  # fmt: skip
+    if not isinstance(data, list):
+        raise _fail(path, [Diagnostic(path, problems[0].line, problems[0].column, Severity.ERROR,
+                                      Code.YAML_NOT_MAPPING, "the records file holds a list of records")])  # fmt: skip
+    return Audience(Piece(path, data, node), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignSimulation:
+    """What to run: the RuleTest of the campaign's recipients on the rule set, and what the timeline names."""
+
+    test: model.RuleTest
+    ruleset: model.RuleSet
+    campaign: model.Campaign
+    audience: Audience
+    events_label: str | None
+    until_given: bool
+
+
+def prepare_campaign(
+    rules_dir: str,
+    ruleset: model.RuleSet,
+    campaign: model.Campaign,
+    found: Audience,
+    events: Piece | None,
+    *,
+    start: dt.datetime,
+    until: dt.datetime | None,
+) -> CampaignSimulation:
+    """Check the records and the events as a RuleTest's against the rules in `rules_dir`; BadInput if they are
+    not. The run goes to `until`, else to a day after the last follow-up is due (or the last event)."""
+    files, docs, loaded = loader.load([rules_dir])
+    data: dict[str, Any] = {
+        "kind": "RuleTest", "name": NAME, "start": start.isoformat(), "records": found.records.data,
+        "events": events.data if events is not None else [],
+        "expect": {"campaigns": [{"campaign": campaign.name, "status": "sent"}]},  # not checked: a trace
+    }  # fmt: skip
+    if until is not None:
+        data["until"] = until.isoformat()
+    records = found.records.node or yaml.nodes.SequenceNode(_SEQ, [], _NOWHERE, _NOWHERE)
+    listed = events.node if events is not None and events.node is not None else records
+    root = yaml.nodes.MappingNode(_MAP, [(_key("records"), records), (_key("events"), listed)], _NOWHERE, _NOWHERE)
+    parts = {"records": found.records.label, "events": events.label if events is not None else "--events"}
+    mine = _Assembled(file=found.records.label, index=1, data=data, line=1, text="", _root=[root], parts=parts)
+    result = rules_validate.check_documents(files, [*docs, mine], loaded)
+    errors = [_in_a_list(d, start, until) for d in result.errors]
+    if errors or result.ruleset is None or NAME not in result.ruleset.tests:
+        raise BadInput(f"the records or the events have errors:\n{diagnostics.format_text(errors)}")
+    test = result.ruleset.tests[NAME]
+    sends = campaign_engine.send_time(campaign, start)
+    last = max([sends, *(campaign_engine.follow_up_due(f, sends) for f in campaign.follow_ups),
+                *(e.at for e in test.events)])  # fmt: skip
+    test = dataclasses.replace(test, until=until if until is not None else last.astimezone(dt.UTC) + AFTER)
+    return CampaignSimulation(test, ruleset, campaign, found, events.label if events else None, until is not None)
+
+
+def _in_a_list(d: Diagnostic, start: dt.datetime, until: dt.datetime | None) -> Diagnostic:
+    """A problem as the command line says it: the records file is a list, the events have no `start`."""
+    if d.path.startswith("records["):
+        return dataclasses.replace(d, path=d.path.removeprefix("records"))
+    return _rewritten(d, start, until, "")
+
+
+def campaign_heading(sim: CampaignSimulation) -> str:
+    """The first line: the campaign, whom it goes to, when, and which of them the timeline follows."""
+    c, found = sim.campaign, sim.audience
+    to = (f"the view {c.to.view}" if c.to.view is not None else
+          f"{len(c.to.records)} listed records" if c.to.records else "its criteria")  # fmt: skip
+    sends = campaign_engine.send_time(c, sim.test.start).astimezone(dt.UTC)
+    n = len(found.records.data)
+    if found.total is None:
+        whom = f"{_plural(n, 'record')} from {found.records.label}"
+    elif found.total == n:
+        whom = f"the {_plural(n, 'record')} it picks now in {DATABASE_LABEL}"
+    else:
+        whom = f"the first {n} of the {found.total} records it picks now in {DATABASE_LABEL} (by id)"
+    return (f"{c.name}: a {c.module} campaign of {c.owner} to {to}, sent {sends:%a %Y-%m-%d %H:%M} UTC; "
+            f"{whom}")  # fmt: skip
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSummary:
+    step: int
+    label: str  # campaign mail, follow-up 1 ...
+    template: str
+    to: str  # everyone, received, opened
+    status: str
+    at: dt.datetime | None
+    counts: Mapping[str, int]
+    skipped: Mapping[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignTimeline:
+    """What happened, in time order, and each step's statistics at `until`."""
+
+    steps: tuple[tuple[dt.datetime, str], ...]
+    until: dt.datetime
+    summary: tuple[StepSummary, ...]
+
+
+def _step_word(step: int) -> str:
+    return "campaign mail" if step == 0 else f"follow-up {step}"
+
+
+async def run_campaign(sim: CampaignSimulation) -> CampaignTimeline:
+    """Run the simulation's RuleTest and tell what the campaign did; BadInput when an event cannot happen."""
+    try:
+        trace = await ruletests.trace(sim.test, sim.ruleset, suppressed=sim.audience.suppressed,
+                                      deleted=sim.audience.deleted)  # fmt: skip
+    except ruletests.RuleTestError as exc:
+        raise BadInput(f"{sim.events_label}:{exc.line}: {exc}") from None
+    name = sim.campaign.name
+    emails = {r.id: r.fields.get("email") for r in sim.test.records}
+    ranked: list[tuple[dt.datetime, int, str]] = []
+    ranked += [(e.at, 1, _campaign_event_text(e, sim)) for e in sim.test.events]
+    sequences = {row["id"]: row["sequence"] for row in trace.enrollments}
+    reminders = {p.follow_up.template: p.name for p in sim.ruleset.processes.values() if p.follow_up.template}
+    for sent, row in zip(trace.actual.sent, trace.outbox, strict=True):
+        if sent.campaign == name:  # the others: what the rest of the rules send these records and their owners
+            subject = json.dumps(sent.subject, ensure_ascii=False)
+            ranked.append((sent.at, 2, f"{_step_word(int(row.get('step_id') or 0))} {sent.template} to {sent.to} "
+                                       f"({row.get('record_id')}) from {sent.sender}: {subject}"))  # fmt: skip
+        else:
+            ranked.append((sent.at, 2, _mail_text(sent, row, sequences, {}, "", reminders)))
+    for st in trace.steps:
+        if st.campaign != name or st.at is None:
+            continue
+        for rid, reason in st.skipped:
+            address = emails.get(rid)
+            who = f"{rid} ({address})" if isinstance(address, str) else rid
+            ranked.append((_utc(st.at), 3, f"{_step_word(st.step)}: {who} skipped: {reason}"))
+    for e in trace.activity:
+        if e.kind == "campaign_action" and e.data.get("campaign") == name:
+            ranked.append((_utc(e.at), 4, _action_text(e.record_id, e.data)))
+    ranked.sort(key=lambda x: (x[0], x[1]))
+    summary = []
+    for i, (template, to) in enumerate([(sim.campaign.template, "everyone"),
+                                        *((f.template, f.to) for f in sim.campaign.follow_ups)]):  # fmt: skip
+        got = trace.actual.campaigns.get((name, i))
+        at = next((_utc(st.at) for st in trace.steps if st.campaign == name and st.step == i and st.at), None)
+        summary.append(StepSummary(i, _step_word(i), template, to, got.status if got else "not applied", at,
+                                   dict(got.counts) if got else {}, dict(got.skipped) if got else {}))  # fmt: skip
+    assert sim.test.until is not None
+    return CampaignTimeline(tuple((at, text) for at, _, text in ranked), sim.test.until, tuple(summary))
+
+
+def _action_text(record: str | None, data: Mapping[str, Any]) -> str:
+    """A trigger action on a record's activity, as the timeline tells it."""
+    head = f"{_step_word(int(data.get('step') or 0))} {data.get('trigger')} by {record}"
+    due = data.get("due_at")
+    when = f", due {_utc(dt.datetime.fromisoformat(due)):%a %Y-%m-%d %H:%M} UTC" if isinstance(due, str) else ""
+    if data.get("action") == "update":
+        return f"{head}: {data.get('field')} = {json.dumps(data.get('value'), ensure_ascii=False)}"
+    what = "call" if data.get("action") == "call" else "task"
+    subject = json.dumps(data.get("subject"), ensure_ascii=False)
+    return f"{head}: {what} {subject} for {data.get('owner') or 'nobody'}{when}"
+
+
+def _campaign_event_text(e: model.TestEvent, sim: CampaignSimulation) -> str:
+    args = e.args
+    rid = args.get("record")
+    which = f"the {args['campaign']} mail" if args.get("campaign") else "the latest mail"
+    scanner = " (automated: a link scanner)" if args.get("automated") else ""
+    texts = {
+        "open": f"{rid} opens {which}{scanner}",
+        "click": f"{rid} clicks " + (f"{args['url']} in " if args.get("url") else "a link in ") + which + scanner,
+        "bounce": f"{which} to {rid} bounces ({args.get('status') or '5.1.1'})",
+        "reply": f"{rid} replies to the latest mail",
+        "auto_reply": f"auto-reply (out of office) from {rid}",
+        "unsubscribe": f"{rid} unsubscribes",
+        "convert": f"{rid} converted to a contact",
+        "delete": f"{rid} deleted",
+        "task": f"task {json.dumps(args.get('subject'), ensure_ascii=False)} for {rid} added by hand",
+        "complete_task": f"the open sequence task of {rid} completed",
+        "appointment": f"appointment for {rid} entered, starting {_show(args.get('starts'))}",
+        "enroll": f"enroll {rid} in {args.get('sequence')} as {args.get('as')}",
+        "stop": f"stop {args.get('sequence')} for {rid}",
+    }
+    if e.kind == "set":
+        text = f"set {rid} " + ", ".join(f"{k} = {_show(v)}" for k, v in args.items() if k != "record")
+    else:
+        text = texts.get(e.kind, e.kind)
+    return f"{text}  [{sim.events_label}:{e.line}]"

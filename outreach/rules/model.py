@@ -488,12 +488,34 @@ class EnrollmentExpectation:
     line: int = 0
 
 
+# What a RuleTest's `campaigns` expectation may compare: a step's statistics (outreach/engine/campaigns.py `Stats`)
+# and the reasons its recipients are skipped for (its `Skip`); tests/test_ruletest_campaigns.py keeps them equal.
+CAMPAIGN_COUNTS = ("recipients", "pending", "sent", "delivered", "not_delivered", "bounced", "opened",
+                   "automated_opens", "clicked", "unclicked", "unknown")  # fmt: skip
+CAMPAIGN_SKIPS = ("no valid email", "suppressed", "deleted", "same address twice", "excepted", "bounced",
+                  "not opened")  # fmt: skip
+CAMPAIGN_STATUSES = ("scheduled", "sending", "sent", "stopped", "deleted", "waiting")
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignExpectation:
+    """A campaign step's statistics at the end of the run; only the counts given are compared."""
+
+    campaign: str
+    step: int = 0  # 0: the campaign mail; 1..3: its follow-ups
+    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)  # sent, opened, bounced, ...
+    skipped: Mapping[str, int] = dataclasses.field(default_factory=dict)  # by reason: suppressed, excepted, ...
+    status: str | None = None  # scheduled, sending, sent, stopped, deleted; a follow-up: waiting too
+    line: int = 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Expectations:
     sent: tuple[SentExpectation, ...] | None = None  # None: not checked; () : nothing may be sent
     tasks: tuple[TaskExpectation, ...] = ()
     updates: tuple[UpdateExpectation, ...] = ()
     enrollments: tuple[EnrollmentExpectation, ...] = ()
+    campaigns: tuple[CampaignExpectation, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

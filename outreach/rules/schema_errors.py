@@ -239,7 +239,7 @@ def _explain(doc: Document, error: Any) -> list[Diagnostic]:
         if last == "expect":
             return [
                 doc.diag(
-                    path, Code.RULETEST_EMPTY, "a RuleTest must expect something: sent, tasks, updates or enrollments"
+                    path, Code.RULETEST_EMPTY, "a RuleTest must expect something: sent, tasks, updates, enrollments or campaigns"
                 )
             ]
         return [doc.diag(path, Code.SCHEMA_OTHER, "needs more keys" if v == "minProperties" else "has too many keys")]

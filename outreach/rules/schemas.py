@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from outreach.rules import timing
+from outreach.rules import model, timing
 
 KINDS = ("Settings", "Template", "Sequence", "View", "Campaign", "SalesProcess", "RuleTest")
 BASE_URL = "https://outreach.example.org/schemas"
@@ -699,12 +699,33 @@ def _sales_process() -> Schema:
     )
 
 
+_CAMPAIGN_COUNTS = {
+    "recipients": "recipients are to get the mail or got it (not skipped)",
+    "pending": "mails wait to be sent",
+    "sent": "mails the relay accepted (those that bounced later too)",
+    "delivered": "mails were sent and did not bounce",
+    "not_delivered": "mails the relay refused or that bounced",
+    "bounced": "mails bounced",
+    "opened": "recipients opened the mail (people, not automated opens)",
+    "automated_opens": "recipients whose every open looked automated",
+    "clicked": "recipients clicked a link",
+    "unclicked": "recipients the mail reached and who clicked nothing",
+    "unknown": "mails were handed to the relay and its answer was lost",
+}
+assert tuple(_CAMPAIGN_COUNTS) == model.CAMPAIGN_COUNTS
+
+
 def _rule_test() -> Schema:
     rec = _str("A record id from `records`.")
 
     def ev(props: Mapping[str, Schema], required: tuple[str, ...], desc: str) -> Schema:
         return _obj({"record": rec, **props}, required=("record", *required), desc=desc)
 
+    automated = {
+        "type": "boolean",
+        "description": "A link scanner or a mail provider's prefetch, not a person: recorded, and fires nothing "
+        "(default false).",
+    }
     events = {
         "enroll": ev(
             {"sequence": _str("The sequence."), "as": _str("The enrolling user's id.")},
@@ -714,15 +735,29 @@ def _rule_test() -> Schema:
         "reply": ev({}, (), "The record replies to the latest mail sent to it."),
         "auto_reply": ev({}, (), "An auto-reply (out of office) arrives from the record."),
         "bounce": ev(
-            {"status": _str("DSN status, e.g. 5.1.1 (hard) or 4.2.2 (soft).")},
+            {
+                "status": _str("DSN status, e.g. 5.1.1 (hard) or 4.2.2 (soft)."),
+                "campaign": _str("The campaign whose latest mail to the record bounces (default: the latest mail)."),
+            },
             (),
             "The latest mail to the record bounces.",
         ),
-        "open": ev({"campaign": _str("The campaign (default: the latest mail).")}, (), "The record opens a mail."),
-        "click": ev(
-            {"campaign": _str("The campaign (default: the latest mail)."), "url": _str("The link.")},
+        "open": ev(
+            {
+                "campaign": _str("The campaign whose latest mail to the record is opened (default: the latest mail)."),
+                "automated": automated,
+            },
             (),
-            "The record clicks a link.",
+            "The record opens a mail: its open pixel is fetched.",
+        ),
+        "click": ev(
+            {
+                "campaign": _str("The campaign whose latest mail to the record is clicked (default: the latest mail)."),
+                "url": _str("The link's target, as the template writes it (default: the first tracked link)."),
+                "automated": automated,
+            },
+            (),
+            "The record clicks a tracked link of a mail.",
         ),
         "unsubscribe": ev({}, (), "The record unsubscribes."),
         "convert": ev({}, (), "The lead is converted to a contact."),
@@ -870,6 +905,44 @@ def _rule_test() -> Schema:
                             desc="An enrollment's final state.",
                         ),
                         "Enrollment states at the end of the run.",
+                    ),
+                    "campaigns": _list(
+                        _obj(
+                            {
+                                "campaign": _str("The campaign."),
+                                "step": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "0: the campaign mail (default); 1 to 3: its follow-ups.",
+                                },
+                                "status": {
+                                    "enum": list(model.CAMPAIGN_STATUSES),
+                                    "description": "The campaign's (or follow-up's) state at the end of the run.",
+                                },
+                                **{
+                                    key: {"type": "integer", "minimum": 0, "description": f"How many {what}."}
+                                    for key, what in _CAMPAIGN_COUNTS.items()
+                                },
+                                "skipped": {  # a number, or a mapping (the keywords of each apply to it alone)
+                                    "type": ["integer", "object"],
+                                    "description": "Recipients skipped: how many in all, or how many for each "
+                                    "reason given.",
+                                    "minimum": 0,
+                                    "properties": {
+                                        reason: {"type": "integer", "minimum": 0, "description": f"Skipped: {reason}."}
+                                        for reason in model.CAMPAIGN_SKIPS
+                                    },
+                                    "additionalProperties": False,
+                                    "minProperties": 1,
+                                },
+                            },
+                            required=("campaign",),
+                            desc="A campaign step's statistics at the end of the run: only the keys given are "
+                            "compared.",
+                            minProperties=2,
+                        ),
+                        "Campaign statistics at the end of the run.",
                     ),
                 },
                 desc="What must happen; a RuleTest must expect something.",

@@ -1320,15 +1320,42 @@ class _Checker:
             enrollments.append(
                 model.EnrollmentExpectation(x["record"], x["sequence"], x["status"], x.get("reason"), doc.mark(p).line)
             )
-        return model.Expectations(sent, tuple(tasks), tuple(updates), tuple(enrollments))
+        campaigns = [self._campaign_expectation(doc, ("expect", "campaigns", i), x)
+                     for i, x in enumerate(e.get("campaigns", []))]  # fmt: skip
+        return model.Expectations(sent, tuple(tasks), tuple(updates), tuple(enrollments), tuple(campaigns))
+
+    def _campaign_expectation(self, doc: Document, p: Path, x: dict[str, Any]) -> model.CampaignExpectation:
+        """A campaign step's statistics: the campaign must be one the rule set has at some time of the run, and
+        the step one of its follow-ups."""
+        name, step = x["campaign"], x.get("step", 0)
+        if name not in self.names["Campaign"] and not self.unread(name):
+            self.error(doc, (*p, "campaign"), Code.REF_CAMPAIGN,
+                       f"unknown campaign {name!r}{self._now_named('Campaign', name)}")  # fmt: skip
+        else:
+            found = [d.data for d in self.by_kind.get("Campaign", []) if d.data.get("name") == name]
+            ups = found[0].get("follow_ups") if len(found) == 1 else None
+            if step and isinstance(ups, list) and step > len(ups):
+                self.error(doc, (*p, "step"), Code.REF_CAMPAIGN,
+                           f"campaign {name!r} has {len(ups)} follow-up{'' if len(ups) == 1 else 's'}: step is 0 (the "
+                           f"campaign mail){''.join(f' or {i}' for i in range(1, len(ups) + 1))}")  # fmt: skip
+        skipped = x.get("skipped")
+        counts = {k: x[k] for k in model.CAMPAIGN_COUNTS if k in x}
+        if not counts and skipped is None and "status" not in x:
+            self.error(doc, p, Code.RULETEST_EMPTY, f"expects nothing of campaign {name!r}: give its `status`, "
+                       f"`skipped` or a count ({', '.join(model.CAMPAIGN_COUNTS)})")  # fmt: skip
+        if isinstance(skipped, int):
+            counts["skipped"] = skipped
+        return model.CampaignExpectation(name, step, _frozen(counts),
+                                         _frozen(skipped if isinstance(skipped, dict) else {}), x.get("status"),
+                                         doc.mark(p).line)  # fmt: skip
 
     # --- across documents -------------------------------------------------------------------
 
     def _cross_checks(self, built: Mapping[str, list[tuple[Document, Any]]]) -> None:
         slots: dict[tuple[str, dt.datetime], list[tuple[Document, model.Campaign]]] = defaultdict(list)
         for doc, c in built.get("Campaign", []):
-            if c.send_at is not None:
-                slots[(c.module, c.send_at)].append((doc, c))
+            if c.send_at is not None:  # a slot is a minute, in UTC, as `apply` counts them (engine.slot_key)
+                slots[(c.module, c.send_at.astimezone(dt.UTC).replace(second=0, microsecond=0))].append((doc, c))
         limit = self.settings.limits.campaigns_per_slot
         for (module, at), items in slots.items():
             for doc, c in items[limit:]:

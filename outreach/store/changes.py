@@ -156,7 +156,8 @@ class Changes:
     # --- campaigns -------------------------------------------------------------------------------------
 
     async def campaign_runs(self) -> list[dict[str, Any]]:
-        return await campaigning.runs(self.conn)
+        """Every campaign's run, locked for this transaction (it writes them back)."""
+        return await campaigning.runs(self.conn, lock=True)
 
     async def save_campaign_run(self, values: Mapping[str, Any]) -> None:
         await campaigning.save_run(self.conn, values)

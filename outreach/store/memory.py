@@ -147,9 +147,28 @@ _STAGED_IN_FIELD = (
     "AND stage_entered_at IS NOT NULL"
 )
 
+# Campaigns: the runs and the follow-ups that started, the recipients whose mail is not rendered yet (by why they
+# wait), campaign mail rendered and not yet handed over, and a sender's oldest mail of the last day.
+_CAMPAIGN_RUNS = "SELECT campaign, status, send_at, started_at FROM campaign_runs"
+_CAMPAIGN_STEPS = "SELECT campaign, step, status FROM campaign_steps"
+_CAMPAIGN_WAITING = (
+    "SELECT cr.campaign, cr.step, cr.reason, r.timezone, r.owner FROM campaign_recipients cr "
+    "JOIN records r ON r.id = cr.record_id WHERE cr.status = 'queued' "
+    "GROUP BY cr.campaign, cr.step, cr.reason, r.timezone, r.owner"
+)
+_CAMPAIGN_BACKLOG = "SELECT count(*) FROM outbox WHERE state IN ('queued', 'deferred') AND campaign IS NOT NULL"
+_OLDEST_MAIL = "SELECT min(created_at) FROM outbox WHERE sender = ? AND created_at > ? AND state <> 'failed'"
+_LINK_OF = "SELECT link_key, link_urls FROM outbox WHERE message_id = ?"
+
 
 def _stamp(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def _when(text: str) -> dt.datetime:
+    found = _stamp(text)
+    assert found is not None
+    return found
 
 
 class MemoryStore:
@@ -215,6 +234,37 @@ class MemoryStore:
         found = raw.execute(_STAGED_IN_FIELD, (f"$.{stage_field}", module))
         return [(rid, json.loads(stage) if isinstance(stage, str) and stage[:1] in '"[{' else stage, at)
                 for rid, stage, text in found if (at := _stamp(text)) is not None]  # fmt: skip
+
+    def campaign_runs(self) -> list[tuple[str, str, dt.datetime, dt.datetime | None]]:
+        """(campaign, status, send time, started at) of every campaign's run."""
+        return [(name, status, _when(send_at), _stamp(started))
+                for name, status, send_at, started in self._sqlite().execute(_CAMPAIGN_RUNS)]  # fmt: skip
+
+    def campaign_steps(self) -> dict[tuple[str, int], str]:
+        """(campaign, step) -> status of the follow-ups that started."""
+        return {(name, step): status for name, step, status in self._sqlite().execute(_CAMPAIGN_STEPS)}
+
+    def campaign_waiting(self) -> list[tuple[str, int, str | None, str | None, str | None]]:
+        """(campaign, step, why it waits, the record's timezone, its owner) of recipients whose mail is not
+        rendered yet, one row for each distinct combination (`why`: None until a tick looked at it)."""
+        return list(self._sqlite().execute(_CAMPAIGN_WAITING))
+
+    def campaign_backlog(self) -> int:
+        """Campaign mail rendered and not yet handed over (queued or deferred)."""
+        return int(self._sqlite().execute(_CAMPAIGN_BACKLOG).fetchone()[0])
+
+    def oldest_mail(self, sender: str, since: dt.datetime) -> dt.datetime | None:
+        """The oldest mail of a sender address queued after `since` that counts against its daily limit."""
+        text = f"{since.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S.%f}"  # as SQLAlchemy writes a time to SQLite
+        return _stamp(self._sqlite().execute(_OLDEST_MAIL, (sender, text)).fetchone()[0])
+
+    def link_of(self, message_id: str) -> tuple[str | None, tuple[str, ...]]:
+        """(link key in hex, the URLs its tracked links lead to) of a message in the outbox."""
+        row = self._sqlite().execute(_LINK_OF, (message_id,)).fetchone()
+        if row is None:
+            return None, ()
+        urls = json.loads(row[1]) if isinstance(row[1], str) else row[1]  # JSON text; 'null' without links
+        return row[0], tuple(str(u) for u in urls or ())
 
     async def close(self) -> None:
         if self.store is not None:

@@ -661,10 +661,10 @@ class Store(campaigning.CampaignVerbs, leasing.LeaseVerbs, linking.LinkVerbs, li
         return rows.Appointment(**row._mapping)
 
     async def events(self, record_id: str) -> list[rows.Event]:
-        """A record's activity in time order: its events, and the mail its sequences queued.
+        """A record's activity in time order: its events, and the mail its sequences and campaigns queued.
 
-        Sequence mail is not written twice: its outbox row is the activity (kind `sequence_email`, at the time it
-        was queued, `id` the outbox message's). At one instant, events come before mail, as they were written.
+        Sequence and campaign mail is not written twice: its outbox row is the activity (kind `sequence_email` or
+        `campaign_email`, at the time it was queued, `id` the outbox message's). At one instant, events come before mail, as they were written.
         """
         e, o, en = tables.events, tables.outbox, tables.enrollments
         mail = (
@@ -680,6 +680,13 @@ class Store(campaigning.CampaignVerbs, leasing.LeaseVerbs, linking.LinkVerbs, li
                 data = {"sequence": m.sequence, "step": m.step_id, "subject": m.subject, "message_id": m.message_id,
                         "enrollment": m.enrollment_id}  # fmt: skip
                 found.append((m.created_at, 1, m.id, rows.Event(m.id, record_id, "sequence_email", m.created_at,
+                                                                data, "engine")))  # fmt: skip
+            campaign_mail = sa.select(o.c.id, o.c.created_at, o.c.step_id, o.c.subject, o.c.message_id, o.c.campaign,
+                                      o.c.state).where(o.c.record_id == record_id, o.c.campaign.is_not(None))  # fmt: skip
+            for m in await conn.execute(campaign_mail):  # a campaign's mail, as a sequence's: its outbox row
+                data = {"campaign": m.campaign, "step": int(m.step_id or 0), "subject": m.subject,
+                        "message_id": m.message_id, "state": m.state}  # fmt: skip
+                found.append((m.created_at, 1, m.id, rows.Event(m.id, record_id, "campaign_email", m.created_at,
                                                                 data, "engine")))  # fmt: skip
         return [event for *_, event in sorted(found, key=lambda x: x[:3])]
 

@@ -169,6 +169,7 @@ outbox = sa.Table(
     sa.Index(None, "state", "id"),  # claims: the oldest queued messages, read in order (migration 0009)
     sa.Index(None, "record_id"),
     sa.Index(None, "created_at"),  # the senders' mail of the last 24 hours (daily limits)
+    sa.Index(None, "campaign", "step_id", "state"),  # a campaign's statistics, without reading its messages
 )
 
 link_hits = sa.Table(  # opens and clicks of a message's tracked links
@@ -238,7 +239,7 @@ campaign_runs = sa.Table(  # a campaign's run: its status and how far its campai
     _ts("send_at", nullable=False),
     _ts("started_at"),  # when its campaign mail started going (follow-ups count from it)
     _ts("finished_at"),  # when every recipient of its campaign mail was mailed or skipped
-    sa.Column("cursor", sa.String(64)),  # the last record id picked, so a restart resumes after it
+    sa.Column("cursor", sa.String(64)),  # the last record id looked at, so a restart resumes after it after it
     sa.Column("reason", sa.String(500)),  # why it is stopped, or why its mail waits
     _ts("changed_at"),
     sa.Index(None, "status", "send_at"),
@@ -270,6 +271,7 @@ campaign_recipients = sa.Table(  # who a step mails (or skipped, and why), and w
     _ts("clicked_at"),
     _ts("bounced_at"),
     sa.Column("automated_opens", sa.Integer, nullable=False, server_default="0"),
+    _ts("held_until"),  # queued mail that waits (a send window, a daily limit) is not rendered before this
     sa.UniqueConstraint("campaign", "step", "record_id"),
     sa.Index(None, "campaign", "step", "status", "id"),  # rendering takes the queued in order; stats count by step
     sa.Index(None, "campaign", "step", "email"),

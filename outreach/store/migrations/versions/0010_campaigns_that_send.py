@@ -4,7 +4,8 @@ Campaigns had tables from the first schema that nothing wrote (campaigns validat
 was the only statement to touch them). They are made again with what sending needs: a run's module, owner, status
 reason and last change; one row per recipient and step with an id (the order in which its mail is rendered), the
 address (one mail per address and step) and the count of automated opens; and a table of follow-ups' progress.
-A task gets a status (a campaign's trigger action sets one). The old campaign tables are dropped with whatever they held: no version of outreach wrote to them.
+An index on the outbox's (campaign, step_id, state) counts a campaign's mail by state without reading the
+messages. A task gets a status (a campaign's trigger action sets one). The old campaign tables are dropped with whatever they held: no version of outreach wrote to them.
 
 Revision ID: 0010
 Revises: 0009
@@ -67,6 +68,7 @@ def upgrade() -> None:
         sa.Column("clicked_at", UTCDateTime(), nullable=True),
         sa.Column("bounced_at", UTCDateTime(), nullable=True),
         sa.Column("automated_opens", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("held_until", UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(["outbox_id"], ["outbox.id"], name=op.f("fk_campaign_recipients_outbox_id_outbox")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_recipients")),
         sa.UniqueConstraint("campaign", "step", "record_id",
@@ -79,9 +81,11 @@ def upgrade() -> None:
     op.create_index(op.f("ix_campaign_recipients_outbox_id"), "campaign_recipients", ["outbox_id"])
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("status", sa.String(length=16), nullable=True))
+    op.create_index(op.f("ix_outbox_campaign_step_id_state"), "outbox", ["campaign", "step_id", "state"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_outbox_campaign_step_id_state"), table_name="outbox")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_column("status")
     op.drop_table("campaign_recipients")
