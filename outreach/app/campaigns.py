@@ -246,7 +246,9 @@ class Campaigns:
             where = campaign.to.where
             if campaign.to.view is not None:
                 view = self.ruleset.views.get(campaign.to.view)
-                where = view.where if view is not None else None
+                if view is None:  # validate refuses this; never read it as "no criteria", which is everyone
+                    raise LookupError(f"the view {campaign.to.view!r} of campaign {campaign.name} does not exist")
+                where = view.where
             return campaigning.Scope(campaign.name, 0, campaign.module, now, where, campaign.to.records)
         f = campaign.follow_ups[step - 1]
         return campaigning.Scope(campaign.name, step, campaign.module, now, opened_only=f.to == "opened",
