@@ -115,21 +115,26 @@ def sample_record(sequence: model.Sequence, settings: model.Settings) -> Piece:
 
 def read_events(path: str) -> Piece:
     """An --events file: a YAML list of RuleTest events."""
+    return _list_file(path, "events", "{at: ..., KIND: {...}}")
+
+
+def _list_file(path: str, what: str, shape: str) -> Piece:
+    """A file of one YAML list (an --events or --records file), with its nodes for file:line:col; BadInput
+    saying what the file must hold otherwise."""
     text = _text(path)
     docs, problems = loader.parse_text(text, path)
     if problems and problems[0].code is not Code.YAML_NOT_MAPPING:
         raise _fail(path, problems)
     if docs:
-        raise _fail(path, [docs[0].diag((), Code.YAML_NOT_MAPPING,
-                                        "the events file holds a list of events, each `{at: ..., KIND: {...}}`")])  # fmt: skip
+        raise _fail(path, [docs[0].diag((), Code.YAML_NOT_MAPPING, f"the {what} file holds a list of {what}, each `{shape}`")])
     try:
         data, node = loader.compose_one(text)  # the loader walked it already: no surprise here
     except yaml.YAMLError:
         raise _fail(path, [Diagnostic(path, 1, 1, Severity.ERROR, Code.YAML_SYNTAX,
-                                      "the events file holds one YAML document, a list")]) from None  # fmt: skip
+                                      f"the {what} file holds one YAML document, a list")]) from None  # fmt: skip
     if not isinstance(data, list):
         raise _fail(path, [Diagnostic(path, problems[0].line, problems[0].column, Severity.ERROR,
-                                      Code.YAML_NOT_MAPPING, "the events file holds a list of events")])  # fmt: skip
+                                      Code.YAML_NOT_MAPPING, f"the {what} file holds a list of {what}")])  # fmt: skip
     return Piece(path, data, node)
 
 
@@ -509,22 +514,7 @@ def _plain(value: Any) -> Any:
 
 def read_records(path: str) -> Audience:
     """A --records file: a YAML list of records, each as a RuleTest's `records` item."""
-    text = _text(path)
-    docs, problems = loader.parse_text(text, path)
-    if problems and problems[0].code is not Code.YAML_NOT_MAPPING:
-        raise _fail(path, problems)
-    if docs:
-        raise _fail(path, [docs[0].diag((), Code.YAML_NOT_MAPPING,
-                                        "the records file holds a list of records, each `{id: ..., type: ..., ...}`")])  # fmt: skip
-    try:
-        data, node = loader.compose_one(text)
-    except yaml.YAMLError:
-        raise _fail(path, [Diagnostic(path, 1, 1, Severity.ERROR, Code.YAML_SYNTAX,
-                                      "the records file holds one YAML document, a list")]) from None  # fmt: skip
-    if not isinstance(data, list):
-        raise _fail(path, [Diagnostic(path, problems[0].line, problems[0].column, Severity.ERROR,
-                                      Code.YAML_NOT_MAPPING, "the records file holds a list of records")])  # fmt: skip
-    return Audience(Piece(path, data, node), None)
+    return Audience(_list_file(path, "records", "{id: ..., type: ..., ...}"), None)
 
 
 @dataclasses.dataclass(frozen=True)
