@@ -914,3 +914,28 @@ async def test_mail_that_cannot_be_made_is_skipped_with_the_reason_not_left_wait
     assert rows_["L2"] == ("skipped", "cannot be sent: the campaign sends as the record owner and the record has no owner")
     stats = (await campaigns.detail(w.store, w.ruleset, "owners")).steps[0].stats
     assert (stats.recipients, stats.pending, stats.skipped) == (1, 0, {"cannot be sent": 1})
+
+
+@pytest.mark.store
+async def test_a_trigger_that_fails_loses_neither_the_open_nor_its_other_writes(
+    make: Make, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:  # fmt: skip
+    """The first action is written, then the second one fails: the trigger's writes are undone together (a
+    savepoint), the failure is logged, and the open itself is kept with its message and on the activity."""
+    w = await make(campaign("news", extra=TRIGGERS), [person(2, "L1", "jo@example.org")])
+    assert (await w.tick(SEND)).sent == 1
+    real = campaigns._run_actions
+
+    async def half_then_fail(tx: Any, *args: Any) -> int:
+        await real(tx, *args)  # every action written ...
+        raise RuntimeError("the task system is down")  # ... then the trigger fails
+
+    monkeypatch.setattr(campaigns, "_run_actions", half_then_fail)
+    with caplog.at_level(logging.ERROR, logger="outreach"):
+        assert (await w.hit("L1", SEND + dt.timedelta(hours=1))).automated is None
+    assert "campaign news: the opened trigger of record L1 failed" in caplog.messages
+    assert await actions_of(w, "L1") == [] and await w.store.list_tasks("L1") == []
+    assert "interest" not in (await w.store.get_record("L1")).fields
+    assert [e.kind for e in await w.store.events("L1") if e.kind == "opened"] == ["opened"]
+    (row,) = await w.recipients("news")
+    assert row["opened_at"] == SEND + dt.timedelta(hours=1)

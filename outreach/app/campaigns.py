@@ -33,7 +33,7 @@ from outreach.mail import dkim
 from outreach.mail import links as mail_links
 from outreach.mail import message as mail_message
 from outreach.rules import model
-from outreach.store import campaigning, changes
+from outreach.store import campaigning, changes, rows
 
 log = logging.getLogger("outreach")
 
@@ -362,6 +362,19 @@ async def fire(tx: changes.Changes, ruleset: model.RuleSet | None, campaign_name
     record = await tx.record(record_id)
     if record is None:
         return 0
+    # A trigger that fails (a value the database refuses, a bug) must not lose the open, click or bounce itself:
+    # its writes are undone alone, and the failure is logged. (Had the connection gone, the commit fails too.)
+    try:
+        async with tx.savepoint():
+            return await _run_actions(tx, ruleset, campaign, step, record, triggers, now, source)
+    except Exception:
+        log.exception("campaign %s: the %s trigger of record %s failed", campaign_name, "/".join(triggers), record_id)
+        return 0
+
+
+async def _run_actions(tx: changes.Changes, ruleset: model.RuleSet | None, campaign: model.Campaign, step: int,
+                       record: rows.Record, triggers: Sequence[str], now: dt.datetime, source: str) -> int:  # fmt: skip
+    record_id, campaign_name = record.id, campaign.name
     done = 0
     for trigger in triggers:
         for action in engine.actions(campaign, step, engine.Trigger(trigger), record.owner, now,
@@ -382,6 +395,7 @@ async def fire(tx: changes.Changes, ruleset: model.RuleSet | None, campaign_name
             await tx.event(record_id, "campaign_action", now, data, source)
             done += 1
     return done
+
 
 
 def rows_jsonable(value: Any) -> Any:

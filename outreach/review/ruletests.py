@@ -393,10 +393,9 @@ class _Run:
         """When the campaigns phase of a tick (outreach/app/campaigns.py) has something to do: a scheduled
         campaign's send time; each follow-up's due time; the next second (the daemon's next tick) while recipients
         are still being picked or their mail waits to be rendered, RENDER_AHEAD at a time; and, for mail held back,
-        when the campaign's send window opens on the recipient's clock or the sender's daily limit has room again.
-        Mail held for something no time brings (a sender who is not a user, a template gone) waits for an event."""
+        the time the campaigns phase set for it (`held_until`: the send window opens on the recipient's clock, the
+        sender's daily limit has room again)."""
         soon = now + _SOON
-        settings = self.ruleset.settings
         runs = {name: (status, send_at, started) for name, status, send_at, started in self.memory.campaign_runs()}
         steps = self.memory.campaign_steps()
         out: list[dt.datetime] = []
@@ -416,22 +415,17 @@ class _Run:
                     elif kept == "sending":
                         out.append(soon)
         backlog: int | None = None
-        for name, step, why, zone, owner in self.memory.campaign_waiting():
-            campaign = self.ruleset.campaigns.get(name)
+        for name, step, held_until, unheld in self.memory.campaign_waiting():
             status = runs.get(name, ("", None, None))[0]
             live = status in ("sending", "sent") if step == 0 else status == "sent" and (name, step) in steps
-            if campaign is None or not live or (why is not None and not why.startswith("waits")):
+            if name not in self.ruleset.campaigns or not live:
                 continue
-            at = max(campaign_engine.window_opens(campaign, zone, settings, now), soon)
-            who = campaign_engine.sender_of(campaign, owner, settings)
-            if why is not None and why.startswith("waits:") and not isinstance(who, str):  # the daily limit
-                oldest = self.memory.oldest_mail(who.sender.email, now - _DAY)
-                at = max(at, oldest + _DAY) if oldest is not None else at
-            if at == soon:  # when the outbox has room for more (a retry of what is in it makes room)
+            if held_until is not None and held_until > now:  # the send window opens, the daily limit has room
+                out.append(held_until)
+            if unheld or (held_until is not None and held_until <= now):  # when the outbox has room for more
                 backlog = self.memory.campaign_backlog() if backlog is None else backlog
-                if backlog >= app_campaigns.RENDER_AHEAD:
-                    continue
-            out.append(at)
+                if backlog < app_campaigns.RENDER_AHEAD:
+                    out.append(soon)
         return out
 
     def _next_look(self, now: dt.datetime, run: dt.datetime) -> dt.datetime:

@@ -13,9 +13,10 @@ until it commits.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -147,6 +148,12 @@ class Changes:
         if "stage" in columns and columns["stage"] != old.stage:
             update["stage_entered_at"] = now
         await self.conn.execute(sa.update(r).where(r.c.id == record_id).values(**update))
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A part of the transaction that can fail alone: its writes are undone and the rest goes on."""
+        async with self.conn.begin_nested():
+            yield
 
     async def add_task(self, values: Mapping[str, Any]) -> int:
         """A task (its columns); returns its id."""

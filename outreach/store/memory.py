@@ -148,16 +148,14 @@ _STAGED_IN_FIELD = (
 )
 
 # Campaigns: the runs and the follow-ups that started, the recipients whose mail is not rendered yet (by why they
-# wait), campaign mail rendered and not yet handed over, and a sender's oldest mail of the last day.
+# wait), and campaign mail rendered and not yet handed over.
 _CAMPAIGN_RUNS = "SELECT campaign, status, send_at, started_at FROM campaign_runs"
 _CAMPAIGN_STEPS = "SELECT campaign, step, status FROM campaign_steps"
 _CAMPAIGN_WAITING = (
-    "SELECT cr.campaign, cr.step, cr.reason, r.timezone, r.owner FROM campaign_recipients cr "
-    "JOIN records r ON r.id = cr.record_id WHERE cr.status = 'queued' "
-    "GROUP BY cr.campaign, cr.step, cr.reason, r.timezone, r.owner"
+    "SELECT campaign, step, min(held_until), max(held_until IS NULL) FROM campaign_recipients "
+    "WHERE status = 'queued' GROUP BY campaign, step"
 )
 _CAMPAIGN_BACKLOG = "SELECT count(*) FROM outbox WHERE state IN ('queued', 'deferred') AND campaign IS NOT NULL"
-_OLDEST_MAIL = "SELECT min(created_at) FROM outbox WHERE sender = ? AND created_at > ? AND state <> 'failed'"
 _LINK_OF = "SELECT link_key, link_urls FROM outbox WHERE message_id = ?"
 
 
@@ -244,19 +242,15 @@ class MemoryStore:
         """(campaign, step) -> status of the follow-ups that started."""
         return {(name, step): status for name, step, status in self._sqlite().execute(_CAMPAIGN_STEPS)}
 
-    def campaign_waiting(self) -> list[tuple[str, int, str | None, str | None, str | None]]:
-        """(campaign, step, why it waits, the record's timezone, its owner) of recipients whose mail is not
-        rendered yet, one row for each distinct combination (`why`: None until a tick looked at it)."""
-        return list(self._sqlite().execute(_CAMPAIGN_WAITING))
+    def campaign_waiting(self) -> list[tuple[str, int, dt.datetime | None, bool]]:
+        """(campaign, step, the earliest time mail held back may go, whether some is not held) of each step with
+        recipients whose mail is not rendered yet."""
+        return [(name, step, _stamp(held), bool(unheld))
+                for name, step, held, unheld in self._sqlite().execute(_CAMPAIGN_WAITING)]  # fmt: skip
 
     def campaign_backlog(self) -> int:
         """Campaign mail rendered and not yet handed over (queued or deferred)."""
         return int(self._sqlite().execute(_CAMPAIGN_BACKLOG).fetchone()[0])
-
-    def oldest_mail(self, sender: str, since: dt.datetime) -> dt.datetime | None:
-        """The oldest mail of a sender address queued after `since` that counts against its daily limit."""
-        text = f"{since.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S.%f}"  # as SQLAlchemy writes a time to SQLite
-        return _stamp(self._sqlite().execute(_OLDEST_MAIL, (sender, text)).fetchone()[0])
 
     def link_of(self, message_id: str) -> tuple[str | None, tuple[str, ...]]:
         """(link key in hex, the URLs its tracked links lead to) of a message in the outbox."""
