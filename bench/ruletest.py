@@ -5,7 +5,8 @@ Run on demand from the repository root:
     .venv/bin/python bench/ruletest.py [--tests 100] [--days 30] [--runs 3] [--keep]
 
 It writes a rule directory in a temporary directory: the example rules (Settings, templates, the
-inbound-nurture and welcome sequences, the partner-leads process; not the campaign, which is not built)
+inbound-nurture and welcome sequences, the partner-leads process; not the campaign and its view:
+these month-long tests start in November, months before its send time)
 and N RuleTests (default 100), each running `--days` days (default 30) from a Monday. They take turns
 among four shapes, so the run exercises every part of the daemon's tick:
 
