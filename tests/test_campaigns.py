@@ -939,3 +939,38 @@ async def test_a_trigger_that_fails_loses_neither_the_open_nor_its_other_writes(
     assert [e.kind for e in await w.store.events("L1") if e.kind == "opened"] == ["opened"]
     (row,) = await w.recipients("news")
     assert row["opened_at"] == SEND + dt.timedelta(hours=1)
+
+
+@pytest.mark.store
+async def test_a_tick_renders_only_the_steps_with_mail_left_and_looks_them_up_in_one_statement(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """A window of one message: the steps with recipients still queued are found in one statement; once every
+    mail is out a tick asks once more and renders nothing."""
+    monkeypatch.setattr(campaigns, "RENDER_AHEAD", 1)
+    people = [person(2, "L1", "a@example.org"), person(3, "L2", "b@example.org")]
+    w = await make("---\n".join([campaign("news"), campaign("done", to="{records: [L1]}")]), people)
+    assert (await w.tick(SEND)).sent == 1
+    steps = [("news", 0), ("done", 0), ("news", 1)]
+    assert w.to("done") == ["a@example.org"]  # "done" went first (by name); its only mail is out
+    assert await w.store.campaign_queued_steps(steps) == {("news", 0)}
+    await w.tick(SEND + dt.timedelta(minutes=1))
+    await w.tick(SEND + dt.timedelta(minutes=2))
+    assert w.to() == ["a@example.org", "a@example.org", "b@example.org"]
+    assert await w.store.campaign_queued_steps(steps) == set()
+
+    asked: list[list[tuple[str, int]]] = []
+    rendered: list[object] = []
+    real = w.store.campaign_queued_steps
+
+    async def looked_up(which: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        asked.append(sorted(which))
+        return await real(which)
+
+    async def render(*args: object) -> None:
+        rendered.append(args)
+
+    monkeypatch.setattr(w.store, "campaign_queued_steps", looked_up)
+    monkeypatch.setattr(w.scheduler.campaigns, "_render", render)
+    await w.tick(SEND + dt.timedelta(minutes=3))
+    assert asked == [[("done", 0), ("news", 0)]] and rendered == []

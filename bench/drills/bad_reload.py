@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Project, Relay, wait_until
+from common import Project, Relay, drained, stop_daemon, wait_until
 
 NOT_RELOADED = "the rules were not reloaded; the old ones keep running"
 RELOADED = "rules reloaded"
@@ -115,13 +115,9 @@ def main() -> int:
             rounds.append(f"  {'fixed, a new relay':<27}{'reloaded' if reloaded else 'NOT RELOADED'} in "
                           f"{logged:.1f} s, {queued:,} queued (rules applied: {changed})")  # fmt: skip
             new_in_force = _in_force(project.db)
-            done = wait_until(lambda: not ({"queued", "sending", "deferred"} & set(project.states())), 600, 0.2)
+            done = wait_until(lambda: drained(project), 600, 0.2)
             alive = proc.poll() is None
-            proc.send_signal(signal.SIGTERM)
-            try:
-                status: int | str = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                status = "did not stop"
+            status = stop_daemon(proc)
             seconds = time.monotonic() - started
             old_taken, new_taken = old_relay.taken(), new_relay.taken()
         finally:

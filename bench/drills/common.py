@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -127,6 +128,25 @@ def wait_until(test: object, timeout: float, step: float = 0.1) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+UNFINISHED = frozenset({"queued", "sending", "deferred"})  # outbox states of mail not done with yet
+
+
+def drained(project: Project) -> bool:
+    """Whether every message of the outbox is done with (sent, failed, unknown ...)."""
+    return not (UNFINISHED & set(project.states()))
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], timeout: float = 60) -> int | str:
+    """SIGTERM, then its exit code; "did not stop" (and a SIGKILL) when it does not within `timeout`."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "did not stop"
 
 
 def in_ci() -> bool:

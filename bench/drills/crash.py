@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Project, Relay, wait_until
+from common import Project, Relay, drained, wait_until
 
 
 def main() -> int:
@@ -60,7 +60,7 @@ def main() -> int:
                 proc.wait()
                 in_doubt.append(project.states().get("sending", 0))
             proc = project.daemon()
-            done = wait_until(lambda: not ({"queued", "sending", "deferred"} & set(project.states())), 600, 0.2)
+            done = wait_until(lambda: drained(project), 600, 0.2)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             seconds = time.monotonic() - started

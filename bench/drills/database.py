@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PostgresProject, Relay, Said, pg_problem, skipped, wait_until
+from common import PostgresProject, Relay, Said, drained, pg_problem, skipped, stop_daemon, wait_until
 
 TITLE = "database drill"
 
@@ -91,15 +90,10 @@ def main() -> int:
                 ended.append(kill(project, log))
                 sending.append(project.states().get("sending", 0))
             done = wait_until(lambda: proc.poll() is not None or
-                              not ({"queued", "sending", "deferred"} & set(project.states())), 120, 0.2)  # fmt: skip
+                              drained(project), 120, 0.2)  # fmt: skip
             alive = proc.poll() is None
             done = done and alive
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
+            code = stop_daemon(proc)
             seconds = time.monotonic() - started
             states = project.states()
             sent, unknown = set(project.message_ids("sent")), set(project.message_ids("unknown"))

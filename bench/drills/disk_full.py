@@ -31,7 +31,6 @@ import argparse
 import errno
 import gc
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Project, Relay, Said, skipped, wait_until
+from common import Project, Relay, Said, drained, skipped, stop_daemon, wait_until
 
 TITLE = "disk full drill"
 FULL = "database or disk is full"  # SQLite's words for SQLITE_FULL
@@ -115,15 +114,10 @@ def main() -> int:
                 "queued", 0), 120, 0.05)  # fmt: skip
             resumed_after = time.monotonic() - freed
             done = wait_until(lambda: proc.poll() is not None or
-                              not ({"queued", "sending", "deferred"} & set(project.states())), 120, 0.2)  # fmt: skip
+                              drained(project), 120, 0.2)  # fmt: skip
             alive = alive_while_full and proc.poll() is None
             done = done and alive
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
+            code = stop_daemon(proc)
             seconds = time.monotonic() - started
             states = project.states()
             sent, unknown = set(project.message_ids("sent")), set(project.message_ids("unknown"))

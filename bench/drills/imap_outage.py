@@ -31,7 +31,6 @@ import collections
 import csv
 import random
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Project, Relay, skipped, wait_until
+from common import Project, Relay, skipped, stop_daemon, wait_until
 
 from tests import mailservers  # the test suite's Dovecot (common put the repository on the path)
 
@@ -155,12 +154,8 @@ def main() -> int:
             done = wait_until(lambda: _replied(project.db) >= len(ours), 120, 0.2)
             time.sleep(2.0)  # a reply applied twice would show up now
             alive = proc.poll() is None
-            proc.send_signal(signal.SIGTERM)
             stopping = time.monotonic()
-            try:
-                status: int | str = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                status = "did not stop"
+            status = stop_daemon(proc)
             stop_seconds = time.monotonic() - stopping
             seconds = time.monotonic() - started
             taken = relay.taken()

@@ -27,6 +27,7 @@ from outreach.store import bulk, rows, tables
 from outreach.store import criteria as sql_criteria
 
 _CHUNK = 500  # values per IN list
+_COMPOUND = 400  # SELECTs in one UNION ALL: under SQLite's limit of 500
 RUN_COLUMNS = tuple(c.name for c in tables.campaign_runs.c)
 
 
@@ -267,11 +268,19 @@ class CampaignVerbs:
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    async def campaign_has_queued(self, campaign: str, step: int) -> bool:
+    async def campaign_queued_steps(self, steps: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Of these (campaign, step)s, those with recipients whose mail is not rendered yet: one statement of an
+        index lookup each (the campaigns done long ago cost a lookup, not a read of their recipients)."""
         cr = tables.campaign_recipients
-        query = sa.select(cr.c.id).where(cr.c.campaign == campaign, cr.c.step == step, cr.c.status == "queued").limit(1)
+        found: set[tuple[str, int]] = set()
         async with self.engine.connect() as conn:
-            return (await conn.execute(query)).first() is not None
+            for i in range(0, len(steps), _COMPOUND):
+                parts = [sa.select(sa.literal(campaign).label("campaign"), sa.literal(step).label("step")).where(
+                    sa.exists().where(cr.c.campaign == campaign, cr.c.step == step, cr.c.status == "queued"))
+                    for campaign, step in steps[i : i + _COMPOUND]]  # fmt: skip
+                query = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+                found.update((row[0], int(row[1])) for row in await conn.execute(query))
+        return found
 
     async def set_campaign_status(self, campaign: str, values: Mapping[str, Any]) -> int:
         """A run's new status (stop, start, delete). Stopping or deleting takes back its mail rendered but not yet
